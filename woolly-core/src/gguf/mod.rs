@@ -1,0 +1,330 @@
+//! GGUF model files, read through a memory map.
+//!
+//! [`GgufFile::open`] maps the file read-only, parses its header with [`parse_header`] and keeps the
+//! mapping: tensor data is never copied, and quantized weights stay quantized in the page cache.
+//! Hostile files are ordinary input: every failure is a [`GgufError`] that names the key or tensor
+//! at fault.
+
+mod parse;
+mod types;
+mod value;
+pub mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+pub use parse::{
+    parse_header, Header, Metadata, TensorInfo, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS,
+};
+pub use types::{GgmlType, QK_K};
+pub use value::{Array, Value, ValueType};
+
+use crate::{Error, Result};
+
+/// What can be wrong with a GGUF file.
+#[derive(Debug, thiserror::Error)]
+pub enum GgufError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a GGUF file (the first bytes are {found:02x?}, expected \"GGUF\")")]
+    BadMagic { found: [u8; 4] },
+    #[error("unsupported GGUF version {version}: {note}")]
+    UnsupportedVersion { version: u32, note: &'static str },
+    #[error("truncated file: {what} needs {needed} bytes at offset {offset}, but only {available} remain")]
+    Truncated {
+        what: String,
+        offset: u64,
+        needed: u64,
+        available: u64,
+    },
+    #[error("metadata key `{key}` has unknown value type {type_id}")]
+    InvalidValueType { key: String, type_id: u32 },
+    #[error("metadata key `{key}` has an invalid value: {reason}")]
+    InvalidValue { key: String, reason: String },
+    #[error("{what} is not valid UTF-8")]
+    InvalidUtf8 { what: String },
+    #[error("metadata key `{0}` appears twice")]
+    DuplicateKey(String),
+    #[error("tensor `{0}` appears twice")]
+    DuplicateTensor(String),
+    #[error("invalid general.alignment {0}: it must be a power of two")]
+    InvalidAlignment(String),
+    #[error("tensor `{tensor}` has {n_dims} dimensions; at most 4 are allowed")]
+    TooManyDims { tensor: String, n_dims: u32 },
+    #[error("tensor `{tensor}` has unknown type id {type_id}")]
+    UnknownTensorType { tensor: String, type_id: u32 },
+    #[error("tensor `{tensor}` has an invalid shape {dims:?}: {reason}")]
+    InvalidTensorShape {
+        tensor: String,
+        dims: Vec<u64>,
+        reason: String,
+    },
+    #[error("tensor `{tensor}` at offset {offset} is not aligned to {alignment} bytes")]
+    MisalignedTensor {
+        tensor: String,
+        offset: u64,
+        alignment: u64,
+    },
+    #[error("tensor `{tensor}` ({size} bytes at data offset {offset}) lies outside the file's {data_len}-byte data section")]
+    TensorOutOfBounds {
+        tensor: String,
+        offset: u64,
+        size: u64,
+        data_len: u64,
+    },
+    #[error("required metadata key `{0}` is missing")]
+    MissingKey(String),
+    #[error("metadata key `{key}` should be {expected} but is {found}")]
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("required tensor `{0}` is missing")]
+    MissingTensor(String),
+}
+
+/// A GGUF file mapped into memory.
+pub struct GgufFile {
+    path: PathBuf,
+    mmap: Mmap,
+    header: Header,
+    tensor_index: std::collections::HashMap<String, usize>,
+}
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.path)
+            .field("version", &self.header.version)
+            .field("metadata", &self.header.metadata.len())
+            .field("tensors", &self.header.tensors.len())
+            .finish()
+    }
+}
+
+impl GgufFile {
+    /// Maps `path` read-only and parses its header.
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
+        let path = path.as_ref().to_path_buf();
+        let io_err = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        if meta.is_dir() {
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is a directory, not a model file",
+            )));
+        }
+        // SAFETY: the mapping is read-only. As with every mmap-based loader, a file truncated by
+        // another process while mapped can fault on access; Woolly documents that model files must
+        // not be modified while loaded.
+        let mmap = if meta.len() == 0 {
+            return Err(Error::Gguf {
+                path,
+                source: GgufError::Truncated {
+                    what: "magic".into(),
+                    offset: 0,
+                    needed: 4,
+                    available: 0,
+                },
+            });
+        } else {
+            unsafe { Mmap::map(&file) }.map_err(io_err)?
+        };
+        let header = parse_header(&mmap, mmap.len() as u64).map_err(|source| Error::Gguf {
+            path: path.clone(),
+            source,
+        })?;
+        let tensor_index = header
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Ok(GgufFile {
+            path,
+            mmap,
+            header,
+            tensor_index,
+        })
+    }
+
+    /// The path the file was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The GGUF version (2 or 3).
+    pub fn version(&self) -> u32 {
+        self.header.version
+    }
+
+    /// The alignment of tensor data.
+    pub fn alignment(&self) -> u64 {
+        self.header.alignment
+    }
+
+    /// Offset of the data section from the start of the file.
+    pub fn data_offset(&self) -> u64 {
+        self.header.data_offset
+    }
+
+    /// Size of the file in bytes.
+    pub fn file_size(&self) -> u64 {
+        self.mmap.len() as u64
+    }
+
+    /// The whole mapping (for memory advice and preloading).
+    pub fn bytes(&self) -> &[u8] {
+        &self.mmap
+    }
+
+    /// All metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.header.metadata
+    }
+
+    /// All tensor infos, in file order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.header.tensors
+    }
+
+    /// The tensor called `name`, if present.
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensor_index.get(name).map(|&i| &self.header.tensors[i])
+    }
+
+    /// The tensor called `name`, or a [`GgufError::MissingTensor`] error.
+    pub fn require_tensor(&self, name: &str) -> Result<&TensorInfo> {
+        self.tensor(name)
+            .ok_or_else(|| self.error(GgufError::MissingTensor(name.to_string())))
+    }
+
+    /// The bytes of a tensor (bounds were checked when the file was opened).
+    pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
+        &self.mmap[info.offset as usize..(info.offset + info.size) as usize]
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.header.metadata.get(key)
+    }
+
+    /// Wraps a [`GgufError`] with this file's path.
+    pub fn error(&self, source: GgufError) -> Error {
+        Error::Gguf {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn typed<T>(
+        &self,
+        key: &str,
+        expected: &'static str,
+        conv: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Option<T>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => conv(v).map(Some).ok_or_else(|| {
+                self.error(GgufError::WrongType {
+                    key: key.to_string(),
+                    expected,
+                    found: describe(v),
+                })
+            }),
+        }
+    }
+
+    /// An optional integer key that must fit in u32 (any integer type in the file is accepted).
+    pub fn get_u32(&self, key: &str) -> Result<Option<u32>> {
+        self.typed(key, "an unsigned 32-bit integer", |v| {
+            v.as_u64().and_then(|x| u32::try_from(x).ok())
+        })
+    }
+
+    /// An optional integer key that must fit in u64.
+    pub fn get_u64(&self, key: &str) -> Result<Option<u64>> {
+        self.typed(key, "an unsigned integer", Value::as_u64)
+    }
+
+    /// An optional integer key that must fit in i64.
+    pub fn get_i64(&self, key: &str) -> Result<Option<i64>> {
+        self.typed(key, "an integer", Value::as_i64)
+    }
+
+    /// An optional float key (integers are accepted too).
+    pub fn get_f32(&self, key: &str) -> Result<Option<f32>> {
+        self.typed(key, "a number", |v| v.as_f64().map(|x| x as f32))
+    }
+
+    /// An optional boolean key.
+    pub fn get_bool(&self, key: &str) -> Result<Option<bool>> {
+        self.typed(key, "a boolean", Value::as_bool)
+    }
+
+    /// An optional string key.
+    pub fn get_str(&self, key: &str) -> Result<Option<&str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(self.error(GgufError::WrongType {
+                key: key.to_string(),
+                expected: "a string",
+                found: describe(v),
+            })),
+        }
+    }
+
+    /// An optional array key.
+    pub fn get_array(&self, key: &str) -> Result<Option<&Array>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(a)) => Ok(Some(a)),
+            Some(v) => Err(self.error(GgufError::WrongType {
+                key: key.to_string(),
+                expected: "an array",
+                found: describe(v),
+            })),
+        }
+    }
+
+    /// An optional array of strings.
+    pub fn get_str_array(&self, key: &str) -> Result<Option<&[String]>> {
+        match self.get_array(key)? {
+            None => Ok(None),
+            Some(Array::String(v)) => Ok(Some(v)),
+            Some(a) => Err(self.error(GgufError::WrongType {
+                key: key.to_string(),
+                expected: "an array of strings",
+                found: format!("an array of {}", a.element_type().name()),
+            })),
+        }
+    }
+
+    /// A required key, converted by one of the `get_*` accessors.
+    pub fn require<T>(&self, key: &str, got: Result<Option<T>>) -> Result<T> {
+        got?.ok_or_else(|| self.error(GgufError::MissingKey(key.to_string())))
+    }
+
+    /// `general.architecture`, which every model file must have.
+    pub fn architecture(&self) -> Result<&str> {
+        self.require("general.architecture", self.get_str("general.architecture"))
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Array(a) => format!("an array of {}", a.element_type().name()),
+        v => format!("{} {}", v.value_type().name(), v),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,13 @@
+//! Woolly's core: GGUF models run on the user's own machine.
+//!
+//! The modules follow the data: [`gguf`] reads model files over mmap, [`quant`] knows the block
+//! formats of quantized tensors, [`kernels`] computes with them, [`tokenizer`] turns text into token
+//! ids and back.
+
+pub mod error;
+pub mod gguf;
+pub mod kernels;
+pub mod model;
+pub mod quant;
+
+pub use error::{Error, ErrorKind, Result};

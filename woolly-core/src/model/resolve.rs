@@ -1,0 +1,64 @@
+//! Finding the model file: an explicit path, then `WOOLLY_MODEL`, then the cache.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// The default model's file name inside the cache directory.
+pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+/// The environment variable that names a model file when no path is given.
+pub const MODEL_ENV: &str = "WOOLLY_MODEL";
+
+/// Where `make model` installs the default model:
+/// `${XDG_CACHE_HOME:-~/.cache}/woolly/models/gemma-3-270m-q4_k_m.gguf`.
+pub fn default_model_path() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(cache.join("woolly").join("models").join(DEFAULT_MODEL_FILE))
+}
+
+/// Resolves the model to load.
+///
+/// An explicit path is used as given (and must exist). Without one, `WOOLLY_MODEL` is used when set;
+/// otherwise the default model in the cache. When nothing is found the error lists where Woolly
+/// looked and says how to install the default model.
+pub fn resolve_model_path(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return if p.exists() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(Error::Io {
+                path: p.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            })
+        };
+    }
+    let mut tried = Vec::new();
+    if let Some(env) = std::env::var_os(MODEL_ENV).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(env);
+        if p.exists() {
+            return Ok(p);
+        }
+        // A variable naming a file that is not there is a mistake worth reporting as such.
+        return Err(Error::Io {
+            path: p,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{MODEL_ENV} names a file that does not exist"),
+            ),
+        });
+    }
+    if let Some(p) = default_model_path() {
+        if p.exists() {
+            return Ok(p);
+        }
+        tried.push(p);
+    }
+    Err(Error::ModelNotFound { tried })
+}
