@@ -1,0 +1,2 @@
+//! Compute kernels.
+pub mod cpu;
