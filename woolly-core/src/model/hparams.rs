@@ -51,9 +51,14 @@ impl Architecture {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// YaRN, as llama.cpp reads it (only the factor and original context are used today).
-    Yarn { factor: f32, original_context: u32 },
+    Yarn {
+        factor: f32,
+        original_context: u32,
+    },
 }
 
 /// The numbers that define a model's shape.
@@ -113,12 +118,11 @@ impl HParams {
         let n_head = req_usize("attention.head_count")?;
         let n_head_kv = opt_usize("attention.head_count_kv")?.unwrap_or(n_head);
         let n_ctx_train = req_usize("context_length")?;
-        let rms_eps = f
-            .require(
-                &key("attention.layer_norm_rms_epsilon"),
-                f.get_f32(&key("attention.layer_norm_rms_epsilon")),
-            )?;
-        let default_head = if n_head > 0 { n_embd / n_head } else { 0 };
+        let rms_eps = f.require(
+            &key("attention.layer_norm_rms_epsilon"),
+            f.get_f32(&key("attention.layer_norm_rms_epsilon")),
+        )?;
+        let default_head = n_embd.checked_div(n_head).unwrap_or(0);
         let head_dim_k = opt_usize("attention.key_length")?.unwrap_or(default_head);
         let head_dim_v = opt_usize("attention.value_length")?.unwrap_or(default_head);
         let rope_dims = opt_usize("rope.dimension_count")?.unwrap_or(head_dim_k);
@@ -185,7 +189,9 @@ impl HParams {
             return bad(format!("block_count {} is out of range", self.n_layer));
         }
         if self.n_embd == 0 || self.n_ff == 0 || self.n_vocab == 0 {
-            return bad("embedding_length, feed_forward_length and the vocabulary must be non-zero".into());
+            return bad(
+                "embedding_length, feed_forward_length and the vocabulary must be non-zero".into(),
+            );
         }
         if self.n_head == 0 || self.n_head_kv == 0 || self.n_head % self.n_head_kv != 0 {
             return bad(format!(
@@ -193,23 +199,35 @@ impl HParams {
                 self.n_head, self.n_head_kv
             ));
         }
-        if self.head_dim_k == 0 || self.head_dim_v == 0 || self.rope_dims > self.head_dim_k || self.rope_dims % 2 != 0 {
+        if self.head_dim_k == 0
+            || self.head_dim_v == 0
+            || self.rope_dims > self.head_dim_k
+            || self.rope_dims % 2 != 0
+        {
             return bad(format!(
                 "head sizes (key {}, value {}, rotary {}) are inconsistent",
                 self.head_dim_k, self.head_dim_v, self.rope_dims
             ));
         }
         if !(self.rms_eps.is_finite() && self.rms_eps > 0.0 && self.rms_eps < 1.0) {
-            return bad(format!("layer_norm_rms_epsilon {} is out of range", self.rms_eps));
+            return bad(format!(
+                "layer_norm_rms_epsilon {} is out of range",
+                self.rms_eps
+            ));
         }
         if !(self.rope_freq_base.is_finite() && self.rope_freq_base > 0.0) {
-            return bad(format!("rope.freq_base {} is out of range", self.rope_freq_base));
+            return bad(format!(
+                "rope.freq_base {} is out of range",
+                self.rope_freq_base
+            ));
         }
         Ok(())
     }
 
     /// Whether layer `il` uses sliding-window attention (gemma3: `il % 6 < 5`).
     pub fn is_sliding(&self, il: usize) -> bool {
-        self.sliding_window > 0 && self.swa_pattern > 0 && il % self.swa_pattern < self.swa_pattern - 1
+        self.sliding_window > 0
+            && self.swa_pattern > 0
+            && il % self.swa_pattern < self.swa_pattern - 1
     }
 }

@@ -42,10 +42,12 @@ impl ModelSummary {
         let mut tensor_types: BTreeMap<String, TypeCount> = BTreeMap::new();
         let mut n_params = 0u64;
         for t in f.tensors() {
-            let e = tensor_types.entry(t.ggml_type.name().to_string()).or_insert(TypeCount {
-                tensors: 0,
-                bytes: 0,
-            });
+            let e = tensor_types
+                .entry(t.ggml_type.name().to_string())
+                .or_insert(TypeCount {
+                    tensors: 0,
+                    bytes: 0,
+                });
             e.tensors += 1;
             e.bytes += t.size;
             n_params += t.n_elements();

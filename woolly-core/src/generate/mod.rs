@@ -1,0 +1,14 @@
+//! Generation: the KV cache, sampling, chat templates and the session that ties them together.
+
+pub mod chat;
+mod kv_cache;
+pub mod sampler;
+mod session;
+
+pub use chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
+pub use kv_cache::KvCache;
+pub use sampler::{Sampler, SamplingParams};
+pub use session::{
+    CancelHandle, GenerateParams, Generation, Session, SessionParams, StopReason, Timings,
+    TokenEvent,
+};

@@ -1,0 +1,473 @@
+//! A session: one conversation's KV cache and the generation loop over it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::chat::ChatMessage;
+use super::kv_cache::KvCache;
+use super::sampler::{Sampler, SamplingParams};
+use crate::model::transformer::{Scratch, SeqBatch};
+use crate::model::Model;
+use crate::tokenizer::{StreamDecoder, TokenId};
+use crate::tune::ThreadPool;
+use crate::{Error, Result};
+
+/// How to open a session.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Context size in tokens (0 = the smaller of 4096 and the model's trained context).
+    pub context_size: usize,
+    /// Worker threads (0 = one per available core).
+    pub threads: usize,
+    /// Tokens of a prompt processed per forward pass; cancellation is checked between layers.
+    pub batch_size: usize,
+}
+
+impl Default for SessionParams {
+    fn default() -> Self {
+        SessionParams {
+            context_size: 0,
+            threads: 0,
+            batch_size: 512,
+        }
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Generation stops when the text contains one of these; the stop string is not returned.
+    pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens.
+    pub ignore_eos: bool,
+    /// Add BOS (as the model asks) to the prompt.
+    pub add_special: bool,
+    /// Parse special-token text such as `<start_of_turn>` in the prompt.
+    pub parse_special: bool,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            ignore_eos: false,
+            add_special: true,
+            parse_special: true,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// The text reached one of the stop strings.
+    StopString,
+    /// The token callback returned false.
+    Callback,
+}
+
+/// Timings of one generation.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    /// Prompt tokens taken from the cache of the previous generation instead of computed.
+    pub cached_tokens: usize,
+    pub prompt_ms: f64,
+    pub prompt_tok_s: f64,
+    pub generated_tokens: usize,
+    pub gen_ms: f64,
+    pub gen_tok_s: f64,
+    /// From the call to the first generated token.
+    pub ttft_ms: f64,
+}
+
+/// The result of a generation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub prompt_ids: Vec<TokenId>,
+    pub generated_ids: Vec<TokenId>,
+    pub text: String,
+    pub stop_reason: StopReason,
+    pub timings: Timings,
+}
+
+/// One step of a generation, as the token callback sees it.
+#[derive(Debug)]
+pub struct TokenEvent<'a> {
+    pub id: TokenId,
+    /// Text that became final with this token (may be empty: a UTF-8 character or a possible stop
+    /// string can be waiting for the next tokens).
+    pub text: &'a str,
+    /// Index of this token among the generated ones.
+    pub index: usize,
+}
+
+/// Cancels a session's generation in progress from any thread.
+#[derive(Debug, Clone)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    /// Asks the generation in progress to stop; it returns [`Error::Cancelled`] within one layer's
+    /// work, also in the middle of a long prompt.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A conversation with a model: a KV cache, scratch buffers and settings. One generation at a time
+/// (`&mut self`); open several sessions on one [`Model`] to generate in parallel.
+pub struct Session {
+    model: Arc<Model>,
+    cache: KvCache,
+    scratch: Scratch,
+    /// The tokens whose keys and values are in the cache.
+    history: Vec<TokenId>,
+    cancel: Arc<AtomicBool>,
+    pool: ThreadPool,
+    batch_size: usize,
+    logits: Vec<f32>,
+}
+
+impl Session {
+    /// Opens a session on `model`.
+    pub fn new(model: Arc<Model>, params: &SessionParams) -> Result<Session> {
+        let hp = model.hparams();
+        let n_ctx = match params.context_size {
+            0 => hp.n_ctx_train.min(4096),
+            n => n,
+        };
+        if n_ctx > hp.n_ctx_train.max(4096) * 4 || n_ctx > 1 << 22 {
+            return Err(Error::InvalidArgument(format!(
+                "context_size {n_ctx} is far beyond the model's trained context of {}",
+                hp.n_ctx_train
+            )));
+        }
+        if params.batch_size == 0 {
+            return Err(Error::InvalidArgument(
+                "batch_size must be at least 1".into(),
+            ));
+        }
+        let threads = match params.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n if n > 1024 => {
+                return Err(Error::InvalidArgument(format!("{n} threads is absurd")));
+            }
+            n => n,
+        };
+        let c = &model.transformer().config;
+        let cache = KvCache::new(
+            hp.n_layer,
+            c.n_head_kv * c.head_dim_k,
+            c.n_head_kv * c.head_dim_v,
+            n_ctx,
+        );
+        Ok(Session {
+            model,
+            cache,
+            scratch: Scratch::default(),
+            history: Vec::new(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            pool: ThreadPool::new(threads)
+                .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?,
+            batch_size: params.batch_size,
+            logits: Vec::new(),
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// The context size in tokens.
+    pub fn context_size(&self) -> usize {
+        self.cache.capacity()
+    }
+
+    /// Worker threads used.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Changes the worker count (at least 1).
+    pub fn set_threads(&mut self, threads: usize) -> Result<()> {
+        if threads.max(1) != self.pool.threads() {
+            self.pool = ThreadPool::new(threads.max(1))
+                .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// A handle that cancels this session's generations from any thread.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle(self.cancel.clone())
+    }
+
+    /// Forgets the conversation.
+    pub fn reset(&mut self) {
+        self.cache.clear();
+        self.history.clear();
+    }
+
+    /// Runs the model over `tokens` appended to the cache and leaves the last token's logits in
+    /// `self.logits`.
+    fn eval(&mut self, tokens: &[TokenId]) -> Result<()> {
+        let cancel = self.cancel.clone();
+        let cancelled = move || cancel.load(Ordering::Relaxed);
+        for chunk in tokens.chunks(self.batch_size) {
+            let mut seqs = [SeqBatch {
+                cache: &mut self.cache,
+                tokens: chunk,
+                want_logits: true,
+            }];
+            let model = &self.model;
+            model.transformer().forward(
+                model.file(),
+                &mut seqs,
+                &mut self.scratch,
+                &self.pool,
+                &cancelled,
+            )?;
+            self.history.extend_from_slice(chunk);
+        }
+        self.logits.clear();
+        self.logits.extend_from_slice(&self.scratch.logits);
+        Ok(())
+    }
+
+    /// The logits after evaluating `prompt_ids` from an empty context (for tests and tools).
+    pub fn logits_for(&mut self, prompt_ids: &[TokenId]) -> Result<Vec<f32>> {
+        if prompt_ids.is_empty() {
+            return Err(Error::InvalidArgument("the prompt has no tokens".into()));
+        }
+        self.cancel.store(false, Ordering::SeqCst);
+        self.reset();
+        if prompt_ids.len() > self.cache.capacity() {
+            return Err(Error::ContextOverflow {
+                prompt: prompt_ids.len(),
+                requested: 0,
+                context: self.cache.capacity(),
+            });
+        }
+        self.eval(prompt_ids)?;
+        Ok(self.logits.clone())
+    }
+
+    /// Generates a reply to `prompt`, calling `on_token` for every token (return false to stop).
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        on_token: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<Generation> {
+        let ids = self
+            .model
+            .tokenize(prompt, params.add_special, params.parse_special)?;
+        self.generate_from_tokens(&ids, params, on_token)
+    }
+
+    /// Generates the assistant's reply to `messages` with the model's chat template.
+    pub fn chat(
+        &mut self,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+        on_token: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<Generation> {
+        let mut prompt = self.model.apply_chat_template(messages)?;
+        // Templates that write the BOS text themselves would otherwise get a second BOS.
+        if let Some(bos) = self.model.tokenizer().bos() {
+            if let Ok(b) = self.model.tokenizer().piece(bos, true) {
+                let b = String::from_utf8_lossy(&b).into_owned();
+                if !b.is_empty() && prompt.starts_with(&b) && params.add_special {
+                    prompt.drain(..b.len());
+                }
+            }
+        }
+        let p = GenerateParams {
+            parse_special: true,
+            ..params.clone()
+        };
+        self.generate(&prompt, &p, on_token)
+    }
+
+    /// Generates from prompt token ids.
+    pub fn generate_from_tokens(
+        &mut self,
+        prompt_ids: &[TokenId],
+        params: &GenerateParams,
+        mut on_token: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<Generation> {
+        let start = Instant::now();
+        self.cancel.store(false, Ordering::SeqCst);
+        let mut sampler = Sampler::new(params.sampling.clone())?;
+        if prompt_ids.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the prompt has no tokens (empty text for a model that adds no BOS)".into(),
+            ));
+        }
+        let n_ctx = self.cache.capacity();
+        if prompt_ids.len().saturating_add(params.max_tokens) > n_ctx {
+            return Err(Error::ContextOverflow {
+                prompt: prompt_ids.len(),
+                requested: params.max_tokens,
+                context: n_ctx,
+            });
+        }
+        let vocab = self.model.hparams().n_vocab;
+        if let Some(&bad) = prompt_ids.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+
+        // Reuse the cached prefix shared with the previous conversation (at least one prompt token
+        // is always evaluated, to get fresh logits).
+        let common = self
+            .history
+            .iter()
+            .zip(prompt_ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt_ids.len() - 1);
+        self.cache.truncate(common);
+        self.history.truncate(common);
+        let t_prompt = Instant::now();
+        let result = self.eval(&prompt_ids[common..]);
+        if let Err(e) = result {
+            // A pass that did not complete leaves the cache at the last completed chunk.
+            self.history.truncate(self.cache.len());
+            return Err(e);
+        }
+        let prompt_ms = t_prompt.elapsed().as_secs_f64() * 1e3;
+
+        let model = self.model.clone();
+        let tok = model.tokenizer();
+        let mut decoder = StreamDecoder::new(tok, false);
+        let mut text = String::new();
+        let mut emitted = 0usize; // bytes of `text` already passed to the callback
+        let max_stop = params.stop.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut generated = Vec::with_capacity(params.max_tokens);
+        let mut ttft_ms = 0.0;
+        let t_gen = Instant::now();
+        let mut stop_reason = StopReason::MaxTokens;
+
+        while generated.len() < params.max_tokens {
+            let id = sampler.sample(&mut self.logits, &self.history);
+            if generated.is_empty() {
+                ttft_ms = start.elapsed().as_secs_f64() * 1e3;
+            }
+            if !params.ignore_eos && tok.is_eog(id) {
+                stop_reason = StopReason::EndOfGeneration;
+                break;
+            }
+            generated.push(id);
+            text.push_str(&decoder.push(id)?);
+
+            // Stop strings: cut the text at the first one and emit only what precedes it.
+            let mut hit = None;
+            if max_stop > 0 {
+                let from = emitted.saturating_sub(max_stop);
+                let from = floor_char_boundary(&text, from);
+                hit = params
+                    .stop
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .filter_map(|s| text[from..].find(s.as_str()).map(|i| from + i))
+                    .min();
+            }
+            let safe_end = match hit {
+                Some(at) => at,
+                // Hold back a tail that could still become a stop string.
+                None if max_stop > 0 => {
+                    floor_char_boundary(&text, text.len().saturating_sub(max_stop - 1)).max(emitted)
+                }
+                None => text.len(),
+            };
+            let piece = &text[emitted..safe_end];
+            emitted = safe_end;
+            let keep_going = on_token(&TokenEvent {
+                id,
+                text: piece,
+                index: generated.len() - 1,
+            });
+            if hit.is_some() {
+                text.truncate(safe_end);
+                stop_reason = StopReason::StopString;
+                break;
+            }
+            if !keep_going {
+                stop_reason = StopReason::Callback;
+                break;
+            }
+            if generated.len() == params.max_tokens {
+                break;
+            }
+            self.eval(&[id]).inspect_err(|_| {
+                self.history.truncate(self.cache.len());
+            })?;
+        }
+        if stop_reason != StopReason::StopString {
+            text.push_str(&decoder.finish());
+            if emitted < text.len() && stop_reason != StopReason::Callback {
+                let rest = text[emitted..].to_string();
+                if let Some(&last) = generated.last() {
+                    on_token(&TokenEvent {
+                        id: last,
+                        text: &rest,
+                        index: generated.len() - 1,
+                    });
+                }
+            }
+        }
+        let gen_ms = t_gen.elapsed().as_secs_f64() * 1e3;
+        let n_eval = prompt_ids.len() - common;
+        Ok(Generation {
+            prompt_ids: prompt_ids.to_vec(),
+            timings: Timings {
+                prompt_tokens: prompt_ids.len(),
+                cached_tokens: common,
+                prompt_ms,
+                prompt_tok_s: rate(n_eval, prompt_ms),
+                generated_tokens: generated.len(),
+                gen_ms,
+                // The first token comes from the prompt's logits; the rest each cost a pass.
+                gen_tok_s: rate(generated.len().saturating_sub(1), gen_ms),
+                ttft_ms,
+            },
+            generated_ids: generated,
+            text,
+            stop_reason,
+        })
+    }
+}
+
+fn rate(n: usize, ms: f64) -> f64 {
+    if ms > 0.0 {
+        n as f64 * 1e3 / ms
+    } else {
+        0.0
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}

@@ -1,0 +1,477 @@
+//! The decoder-only transformer that gemma3, llama and qwen2 share, driven by each architecture's
+//! [`Config`] and weights (see `gemma3.rs`, `llama.rs`, `qwen2.rs`).
+//!
+//! One forward pass runs any number of tokens of any number of sequences: the rows of every
+//! sequence are stacked, so each weight matrix is read once per pass for all of them, and
+//! attention runs per sequence over its own [`KvCache`].
+
+use crate::generate::KvCache;
+use crate::gguf::{GgmlType, GgufFile};
+use crate::kernels::cpu::{self, ops, ops::RopeLayout, parallel::par_chunks_mut};
+use crate::model::weights::Matrix;
+use crate::quant;
+use crate::tokenizer::TokenId;
+use crate::tune::ThreadPool;
+use crate::{Error, Result};
+
+/// The feed-forward gate's activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// GELU, tanh approximation (gemma).
+    Gelu,
+    /// SiLU (llama, qwen2).
+    Silu,
+}
+
+/// The numbers and choices that shape the forward pass.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim_k: usize,
+    pub head_dim_v: usize,
+    pub rope_dims: usize,
+    pub rms_eps: f32,
+    pub n_vocab: usize,
+    /// Multiplier of the token embeddings (gemma: sqrt(n_embd)).
+    pub embd_scale: Option<f32>,
+    pub rope_layout: RopeLayout,
+    /// RoPE position scale (1 / linear scaling factor).
+    pub rope_freq_scale: f32,
+    pub activation: Activation,
+    /// Scale of the attention scores.
+    pub kq_scale: f32,
+}
+
+/// One transformer block's weights. Optional parts are architecture-specific.
+#[derive(Debug)]
+pub struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub wq: Matrix,
+    pub wk: Matrix,
+    pub wv: Matrix,
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    /// Per-head RMSNorm of queries and keys (gemma3).
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    pub wo: Matrix,
+    /// Norm of the attention output before the residual add (gemma3).
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: Matrix,
+    pub w_up: Matrix,
+    pub w_down: Matrix,
+    /// Norm of the feed-forward output before the residual add (gemma3).
+    pub post_ffn_norm: Option<Vec<f32>>,
+    /// RoPE base of this layer.
+    pub rope_base: f32,
+    /// Sliding attention window: a query at position p sees keys at p - window + 1 ..= p.
+    pub window: Option<usize>,
+}
+
+/// A loaded transformer: configuration plus weight views into the mapped file.
+#[derive(Debug)]
+pub struct Transformer {
+    pub config: Config,
+    pub tok_embd: Matrix,
+    pub layers: Vec<Layer>,
+    pub output_norm: Vec<f32>,
+    /// The output projection (the embedding matrix when tied).
+    pub output: Matrix,
+    /// Per-pair RoPE frequency divisors (llama 3.1's `rope_freqs.weight`).
+    pub rope_freqs: Option<Vec<f32>>,
+}
+
+/// The tokens of one sequence in a forward pass.
+pub struct SeqBatch<'a> {
+    /// The sequence's cache; the tokens go at positions `cache.len()..`.
+    pub cache: &'a mut KvCache,
+    pub tokens: &'a [TokenId],
+    /// Whether to compute logits for the last token.
+    pub want_logits: bool,
+}
+
+/// Buffers reused from one forward pass to the next, so that steady-state generation does not
+/// allocate.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    xq: Vec<u8>,
+    xq_type: Option<GgmlType>,
+    tmp: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    /// Logits of each sequence that asked for them, `n_vocab` each, in batch order.
+    pub logits: Vec<f32>,
+}
+
+fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    v.resize(n, 0.0);
+    &mut v[..n]
+}
+
+/// Quantizes `n` rows of `x` into the activation format `act`.
+fn quantize_rows(act: GgmlType, x: &[f32], n: usize, out: &mut Vec<u8>) -> Result<()> {
+    let cols = x.len() / n.max(1);
+    let rb = act
+        .row_bytes(cols as u64)
+        .ok_or_else(|| Error::Internal(format!("{cols} columns do not fit {act} blocks")))?
+        as usize;
+    out.resize(rb * n, 0);
+    for (src, dst) in x.chunks_exact(cols).zip(out.chunks_exact_mut(rb)) {
+        quant::quantize_row(act, src, dst)?;
+    }
+    Ok(())
+}
+
+/// `out[t][r] = W[r] . x[t]` for the `n` rows of `x` (already in scratch as `xq` of `act_type`).
+fn matmul(
+    file: &GgufFile,
+    m: &Matrix,
+    xq: &[u8],
+    n: usize,
+    out: &mut [f32],
+    tmp: &mut Vec<f32>,
+    pool: &ThreadPool,
+) {
+    let data = m.data(file);
+    let rb = m.row_bytes();
+    let arb = xq.len() / n.max(1);
+    let (ty, cols) = (m.ty, m.cols);
+    if n == 1 {
+        par_chunks_mut(pool, out, 1, |first, chunk| {
+            for (i, o) in chunk.iter_mut().enumerate() {
+                let r = first + i;
+                *o = cpu::vec_dot(ty, cols, &data[r * rb..(r + 1) * rb], xq);
+            }
+        });
+        return;
+    }
+    // Weight-row-major: each weight row is read once for every token, then the result is
+    // transposed into token-major order.
+    let t = sized(tmp, m.rows * n);
+    par_chunks_mut(pool, t, n, |first, chunk| {
+        for (i, row_out) in chunk.chunks_exact_mut(n).enumerate() {
+            let r = first + i;
+            let w = &data[r * rb..(r + 1) * rb];
+            for (tok, o) in row_out.iter_mut().enumerate() {
+                *o = cpu::vec_dot(ty, cols, w, &xq[tok * arb..(tok + 1) * arb]);
+            }
+        }
+    });
+    for r in 0..m.rows {
+        for tok in 0..n {
+            out[tok * m.rows + r] = t[r * n + tok];
+        }
+    }
+}
+
+impl Transformer {
+    /// Quantizes `s.xn` for `m` unless the scratch already holds it in the right format.
+    fn prepare(s: &mut Scratch, m: &Matrix, n: usize) -> Result<()> {
+        let act = quant::vec_dot_type(m.ty);
+        if s.xq_type != Some(act) {
+            quantize_rows(act, &s.xn, n, &mut s.xq)?;
+            s.xq_type = Some(act);
+        }
+        Ok(())
+    }
+
+    /// Runs one forward pass over `seqs`. Afterwards each sequence's cache holds its new tokens,
+    /// and `scratch.logits` holds the logits of the sequences that asked for them.
+    ///
+    /// `cancelled` is polled between layers; when it returns true the pass stops with
+    /// [`Error::Cancelled`] and the caches are left as they were before the pass.
+    pub fn forward(
+        &self,
+        file: &GgufFile,
+        seqs: &mut [SeqBatch<'_>],
+        s: &mut Scratch,
+        pool: &ThreadPool,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let c = &self.config;
+        let n: usize = seqs.iter().map(|b| b.tokens.len()).sum();
+        s.logits.clear();
+        if n == 0 {
+            return Ok(());
+        }
+        for b in seqs.iter_mut() {
+            let end = b.cache.len() + b.tokens.len();
+            if end > b.cache.capacity() {
+                return Err(Error::ContextOverflow {
+                    prompt: end,
+                    requested: 0,
+                    context: b.cache.capacity(),
+                });
+            }
+            if let Some(&bad) = b.tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+                return Err(Error::InvalidArgument(format!(
+                    "token id {bad} is outside the vocabulary of {}",
+                    c.n_vocab
+                )));
+            }
+            b.cache.reserve_to(end);
+        }
+
+        // Embeddings.
+        let x = sized(&mut s.x, n * c.n_embd);
+        let emb = self.tok_embd.data(file);
+        let erb = self.tok_embd.row_bytes();
+        for (row, &tok) in x
+            .chunks_exact_mut(c.n_embd)
+            .zip(seqs.iter().flat_map(|b| b.tokens.iter()))
+        {
+            let t = tok as usize;
+            quant::dequantize_row(self.tok_embd.ty, &emb[t * erb..(t + 1) * erb], row)?;
+            if let Some(scale) = c.embd_scale {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+
+        let q_w = c.n_head * c.head_dim_k;
+        let k_w = c.n_head_kv * c.head_dim_k;
+        let v_w = c.n_head_kv * c.head_dim_v;
+        let a_w = c.n_head * c.head_dim_v;
+        for (il, layer) in self.layers.iter().enumerate() {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
+            // Attention.
+            s.xn.clear();
+            s.xn.extend_from_slice(&s.x);
+            for row in s.xn.chunks_exact_mut(c.n_embd) {
+                ops::rms_norm(row, &layer.attn_norm, c.rms_eps);
+            }
+            s.xq_type = None;
+            Self::prepare(s, &layer.wq, n)?;
+            sized(&mut s.q, n * q_w);
+            matmul(file, &layer.wq, &s.xq, n, &mut s.q, &mut s.tmp, pool);
+            Self::prepare(s, &layer.wk, n)?;
+            sized(&mut s.k, n * k_w);
+            matmul(file, &layer.wk, &s.xq, n, &mut s.k, &mut s.tmp, pool);
+            Self::prepare(s, &layer.wv, n)?;
+            sized(&mut s.v, n * v_w);
+            matmul(file, &layer.wv, &s.xq, n, &mut s.v, &mut s.tmp, pool);
+            for (buf, bias, w) in [
+                (&mut s.q, &layer.bq, q_w),
+                (&mut s.k, &layer.bk, k_w),
+                (&mut s.v, &layer.bv, v_w),
+            ] {
+                if let Some(b) = bias {
+                    buf.chunks_exact_mut(w)
+                        .for_each(|r| ops::add_in_place(r, b));
+                }
+            }
+            if let Some(qn) = &layer.q_norm {
+                ops::rms_norm_heads(&mut s.q, qn, c.rms_eps);
+            }
+            if let Some(kn) = &layer.k_norm {
+                ops::rms_norm_heads(&mut s.k, kn, c.rms_eps);
+            }
+
+            // RoPE, then the new keys and values into each sequence's cache.
+            let half = c.rope_dims / 2;
+            s.cos.resize(half, 0.0);
+            s.sin.resize(half, 0.0);
+            let mut row = 0;
+            for b in seqs.iter_mut() {
+                let start = b.cache.len();
+                for t in 0..b.tokens.len() {
+                    ops::rope_angles(
+                        start + t,
+                        c.rope_dims,
+                        layer.rope_base,
+                        c.rope_freq_scale,
+                        self.rope_freqs.as_deref(),
+                        &mut s.cos,
+                        &mut s.sin,
+                    );
+                    let qr = &mut s.q[(row + t) * q_w..(row + t + 1) * q_w];
+                    ops::rope(qr, c.head_dim_k, c.rope_layout, &s.cos, &s.sin);
+                    let kr = &mut s.k[(row + t) * k_w..(row + t + 1) * k_w];
+                    ops::rope(kr, c.head_dim_k, c.rope_layout, &s.cos, &s.sin);
+                    let vr = &s.v[(row + t) * v_w..(row + t + 1) * v_w];
+                    b.cache.write(il, start + t, kr, vr);
+                }
+                row += b.tokens.len();
+            }
+
+            // Attention of every query over its sequence's cache.
+            let attn = sized(&mut s.attn, n * a_w);
+            let mut row = 0;
+            for b in seqs.iter() {
+                let len = b.tokens.len();
+                attention(
+                    c,
+                    layer.window,
+                    &s.q[row * q_w..(row + len) * q_w],
+                    b.cache.k(il),
+                    b.cache.v(il),
+                    b.cache.len() + len,
+                    &mut attn[row * a_w..(row + len) * a_w],
+                    pool,
+                );
+                row += len;
+            }
+            quantize_rows(quant::vec_dot_type(layer.wo.ty), attn, n, &mut s.xq)?;
+            s.xq_type = None;
+            let proj = sized(&mut s.proj, n * c.n_embd);
+            matmul(file, &layer.wo, &s.xq, n, proj, &mut s.tmp, pool);
+            if let Some(pn) = &layer.post_attn_norm {
+                proj.chunks_exact_mut(c.n_embd)
+                    .for_each(|r| ops::rms_norm(r, pn, c.rms_eps));
+            }
+            ops::add_in_place(&mut s.x, proj);
+
+            // Feed-forward.
+            s.xn.clear();
+            s.xn.extend_from_slice(&s.x);
+            for row in s.xn.chunks_exact_mut(c.n_embd) {
+                ops::rms_norm(row, &layer.ffn_norm, c.rms_eps);
+            }
+            s.xq_type = None;
+            Self::prepare(s, &layer.w_gate, n)?;
+            sized(&mut s.gate, n * c.n_ff);
+            matmul(file, &layer.w_gate, &s.xq, n, &mut s.gate, &mut s.tmp, pool);
+            Self::prepare(s, &layer.w_up, n)?;
+            sized(&mut s.up, n * c.n_ff);
+            matmul(file, &layer.w_up, &s.xq, n, &mut s.up, &mut s.tmp, pool);
+            match c.activation {
+                Activation::Gelu => ops::geglu(&mut s.gate, &s.up),
+                Activation::Silu => ops::swiglu(&mut s.gate, &s.up),
+            }
+            quantize_rows(quant::vec_dot_type(layer.w_down.ty), &s.gate, n, &mut s.xq)?;
+            s.xq_type = None;
+            let proj = sized(&mut s.proj, n * c.n_embd);
+            matmul(file, &layer.w_down, &s.xq, n, proj, &mut s.tmp, pool);
+            if let Some(pn) = &layer.post_ffn_norm {
+                proj.chunks_exact_mut(c.n_embd)
+                    .for_each(|r| ops::rms_norm(r, pn, c.rms_eps));
+            }
+            ops::add_in_place(&mut s.x, proj);
+        }
+
+        // Commit the new positions only now that the pass completed.
+        for b in seqs.iter_mut() {
+            let end = b.cache.len() + b.tokens.len();
+            b.cache.set_len(end);
+        }
+
+        // Logits of the last token of each sequence that wants them.
+        let mut rows = Vec::with_capacity(seqs.len());
+        let mut end = 0;
+        for b in seqs.iter() {
+            end += b.tokens.len();
+            if b.want_logits && !b.tokens.is_empty() {
+                rows.push(end - 1);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        s.xn.clear();
+        for &r in &rows {
+            s.xn.extend_from_slice(&s.x[r * c.n_embd..(r + 1) * c.n_embd]);
+        }
+        for row in s.xn.chunks_exact_mut(c.n_embd) {
+            ops::rms_norm(row, &self.output_norm, c.rms_eps);
+        }
+        let m = rows.len();
+        quantize_rows(quant::vec_dot_type(self.output.ty), &s.xn, m, &mut s.xq)?;
+        s.xq_type = None;
+        s.logits.resize(m * self.output.rows, 0.0);
+        matmul(
+            file,
+            &self.output,
+            &s.xq,
+            m,
+            &mut s.logits,
+            &mut s.tmp,
+            pool,
+        );
+        Ok(())
+    }
+}
+
+/// Causal (optionally sliding-window) attention of `q` (the sequence's newest `n` tokens, ending at
+/// position `len - 1`) over the cached keys and values.
+#[allow(clippy::too_many_arguments)]
+fn attention(
+    c: &Config,
+    window: Option<usize>,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    len: usize,
+    out: &mut [f32],
+    pool: &ThreadPool,
+) {
+    let (hk, hv) = (c.head_dim_k, c.head_dim_v);
+    let q_w = c.n_head * hk;
+    let n = q.len() / q_w;
+    let group = c.n_head / c.n_head_kv;
+    let k_w = c.n_head_kv * hk;
+    let v_w = c.n_head_kv * hv;
+    let first_pos = len - n;
+    // One work item per (token, head): it writes exactly its own `hv` outputs. The softmax is
+    // computed online (one pass over the keys) with the value accumulator held in f16, the same
+    // arithmetic as llama.cpp's CPU flash attention over an f16 cache: the reference logits were
+    // computed that way, and the tiny models then agree with them to about 1e-5.
+    par_chunks_mut(pool, out, hv, |first, chunk| {
+        let mut q16 = vec![0f32; hk];
+        let mut acc = vec![half::f16::ZERO; hv];
+        for (i, o) in chunk.chunks_exact_mut(hv).enumerate() {
+            let item = first + i;
+            let (t, h) = (item / c.n_head, item % c.n_head);
+            let kvh = h / group;
+            let pos = first_pos + t;
+            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let qh = &q[t * q_w + h * hk..t * q_w + (h + 1) * hk];
+            for (d, &x) in q16.iter_mut().zip(qh) {
+                *d = half::f16::from_f32(x).to_f32();
+            }
+            acc.iter_mut().for_each(|a| *a = half::f16::ZERO);
+            let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+            for j in lo..=pos {
+                let kj = &k[j * k_w + kvh * hk..j * k_w + (kvh + 1) * hk];
+                let score = q16.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * c.kq_scale;
+                // Rescale what is accumulated when a new maximum arrives; otherwise weight the
+                // new value by its distance from the maximum.
+                let (mut rescale, mut weight) = (1f32, 1f32);
+                if score > max {
+                    rescale = (max - score).exp();
+                    max = score;
+                    for a in acc.iter_mut() {
+                        *a = half::f16::from_f32(a.to_f32() * rescale);
+                    }
+                } else {
+                    weight = (score - max).exp();
+                }
+                let vj = &v[j * v_w + kvh * hv..j * v_w + (kvh + 1) * hv];
+                for (a, &y) in acc.iter_mut().zip(vj) {
+                    *a = half::f16::from_f32(a.to_f32() + y * weight);
+                }
+                sum = sum * rescale + weight;
+            }
+            for (x, a) in o.iter_mut().zip(&acc) {
+                *x = a.to_f32() / sum;
+            }
+        }
+    });
+}
