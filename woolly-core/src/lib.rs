@@ -5,9 +5,12 @@
 //! ids and back.
 
 pub mod error;
+pub mod generate;
 pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod tokenizer;
+pub mod tune;
 
 pub use error::{Error, ErrorKind, Result};

@@ -13,7 +13,10 @@ fn default_model_hparams() {
     let h = HParams::from_gguf(&f).unwrap();
     assert_eq!(h.architecture, Architecture::Gemma3);
     assert_eq!((h.n_layer, h.n_embd, h.n_ff), (18, 640, 2048));
-    assert_eq!((h.n_head, h.n_head_kv, h.head_dim_k, h.head_dim_v), (4, 1, 256, 256));
+    assert_eq!(
+        (h.n_head, h.n_head_kv, h.head_dim_k, h.head_dim_v),
+        (4, 1, 256, 256)
+    );
     assert_eq!(h.rope_dims, 256);
     assert_eq!(h.rope_freq_base, 1e6);
     assert_eq!(h.rope_freq_base_swa, 10000.0);
@@ -35,13 +38,19 @@ fn default_model_tensors_stay_quantized_in_the_mapping() {
     assert_eq!(count("F32"), 109);
     assert_eq!(s.vocab_size, 262144);
     assert_eq!(s.vocab_kind.as_deref(), Some("llama"));
-    assert!(!s.has_chat_template, "this file has no tokenizer.chat_template key");
+    assert!(
+        !s.has_chat_template,
+        "this file has no tokenizer.chat_template key"
+    );
     let emb = f.require_tensor("token_embd.weight").unwrap();
     assert_eq!(emb.ggml_type, GgmlType::Q8_0);
     assert_eq!(emb.dims, vec![640, 262144]);
     // 262144 rows of 640 Q8_0 elements: 20 blocks of 34 bytes per row, read straight from the map.
     assert_eq!(f.tensor_data(emb).len(), 262144 * 20 * 34);
-    assert_eq!(f.tensor_data(emb).as_ptr(), f.bytes()[emb.offset as usize..].as_ptr());
+    assert_eq!(
+        f.tensor_data(emb).as_ptr(),
+        f.bytes()[emb.offset as usize..].as_ptr()
+    );
     // Every tensor lies inside the file and is aligned.
     for t in f.tensors() {
         assert!(t.offset + t.size <= f.file_size());
@@ -52,8 +61,16 @@ fn default_model_tensors_stay_quantized_in_the_mapping() {
 #[test]
 fn tiny_models_open() {
     for (name, arch, types) in [
-        ("tiny-llama-spm-q4_k_m.gguf", Architecture::Llama, &["Q4_K", "Q6_K"][..]),
-        ("tiny-llama-bpe-q4_0.gguf", Architecture::Llama, &["Q4_0", "Q4_1", "Q8_0"][..]),
+        (
+            "tiny-llama-spm-q4_k_m.gguf",
+            Architecture::Llama,
+            &["Q4_K", "Q6_K"][..],
+        ),
+        (
+            "tiny-llama-bpe-q4_0.gguf",
+            Architecture::Llama,
+            &["Q4_0", "Q4_1", "Q8_0"][..],
+        ),
         (
             "tiny-qwen2-mixed.gguf",
             Architecture::Qwen2,
@@ -85,6 +102,9 @@ fn unknown_architecture_lists_the_supported_ones() {
     let e = HParams::from_gguf(&f).unwrap_err();
     assert_eq!(e.kind(), woolly_core::ErrorKind::Unsupported);
     let msg = e.to_string();
-    assert!(msg.contains("mamba") && msg.contains("gemma3") && msg.contains("qwen2"), "{msg}");
+    assert!(
+        msg.contains("mamba") && msg.contains("gemma3") && msg.contains("qwen2"),
+        "{msg}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

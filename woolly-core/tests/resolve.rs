@@ -26,7 +26,10 @@ fn resolution_order_and_errors() {
     let e = resolve_model_path(None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ModelNotFound);
     let msg = e.to_string();
-    assert!(msg.contains("make model") && msg.contains(&*cached.to_string_lossy()), "{msg}");
+    assert!(
+        msg.contains("make model") && msg.contains(&*cached.to_string_lossy()),
+        "{msg}"
+    );
 
     // The cache is used once the model is there.
     std::fs::write(&cached, b"x").unwrap();

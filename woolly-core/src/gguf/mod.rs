@@ -197,7 +197,9 @@ impl GgufFile {
 
     /// The tensor called `name`, if present.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensor_index.get(name).map(|&i| &self.header.tensors[i])
+        self.tensor_index
+            .get(name)
+            .map(|&i| &self.header.tensors[i])
     }
 
     /// The tensor called `name`, or a [`GgufError::MissingTensor`] error.

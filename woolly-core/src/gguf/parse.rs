@@ -245,7 +245,10 @@ pub fn parse_header(buf: &[u8], file_len: u64) -> Result<Header, GgufError> {
         let name = c.string(&|| format!("name of tensor {i}"))?;
         let n_dims = c.u32(&|| format!("dimension count of tensor `{name}`"))?;
         if n_dims as usize > MAX_DIMS {
-            return Err(GgufError::TooManyDims { tensor: name, n_dims });
+            return Err(GgufError::TooManyDims {
+                tensor: name,
+                n_dims,
+            });
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for d in 0..n_dims {
@@ -259,9 +262,8 @@ pub fn parse_header(buf: &[u8], file_len: u64) -> Result<Header, GgufError> {
         raw.push((name, dims, type_id, offset));
     }
 
-    let data_offset = align_up(c.pos as u64, alignment).ok_or(GgufError::InvalidAlignment(
-        alignment.to_string(),
-    ))?;
+    let data_offset = align_up(c.pos as u64, alignment)
+        .ok_or(GgufError::InvalidAlignment(alignment.to_string()))?;
     if data_offset > file_len {
         return Err(GgufError::Truncated {
             what: "padding before the tensor data".into(),
@@ -277,11 +279,12 @@ pub fn parse_header(buf: &[u8], file_len: u64) -> Result<Header, GgufError> {
             tensor: name.clone(),
             type_id,
         })?;
-        let size = tensor_size(ggml_type, &dims).map_err(|reason| GgufError::InvalidTensorShape {
-            tensor: name.clone(),
-            dims: dims.clone(),
-            reason,
-        })?;
+        let size =
+            tensor_size(ggml_type, &dims).map_err(|reason| GgufError::InvalidTensorShape {
+                tensor: name.clone(),
+                dims: dims.clone(),
+                reason,
+            })?;
         if rel_offset % alignment != 0 {
             return Err(GgufError::MisalignedTensor {
                 tensor: name,
@@ -460,12 +463,11 @@ fn read_array(
                         reason: format!("arrays nested deeper than {MAX_ARRAY_DEPTH}"),
                     });
                 }
-                let et = ValueType::from_id(elem_ty).ok_or_else(|| {
-                    GgufError::InvalidValueType {
+                let et =
+                    ValueType::from_id(elem_ty).ok_or_else(|| GgufError::InvalidValueType {
                         key: key.to_string(),
                         type_id: elem_ty,
-                    }
-                })?;
+                    })?;
                 v.push(read_array(c, et, count, key, depth + 1)?);
             }
             Array::Array(v)

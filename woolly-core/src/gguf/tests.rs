@@ -55,13 +55,12 @@ fn round_trip_all_value_types() {
     assert_eq!(h.data_offset % 32, 0);
     assert_eq!(h.metadata.len(), 8);
     assert_eq!(
-        h.metadata.get("general.architecture").and_then(Value::as_str),
+        h.metadata
+            .get("general.architecture")
+            .and_then(Value::as_str),
         Some("llama")
     );
-    assert_eq!(
-        h.metadata.get("some.i64").and_then(Value::as_i64),
-        Some(-5)
-    );
+    assert_eq!(h.metadata.get("some.i64").and_then(Value::as_i64), Some(-5));
     let keys: Vec<&str> = h.metadata.iter().map(|(k, _)| k).collect();
     assert_eq!(keys[0], "general.architecture", "file order kept");
     match h.metadata.get("nested") {
@@ -73,7 +72,10 @@ fn round_trip_all_value_types() {
     }
     assert_eq!(h.tensors.len(), 2);
     let t = &h.tensors[0];
-    assert_eq!((t.n_elements(), t.row_len(), t.n_rows(), t.size), (8, 4, 2, 32));
+    assert_eq!(
+        (t.n_elements(), t.row_len(), t.n_rows(), t.size),
+        (8, 4, 2, 32)
+    );
     let data = &bytes[t.offset as usize..(t.offset + t.size) as usize];
     assert_eq!(&data[4..8], &1f32.to_le_bytes());
     assert_eq!(h.tensors[1].size, 34);
@@ -96,9 +98,7 @@ fn version_2_parses_and_1_does_not() {
 
 #[test]
 fn custom_alignment_is_honoured() {
-    let bytes = sample()
-        .kv("general.alignment", Value::U32(64))
-        .to_bytes();
+    let bytes = sample().kv("general.alignment", Value::U32(64)).to_bytes();
     let h = parse(&bytes).unwrap();
     assert_eq!(h.alignment, 64);
     assert_eq!(h.data_offset % 64, 0);
@@ -161,7 +161,9 @@ fn absurd_counts_fail_before_allocating() {
     bytes[count_at..count_at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
     assert!(matches!(parse(&bytes), Err(GgufError::Truncated { .. })));
     // a string with an absurd length
-    let mut bytes = GgufWriter::new().kv("k", Value::String("v".into())).to_bytes();
+    let mut bytes = GgufWriter::new()
+        .kv("k", Value::String("v".into()))
+        .to_bytes();
     let len_at = 24 + 8 + 1 + 4;
     bytes[len_at..len_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(matches!(parse(&bytes), Err(GgufError::Truncated { .. })));
@@ -180,7 +182,9 @@ fn unknown_value_type() {
 
 #[test]
 fn invalid_utf8_and_bad_bool() {
-    let mut bytes = GgufWriter::new().kv("k", Value::String("ab".into())).to_bytes();
+    let mut bytes = GgufWriter::new()
+        .kv("k", Value::String("ab".into()))
+        .to_bytes();
     let s_at = 24 + 8 + 1 + 4 + 8;
     bytes[s_at] = 0xff;
     assert!(matches!(parse(&bytes), Err(GgufError::InvalidUtf8 { .. })));
@@ -343,13 +347,19 @@ fn open_reports_io_and_format_errors_with_the_path() {
     assert_eq!(f.get_u32("llama.block_count").unwrap(), Some(2));
     assert_eq!(f.get_f32("llama.rope.freq_base").unwrap(), Some(10000.0));
     assert_eq!(f.get_u32("absent").unwrap(), None);
-    assert!(f.get_u32("some.i64").is_err(), "negative value for a u32 key");
+    assert!(
+        f.get_u32("some.i64").is_err(),
+        "negative value for a u32 key"
+    );
     assert!(f.get_str("llama.block_count").is_err());
     let e = f
         .require("absent.key", f.get_u32("absent.key"))
         .unwrap_err();
     assert!(e.to_string().contains("absent.key"));
-    assert_eq!(f.get_str_array("tokenizer.ggml.tokens").unwrap().unwrap()[2], "é");
+    assert_eq!(
+        f.get_str_array("tokenizer.ggml.tokens").unwrap().unwrap()[2],
+        "é"
+    );
     let t = f.require_tensor("t.q8").unwrap();
     assert_eq!(f.tensor_data(t), &[7u8; 34][..]);
     assert!(f.require_tensor("nope").is_err());

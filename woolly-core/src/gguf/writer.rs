@@ -52,7 +52,8 @@ impl GgufWriter {
 
     /// Adds a tensor with its raw bytes (which must match its type and shape for a valid file).
     pub fn tensor(mut self, name: &str, ty: GgmlType, dims: &[u64], data: Vec<u8>) -> Self {
-        self.tensors.push((name.to_string(), ty, dims.to_vec(), data));
+        self.tensors
+            .push((name.to_string(), ty, dims.to_vec(), data));
         self
     }
 

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 /// `../shared/reference` beside the repository (as in CI's clone).
 pub fn reference_dir() -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference"));
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference"
+    ));
     assert!(
         p.is_dir(),
         "{} is missing: the reference outputs live in ../shared/reference beside the repository",

@@ -1,0 +1,331 @@
+//! `woolly`: the command-line face of Woolly.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use woolly_core::generate::{ChatMessage, GenerateParams, SamplingParams, Session, SessionParams};
+use woolly_core::gguf::GgufFile;
+use woolly_core::model::{resolve_model_path, Model, ModelParams, ModelSummary};
+use woolly_core::tokenizer::Tokenizer;
+
+#[derive(Parser)]
+#[command(
+    name = "woolly",
+    version,
+    about = "Run GGUF language models on this machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ModelArg {
+    /// Model file (default: $WOOLLY_MODEL, then the cached default model installed by `make model`).
+    #[arg(long, short = 'm', value_name = "PATH")]
+    model: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the token ids of TEXT as a JSON array.
+    Tokenize {
+        #[command(flatten)]
+        model: ModelArg,
+        /// Do not add BOS/EOS even where the model asks for them.
+        #[arg(long)]
+        no_bos: bool,
+        /// Treat special-token text such as `<start_of_turn>` as plain text.
+        #[arg(long)]
+        no_special: bool,
+        /// The text to tokenize; `-` or nothing reads standard input.
+        text: Option<String>,
+    },
+    /// Generate text from PROMPT, streaming it to standard output.
+    Run(RunArgs),
+    /// Describe a model file: architecture, hyperparameters, tensors, vocabulary.
+    Inspect {
+        #[command(flatten)]
+        model: ModelArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also list every metadata key.
+        #[arg(long)]
+        metadata: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Most tokens to generate.
+    #[arg(short = 'n', long = "max-tokens", default_value_t = 128)]
+    max_tokens: usize,
+    /// Temperature; 0 is greedy.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep the K most likely tokens (0 = all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Drop tokens less likely than this fraction of the best (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Penalise tokens repeated within the last 64 (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Seed of the draw (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop when the output contains this text (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Treat PROMPT as a user message and apply the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// Worker threads (0 = one per core).
+    #[arg(short = 't', long, default_value_t = 0)]
+    threads: usize,
+    /// Context size in tokens (0 = min(4096, the model's)).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
+    ctx_size: usize,
+    /// Print one JSON line at the end (ids, text, timings) instead of streaming text.
+    #[arg(long)]
+    json: bool,
+    /// The prompt; `-` or nothing reads standard input.
+    prompt: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("woolly: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+fn open(model: &ModelArg) -> Result<GgufFile, woolly_core::Error> {
+    let path = resolve_model_path(model.model.as_deref())?;
+    GgufFile::open(path)
+}
+
+fn read_text(text: Option<&str>) -> Result<String, Box<dyn std::error::Error>> {
+    Ok(match text {
+        None | Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf)?;
+            String::from_utf8(buf).map_err(|_| "standard input is not valid UTF-8")?
+        }
+        Some(t) => t.to_string(),
+    })
+}
+
+fn run_generate(a: RunArgs) -> CliResult {
+    let prompt = read_text(a.prompt.as_deref())?;
+    let path = resolve_model_path(a.model.model.as_deref())?;
+    let model = Model::load(Some(&path), &ModelParams::default())?;
+    let mut session = Session::new(
+        model.clone(),
+        &SessionParams {
+            context_size: a.ctx_size,
+            threads: a.threads,
+            ..Default::default()
+        },
+    )?;
+    let params = GenerateParams {
+        max_tokens: a.max_tokens,
+        sampling: SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repetition_penalty: a.repeat_penalty,
+            seed: a.seed,
+            ..Default::default()
+        },
+        stop: a.stop,
+        ..Default::default()
+    };
+    let mut out = std::io::stdout().lock();
+    let mut write_err = None;
+    let mut on_token = |ev: &woolly_core::generate::TokenEvent<'_>| {
+        if a.json || ev.text.is_empty() {
+            return true;
+        }
+        match out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                // A closed pipe (`woolly run ... | head`) ends generation quietly.
+                write_err = Some(e);
+                false
+            }
+        }
+    };
+    let g = if a.chat {
+        session.chat(&[ChatMessage::new("user", prompt)], &params, &mut on_token)?
+    } else {
+        session.generate(&prompt, &params, &mut on_token)?
+    };
+    if let Some(e) = write_err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+        return Ok(());
+    }
+    let t = &g.timings;
+    let load_ms = model.load_time().as_secs_f64() * 1e3;
+    if a.json {
+        let v = serde_json::json!({
+            "prompt_ids": g.prompt_ids,
+            "generated_ids": g.generated_ids,
+            "text": g.text,
+            "stop_reason": g.stop_reason,
+            "timings": {
+                "load_ms": load_ms,
+                "prompt_ms": t.prompt_ms,
+                "prompt_tok_s": t.prompt_tok_s,
+                "gen_tok_s": t.gen_tok_s,
+                "ttft_ms": t.ttft_ms,
+                "prompt_tokens": t.prompt_tokens,
+                "generated_tokens": t.generated_tokens,
+                "threads": session.threads(),
+            },
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(out)?;
+        eprintln!(
+            "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s; first token after {:.0} ms; load {:.0} ms; {} threads; stop: {:?}]",
+            t.prompt_tokens, t.prompt_tok_s, t.generated_tokens, t.gen_tok_s, t.ttft_ms, load_ms,
+            session.threads(), g.stop_reason
+        );
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Run(args) => run_generate(args)?,
+        Command::Tokenize {
+            model,
+            no_bos,
+            no_special,
+            text,
+        } => {
+            let text = read_text(text.as_deref())?;
+            let file = open(&model)?;
+            let tok = Tokenizer::from_gguf(&file)?;
+            let ids = tok.encode(&text, !no_bos, !no_special)?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &ids)?;
+            writeln!(out)?;
+        }
+        Command::Inspect {
+            model,
+            json,
+            metadata,
+        } => {
+            let file = open(&model)?;
+            let s = ModelSummary::from_gguf(&file)?;
+            if json {
+                let mut v = serde_json::to_value(&s)?;
+                if metadata {
+                    let m: serde_json::Map<String, serde_json::Value> = file
+                        .metadata()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                        .collect();
+                    v["metadata"] = serde_json::Value::Object(m);
+                }
+                println!("{v}");
+            } else {
+                print_summary(&s);
+                if metadata {
+                    println!("metadata:");
+                    for (k, v) in file.metadata().iter() {
+                        println!("  {k} = {v}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(s: &ModelSummary) {
+    let h = &s.hparams;
+    println!("file:          {}", s.path);
+    if let Some(n) = &s.name {
+        println!("name:          {n}");
+    }
+    println!(
+        "format:        GGUF v{}, {:.1} MiB, {} tensors, {:.1} M parameters",
+        s.gguf_version,
+        s.file_size as f64 / (1 << 20) as f64,
+        s.n_tensors,
+        s.n_params as f64 / 1e6
+    );
+    println!("architecture:  {}", h.architecture.name());
+    println!(
+        "layers:        {} (embedding {}, feed-forward {})",
+        h.n_layer, h.n_embd, h.n_ff
+    );
+    println!(
+        "attention:     {} query heads, {} key/value heads, head size {}/{}",
+        h.n_head, h.n_head_kv, h.head_dim_k, h.head_dim_v
+    );
+    println!(
+        "rope:          {} dims, base {}{}",
+        h.rope_dims,
+        h.rope_freq_base,
+        if h.sliding_window > 0 {
+            format!(
+                " (sliding layers: base {}, window {}, every {}th layer global)",
+                h.rope_freq_base_swa, h.sliding_window, h.swa_pattern
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!("context:       {} (trained)", h.n_ctx_train);
+    println!("rms epsilon:   {}", h.rms_eps);
+    println!(
+        "vocabulary:    {} tokens, {}{}{}",
+        s.vocab_size,
+        match s.vocab_kind.as_deref() {
+            Some("llama") => "SentencePiece (llama)",
+            Some("gpt2") => "byte-level BPE (gpt2)",
+            Some(other) => other,
+            None => "none",
+        },
+        s.vocab_pre
+            .as_deref()
+            .map(|p| format!(", pre-tokenizer {p}"))
+            .unwrap_or_default(),
+        if s.has_chat_template {
+            ", chat template"
+        } else {
+            ""
+        }
+    );
+    println!("tensor types:");
+    for (ty, c) in &s.tensor_types {
+        println!(
+            "  {:<6} {:>4} tensors {:>10.1} MiB",
+            ty,
+            c.tensors,
+            c.bytes as f64 / (1 << 20) as f64
+        );
+    }
+}
