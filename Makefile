@@ -7,6 +7,7 @@ WOOLLY := target/release/woolly
 MODEL_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/woolly/models
 MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 DEMO_PROMPT ?= The capital of France is
+DEMO_STORY ?= Once upon a time, in a small village,
 
 .PHONY: all deps build model demo test test-rust lint fmt clean
 
@@ -29,6 +30,9 @@ demo: build model
 	@echo
 	@echo "== woolly tokenize \"$(DEMO_PROMPT)\""
 	@$(WOOLLY) tokenize --model "$(MODEL)" "$(DEMO_PROMPT)"
+	@echo
+	@echo "== woolly run \"$(DEMO_STORY)\""
+	@$(WOOLLY) run --model "$(MODEL)" -n 64 --seed 2 "$(DEMO_STORY)"
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -31,6 +31,8 @@ pub struct SamplingParams {
     /// Seed of the draw; the same seed, prompt and settings give the same tokens. `None` draws a
     /// fresh seed for every sampler.
     pub seed: Option<u64>,
+    /// Added to the logits of these tokens before anything else (`f32::NEG_INFINITY` bans one).
+    pub logit_bias: Vec<(TokenId, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -45,6 +47,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             penalty_last_n: 64,
             seed: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -93,6 +96,15 @@ impl SamplingParams {
         }
         if !self.frequency_penalty.is_finite() || !self.presence_penalty.is_finite() {
             return bad("frequency_penalty and presence_penalty must be finite".into());
+        }
+        if let Some(&(t, b)) = self
+            .logit_bias
+            .iter()
+            .find(|(_, b)| b.is_nan() || *b == f32::INFINITY)
+        {
+            return bad(format!(
+                "logit_bias of token {t} must be a number or -inf, got {b}"
+            ));
         }
         Ok(())
     }
@@ -184,6 +196,11 @@ impl Sampler {
     /// which the penalties read.
     pub fn sample(&mut self, logits: &mut [f32], history: &[TokenId]) -> TokenId {
         let p = &self.params;
+        for &(t, b) in &p.logit_bias {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l += b;
+            }
+        }
         if p.has_penalties() {
             self.counts.clear();
             let start = history.len().saturating_sub(p.penalty_last_n);
@@ -406,6 +423,26 @@ mod tests {
     }
 
     #[test]
+    fn logit_bias_moves_and_bans_tokens() {
+        let mut s = Sampler::new(SamplingParams {
+            logit_bias: vec![(3, 10.0), (1, f32::NEG_INFINITY)],
+            ..SamplingParams::greedy()
+        })
+        .unwrap();
+        assert_eq!(s.sample(&mut vec![0.0, 5.0, 1.0, 0.0], &[]), 3);
+        let mut s = Sampler::new(SamplingParams {
+            logit_bias: vec![(1, f32::NEG_INFINITY), (99, 1.0)],
+            temperature: 1.0,
+            seed: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..50 {
+            assert_ne!(s.sample(&mut vec![0.0, 5.0, 1.0, 0.0], &[]), 1);
+        }
+    }
+
+    #[test]
     fn absurd_parameters_are_errors() {
         for p in [
             SamplingParams {
@@ -426,6 +463,10 @@ mod tests {
             },
             SamplingParams {
                 repetition_penalty: 0.0,
+                ..Default::default()
+            },
+            SamplingParams {
+                logit_bias: vec![(1, f32::NAN)],
                 ..Default::default()
             },
         ] {

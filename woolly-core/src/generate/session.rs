@@ -419,9 +419,12 @@ impl Session {
                 self.history.truncate(self.cache.len());
             })?;
         }
-        if stop_reason != StopReason::StopString {
+        if stop_reason == StopReason::Callback {
+            // The caller has seen all it asked for: the result is exactly what was streamed.
+            text.truncate(emitted);
+        } else if stop_reason != StopReason::StopString {
             text.push_str(&decoder.finish());
-            if emitted < text.len() && stop_reason != StopReason::Callback {
+            if emitted < text.len() {
                 let rest = text[emitted..].to_string();
                 if let Some(&last) = generated.last() {
                     on_token(&TokenEvent {

@@ -1,0 +1,169 @@
+//! The `woolly` binary as a user runs it: real processes, the default model, exit statuses.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn woolly(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_woolly"))
+        .args(args)
+        .output()
+        .expect("the woolly binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn reference(rel: &str) -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference")
+        .join(rel);
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn tokenize_prints_the_reference_ids() {
+    let cases = reference("gemma3-270m/tokenize.json");
+    for case in cases.as_array().unwrap().iter().take(8) {
+        let text = case["text"].as_str().unwrap();
+        if text.is_empty() || text.starts_with('-') {
+            continue;
+        }
+        let o = woolly(&["tokenize", text]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(ids(&got), ids(&case["ids"]), "{text:?}");
+    }
+}
+
+#[test]
+fn inspect_describes_the_model() {
+    let o = woolly(&["inspect", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let text = v.to_string();
+    assert!(text.contains("gemma3"), "{text}");
+    assert!(text.contains("Q4_K") && text.contains("Q6_K"), "{text}");
+    let o = woolly(&["inspect"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("gemma3"));
+}
+
+#[test]
+fn run_json_matches_the_greedy_reference() {
+    let r = reference("gemma3-270m/greedy/capital.json");
+    let prompt = r["prompt"].as_str().unwrap();
+    let o = woolly(&["run", "--temp", "0", "-n", "8", "--json", prompt]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "--json prints one line: {out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(ids(&v["prompt_ids"]), ids(&r["prompt_ids"]));
+    assert_eq!(
+        ids(&v["generated_ids"]),
+        ids(&r["generated_ids"])[..8].to_vec()
+    );
+    assert!(v["text"].as_str().unwrap().len() > 2);
+    for k in [
+        "load_ms",
+        "prompt_ms",
+        "prompt_tok_s",
+        "gen_tok_s",
+        "ttft_ms",
+    ] {
+        assert!(v["timings"][k].as_f64().unwrap() > 0.0, "{k}: {v}");
+    }
+}
+
+#[test]
+fn run_streams_text_to_stdout() {
+    let r = reference("gemma3-270m/greedy/story.json");
+    let o = woolly(&[
+        "run",
+        "--temp",
+        "0",
+        "-n",
+        "48",
+        r["prompt"].as_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The reference continuation up to its first near-tie (step 4).
+    let want: String = r["generated_text"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .take(14)
+        .collect();
+    assert!(
+        stdout(&o).starts_with(&want),
+        "{:?} vs {want:?}",
+        stdout(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tok/s"));
+}
+
+#[test]
+fn errors_go_to_stderr_with_a_failure_status() {
+    let dir = std::env::temp_dir().join(format!("woolly-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("garbage.gguf");
+    std::fs::write(&garbage, b"GGUF\x03\x00\x00\x00\xff\xff").unwrap();
+    let missing = dir.join("missing.gguf");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "inspect".into(),
+                "--model".into(),
+                missing.display().to_string(),
+            ],
+            "missing.gguf",
+        ),
+        (
+            vec![
+                "tokenize".into(),
+                "--model".into(),
+                garbage.display().to_string(),
+                "hi".into(),
+            ],
+            "garbage.gguf",
+        ),
+        (
+            vec!["run".into(), "--temp=-3".into(), "hello".into()],
+            "temperature",
+        ),
+        (
+            vec![
+                "run".into(),
+                "-c".into(),
+                "16".into(),
+                "-n".into(),
+                "64".into(),
+                "hello".into(),
+            ],
+            "context",
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = woolly(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("woolly: error") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
