@@ -429,7 +429,7 @@ mod tests {
             ..SamplingParams::greedy()
         })
         .unwrap();
-        assert_eq!(s.sample(&mut vec![0.0, 5.0, 1.0, 0.0], &[]), 3);
+        assert_eq!(s.sample(&mut [0.0, 5.0, 1.0, 0.0], &[]), 3);
         let mut s = Sampler::new(SamplingParams {
             logit_bias: vec![(1, f32::NEG_INFINITY), (99, 1.0)],
             temperature: 1.0,
@@ -438,7 +438,7 @@ mod tests {
         })
         .unwrap();
         for _ in 0..50 {
-            assert_ne!(s.sample(&mut vec![0.0, 5.0, 1.0, 0.0], &[]), 1);
+            assert_ne!(s.sample(&mut [0.0, 5.0, 1.0, 0.0], &[]), 1);
         }
     }
 
