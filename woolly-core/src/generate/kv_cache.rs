@@ -95,18 +95,12 @@ impl KvCache {
 
     /// Writes the key and value of position `pos` in layer `il`.
     pub(crate) fn write(&mut self, il: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let r = |x: &f32| half::f16::from_f32(*x).to_f32();
-        for (d, s) in self.k[il][pos * self.k_width..(pos + 1) * self.k_width]
-            .iter_mut()
-            .zip(k)
-        {
-            *d = r(s);
-        }
-        for (d, s) in self.v[il][pos * self.v_width..(pos + 1) * self.v_width]
-            .iter_mut()
-            .zip(v)
-        {
-            *d = r(s);
-        }
+        let round = crate::kernels::cpu::ops::vec_ops().round_to_f16;
+        let kd = &mut self.k[il][pos * self.k_width..(pos + 1) * self.k_width];
+        kd.copy_from_slice(&k[..self.k_width]);
+        round(kd);
+        let vd = &mut self.v[il][pos * self.v_width..(pos + 1) * self.v_width];
+        vd.copy_from_slice(&v[..self.v_width]);
+        round(vd);
     }
 }

@@ -185,6 +185,33 @@ impl GgufFile {
         &self.mmap
     }
 
+    /// Tells the kernel that this process no longer needs the mapped pages wholly inside
+    /// `offset..offset + len` resident (after their contents were copied elsewhere): they leave
+    /// the process's resident set and are read again from the page cache or the file if touched.
+    /// A hint: errors are ignored, and the bytes seen through [`GgufFile::bytes`] do not change.
+    pub fn release_range(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        {
+            const PAGE: usize = 4096;
+            let end = offset.saturating_add(len).min(self.mmap.len());
+            let start = offset.div_ceil(PAGE) * PAGE;
+            let end = end / PAGE * PAGE;
+            if end > start {
+                // SAFETY: the mapping is private and read-only; dropping its pages makes later
+                // reads fault them in again from the same file, with the same contents.
+                let _ = unsafe {
+                    self.mmap.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
+
     /// All metadata.
     pub fn metadata(&self) -> &Metadata {
         &self.header.metadata

@@ -55,11 +55,12 @@ impl Model {
         let file = GgufFile::open(&path)?;
         let hparams = HParams::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
-        let transformer = match hparams.architecture {
+        let mut transformer = match hparams.architecture {
             Architecture::Gemma3 => gemma3::load(&file, &hparams)?,
             Architecture::Llama => llama::load(&file, &hparams)?,
             Architecture::Qwen2 => qwen2::load(&file, &hparams)?,
         };
+        transformer.pack_output(&file);
         let chat_template = match file.get_str("tokenizer.chat_template")? {
             Some(src) => ChatTemplate::Jinja(src.to_string()),
             None => ChatTemplate::Builtin(match (hparams.architecture, tokenizer.kind()) {

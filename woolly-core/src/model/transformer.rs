@@ -7,7 +7,8 @@
 
 use crate::generate::KvCache;
 use crate::gguf::{GgmlType, GgufFile};
-use crate::kernels::cpu::{self, ops, ops::RopeLayout, parallel::par_chunks_mut};
+use crate::kernels::cpu::parallel::par_items_dynamic;
+use crate::kernels::cpu::{self, ops, ops::RopeLayout};
 use crate::model::weights::Matrix;
 use crate::quant;
 use crate::tokenizer::TokenId;
@@ -84,6 +85,8 @@ pub struct Transformer {
     pub output: Matrix,
     /// Per-pair RoPE frequency divisors (llama 3.1's `rope_freqs.weight`).
     pub rope_freqs: Option<Vec<f32>>,
+    /// The output projection repacked for this CPU (see [`Transformer::pack_output`]).
+    pub output_packed: Option<cpu::PackedMatrix>,
 }
 
 /// The tokens of one sequence in a forward pass.
@@ -151,25 +154,37 @@ fn matmul(
     let arb = xq.len() / n.max(1);
     let (ty, cols) = (m.ty, m.cols);
     if n == 1 {
-        par_chunks_mut(pool, out, 1, |first, chunk| {
-            for (i, o) in chunk.iter_mut().enumerate() {
-                let r = first + i;
-                *o = cpu::vec_dot(ty, cols, &data[r * rb..(r + 1) * rb], xq);
-            }
-        });
+        // Groups of 64 rows handed out dynamically (a busy core takes fewer).
+        par_items_dynamic(
+            pool,
+            out,
+            64,
+            1,
+            || (),
+            |_, item, chunk| {
+                let r = item * 64;
+                cpu::matvec_rows(ty, cols, &data[r * rb..(r + 64) * rb], rb, xq, chunk);
+            },
+        );
+        let done = m.rows / 64 * 64;
+        if done < m.rows {
+            cpu::matvec_rows(
+                ty,
+                cols,
+                &data[done * rb..m.rows * rb],
+                rb,
+                xq,
+                &mut out[done..],
+            );
+        }
         return;
     }
     // Weight-row-major: each weight row is read once for every token, then the result is
     // transposed into token-major order.
     let t = sized(tmp, m.rows * n);
-    par_chunks_mut(pool, t, n, |first, chunk| {
-        for (i, row_out) in chunk.chunks_exact_mut(n).enumerate() {
-            let r = first + i;
-            let w = &data[r * rb..(r + 1) * rb];
-            for (tok, o) in row_out.iter_mut().enumerate() {
-                *o = cpu::vec_dot(ty, cols, w, &xq[tok * arb..(tok + 1) * arb]);
-            }
-        }
+    par_items_dynamic(pool, t, n, 4, Vec::new, |repack, r, row_out| {
+        let w = &data[r * rb..(r + 1) * rb];
+        cpu::dot_multi(ty, cols, w, xq, arb, row_out, repack);
     });
     for r in 0..m.rows {
         for tok in 0..n {
@@ -179,6 +194,20 @@ fn matmul(
 }
 
 impl Transformer {
+    /// Repacks the output projection (the largest matrix, read for every generated token) into
+    /// the CPU's matrix-vector layout when there is one, releasing the mapped pages as they are
+    /// copied so that the resident size does not double.
+    pub fn pack_output(&mut self, file: &GgufFile) {
+        let m = self.output;
+        if m.rows % 8 != 0 {
+            return;
+        }
+        let base = m.data(file).as_ptr() as usize - file.bytes().as_ptr() as usize;
+        self.output_packed = cpu::PackedMatrix::new(m.ty, m.data(file), m.rows, m.cols, |r| {
+            file.release_range(base + r.start, r.len())
+        });
+    }
+
     /// Quantizes `s.xn` for `m` unless the scratch already holds it in the right format.
     fn prepare(s: &mut Scratch, m: &Matrix, n: usize) -> Result<()> {
         let act = quant::vec_dot_type(m.ty);
@@ -396,6 +425,15 @@ impl Transformer {
         quantize_rows(quant::vec_dot_type(self.output.ty), &s.xn, m, &mut s.xq)?;
         s.xq_type = None;
         s.logits.resize(m * self.output.rows, 0.0);
+        if let Some(p) = self.output_packed.as_ref().filter(|p| p.usable()) {
+            let arb = s.xq.len() / m;
+            for (t, logits) in s.logits.chunks_exact_mut(self.output.rows).enumerate() {
+                let a = &s.xq[t * arb..(t + 1) * arb];
+                // Groups of eight rows, 64 at a time to whichever thread is free.
+                par_items_dynamic(pool, logits, 8, 8, || (), |_, g, out| p.gemv(a, g * 8, out));
+            }
+            return Ok(());
+        }
         matmul(
             file,
             &self.output,
@@ -433,45 +471,43 @@ fn attention(
     // computed online (one pass over the keys) with the value accumulator held in f16, the same
     // arithmetic as llama.cpp's CPU flash attention over an f16 cache: the reference logits were
     // computed that way, and the tiny models then agree with them to about 1e-5.
-    par_chunks_mut(pool, out, hv, |first, chunk| {
-        let mut q16 = vec![0f32; hk];
-        let mut acc = vec![half::f16::ZERO; hv];
-        for (i, o) in chunk.chunks_exact_mut(hv).enumerate() {
-            let item = first + i;
+    let ops = ops::vec_ops();
+    // Items are (token, head) pairs, handed out dynamically: later tokens see more keys.
+    par_items_dynamic(
+        pool,
+        out,
+        hv,
+        4,
+        || vec![0f32; hk],
+        |q16, item, o| {
             let (t, h) = (item / c.n_head, item % c.n_head);
             let kvh = h / group;
             let pos = first_pos + t;
             let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let qh = &q[t * q_w + h * hk..t * q_w + (h + 1) * hk];
-            for (d, &x) in q16.iter_mut().zip(qh) {
-                *d = half::f16::from_f32(x).to_f32();
-            }
-            acc.iter_mut().for_each(|a| *a = half::f16::ZERO);
+            q16.copy_from_slice(&q[t * q_w + h * hk..t * q_w + (h + 1) * hk]);
+            (ops.round_to_f16)(q16);
+            // `o` doubles as the accumulator; its values stay representable in f16.
+            o.fill(0.0);
             let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
             for j in lo..=pos {
                 let kj = &k[j * k_w + kvh * hk..j * k_w + (kvh + 1) * hk];
-                let score = q16.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * c.kq_scale;
+                let score = (ops.dot)(q16, kj) * c.kq_scale;
                 // Rescale what is accumulated when a new maximum arrives; otherwise weight the
                 // new value by its distance from the maximum.
                 let (mut rescale, mut weight) = (1f32, 1f32);
                 if score > max {
                     rescale = (max - score).exp();
                     max = score;
-                    for a in acc.iter_mut() {
-                        *a = half::f16::from_f32(a.to_f32() * rescale);
-                    }
+                    (ops.f16_scale)(o, rescale);
                 } else {
                     weight = (score - max).exp();
                 }
                 let vj = &v[j * v_w + kvh * hv..j * v_w + (kvh + 1) * hv];
-                for (a, &y) in acc.iter_mut().zip(vj) {
-                    *a = half::f16::from_f32(a.to_f32() + y * weight);
-                }
+                (ops.f16_axpy)(o, vj, weight);
                 sum = sum * rescale + weight;
             }
-            for (x, a) in o.iter_mut().zip(&acc) {
-                *x = a.to_f32() / sum;
-            }
-        }
-    });
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|x| *x *= inv);
+        },
+    );
 }

@@ -2,9 +2,11 @@
 //! element-wise operations, and work splitting across threads.
 //!
 //! Every kernel has a plain scalar implementation ([`scalar`]), which is the reference: faster
-//! SIMD versions, chosen at run time, are added beside it and tested against it. The entry points
-//! here ([`vec_dot`], [`vec_dot_kernel`], [`matmul_rows`]) are where that choice is made; today
-//! they always use the scalar kernels.
+//! SIMD versions, chosen at run time from what the CPU reports (desktop binaries ship to unknown
+//! CPUs), sit beside it and are tested against it (`x86`: AVX2+FMA+F16C for every weight type,
+//! AVX-512 VNNI for the default model's types). The entry points here ([`vec_dot`],
+//! [`vec_dot_kernel`], [`matmul_rows`]) are where that choice is made; [`set_simd`] turns SIMD
+//! off for the whole process (for comparisons and debugging).
 //!
 //! A matrix-vector product goes: quantize the activation row once with
 //! [`crate::quant::quantize_row`] into [`crate::quant::vec_dot_type`]`(weight type)`, then take
@@ -13,6 +15,11 @@
 pub mod ops;
 pub mod parallel;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use crate::gguf::GgmlType;
 use crate::quant::vec_dot_type;
@@ -28,7 +35,69 @@ pub type VecDotFn = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 /// is not [`GgmlType::is_computable`]). Resolve it once outside a loop over rows.
 #[inline]
 pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
-    scalar::kernel(ty)
+    let table = kernel_table();
+    let i = ty as usize;
+    if SIMD_ENABLED.load(Ordering::Relaxed) {
+        table.simd.get(i).copied().flatten()
+    } else {
+        table.scalar.get(i).copied().flatten()
+    }
+}
+
+static SIMD_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the SIMD kernels on or off for the whole process (they are on by default, where the CPU
+/// has them). With them off every dot product uses its scalar twin.
+pub fn set_simd(enabled: bool) {
+    SIMD_ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// The kernel level in use: `"avx512vnni"`, `"avx2"` or `"scalar"` (for reports).
+pub fn simd_level() -> &'static str {
+    if !SIMD_ENABLED.load(Ordering::Relaxed) {
+        return "scalar";
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let f = x86::Features::detect();
+        if f.avx512_vnni() {
+            return "avx512vnni";
+        }
+        if f.avx2() {
+            return "avx2";
+        }
+    }
+    "scalar"
+}
+
+/// Kernels per type id, resolved once.
+struct KernelTable {
+    scalar: Vec<Option<VecDotFn>>,
+    simd: Vec<Option<VecDotFn>>,
+}
+
+fn kernel_table() -> &'static KernelTable {
+    static TABLE: OnceLock<KernelTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let len = GgmlType::ALL.iter().map(|&t| t as usize).max().unwrap_or(0) + 1;
+        let mut scalar_k = vec![None; len];
+        let mut simd_k = vec![None; len];
+        #[cfg(target_arch = "x86_64")]
+        let features = x86::Features::detect();
+        for ty in GgmlType::ALL {
+            let s = scalar::kernel(ty);
+            scalar_k[ty as usize] = s;
+            #[cfg(target_arch = "x86_64")]
+            let best = x86::kernel(ty, features).or(s);
+            #[cfg(not(target_arch = "x86_64"))]
+            let best = s;
+            simd_k[ty as usize] = best;
+        }
+        KernelTable {
+            scalar: scalar_k,
+            simd: simd_k,
+        }
+    })
 }
 
 /// `w · a` for one row of `n` elements: `w` of type `ty`, `a` already quantized in
@@ -39,7 +108,135 @@ pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
 /// known to be consistent.
 #[inline]
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
-    scalar::vec_dot(ty, n, w, a)
+    match vec_dot_kernel(ty) {
+        Some(f) => f(n, w, a),
+        None => f32::NAN,
+    }
+}
+
+/// `out[t] = w · a_t` for one weight row `w` of `n` elements of `ty` and `out.len()` activation
+/// rows in `vec_dot_type(ty)`, row `t` starting at byte `t * stride` of `a` (prompt processing).
+///
+/// Q8_0 rows, and Q4_0/Q5_0 rows repacked exactly into Q8_0 in `scratch`, go through a kernel
+/// that loads each weight block once for four tokens; other types call the single-row kernel
+/// per token. Each output is computed the same way whatever the thread count.
+pub fn dot_multi(
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    a: &[u8],
+    stride: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<u8>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if SIMD_ENABLED.load(Ordering::Relaxed) {
+        let f = x86::Features::detect();
+        if f.avx2() {
+            match ty {
+                GgmlType::Q8_0 => {
+                    return x86::multi::q8_0_multi(n, w, a, stride, out, f.avx512_vnni());
+                }
+                GgmlType::Q4_0 | GgmlType::Q5_0 => {
+                    crate::quant::repack_to_q8_0(ty, n, w, scratch);
+                    return x86::multi::q8_0_multi(n, scratch, a, stride, out, f.avx512_vnni());
+                }
+                _ => {}
+            }
+        }
+    }
+    let Some(k) = vec_dot_kernel(ty) else {
+        out.fill(f32::NAN);
+        return;
+    };
+    for (t, o) in out.iter_mut().enumerate() {
+        *o = k(n, w, &a[(t * stride).min(a.len())..]);
+    }
+}
+
+/// `out[r] = w_r · a` for `out.len()` consecutive weight rows of `row_bytes` bytes each (token
+/// generation): the rows go four at a time through a kernel that shares the activation loads
+/// where one exists (Q8_0), else one at a time. Each output is computed the same way whatever
+/// the thread count.
+pub fn matvec_rows(ty: GgmlType, n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if ty == GgmlType::Q8_0 && SIMD_ENABLED.load(Ordering::Relaxed) {
+        let f = x86::Features::detect();
+        if f.avx2() {
+            while done + 4 <= out.len() {
+                let quad: &mut [f32; 4] = (&mut out[done..done + 4]).try_into().expect("4");
+                x86::multi::q8_0_rows4(
+                    n,
+                    &w[done * row_bytes..],
+                    row_bytes,
+                    a,
+                    quad,
+                    f.avx512_vnni(),
+                );
+                done += 4;
+            }
+        }
+    }
+    let Some(k) = vec_dot_kernel(ty) else {
+        out.fill(f32::NAN);
+        return;
+    };
+    for (r, o) in out.iter_mut().enumerate().skip(done) {
+        *o = k(n, &w[r * row_bytes..(r + 1) * row_bytes], a);
+    }
+}
+
+/// A weight matrix copied into a layout made for matrix-vector products on this CPU (today:
+/// Q8_0 with AVX2, eight rows interleaved). It holds the same numbers; products with it give
+/// the same exact block sums as the row-by-row kernels.
+#[derive(Debug)]
+pub struct PackedMatrix {
+    #[cfg(target_arch = "x86_64")]
+    inner: x86::packed::PackedQ8,
+}
+
+impl PackedMatrix {
+    /// Packs `rows` rows of `cols` elements of `ty` when this CPU and type have a packed layout
+    /// (`None` otherwise). `done(range)` is called with each byte range of `data` once copied.
+    pub fn new(
+        ty: GgmlType,
+        data: &[u8],
+        rows: usize,
+        cols: usize,
+        done: impl FnMut(std::ops::Range<usize>),
+    ) -> Option<PackedMatrix> {
+        #[cfg(target_arch = "x86_64")]
+        if ty == GgmlType::Q8_0 && x86::Features::detect().avx2() {
+            return x86::packed::PackedQ8::from_q8_0_with(data, rows, cols, done)
+                .map(|inner| PackedMatrix { inner });
+        }
+        let _ = (ty, data, rows, cols, done);
+        None
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        return self.inner.bytes();
+        #[cfg(not(target_arch = "x86_64"))]
+        0
+    }
+
+    /// Whether products should use this copy now (SIMD may have been turned off).
+    pub fn usable(&self) -> bool {
+        SIMD_ENABLED.load(Ordering::Relaxed)
+    }
+
+    /// `out[i] = row(first_row + i) · a`, `a` one activation row in Q8_0; `first_row` and
+    /// `out.len()` multiples of 8.
+    pub fn gemv(&self, a: &[u8], first_row: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        self.inner
+            .gemv(a, first_row, out, x86::Features::detect().avx512_vnni());
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (a, first_row, out);
+    }
 }
 
 /// Checks that `ty` has a kernel and that `w` and `a` hold exactly `n` elements each (per row).

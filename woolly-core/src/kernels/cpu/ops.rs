@@ -236,3 +236,63 @@ mod tests {
         assert_eq!(g[1], 0.0);
     }
 }
+
+/// Float vector operations of attention, resolved once for the running CPU (see [`vec_ops`]).
+#[derive(Clone, Copy)]
+pub struct VecOps {
+    /// Σ a·b.
+    pub dot: fn(&[f32], &[f32]) -> f32,
+    /// `acc[i] = f16(acc[i] · s)`.
+    pub f16_scale: fn(&mut [f32], f32),
+    /// `acc[i] = f16(acc[i] + v[i] · w)`.
+    pub f16_axpy: fn(&mut [f32], &[f32], f32),
+    /// `x[i] = f16(x[i])`.
+    pub round_to_f16: fn(&mut [f32]),
+}
+
+/// The scalar twins of [`VecOps`].
+pub mod scalar_vec {
+    use half::f16;
+
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+    pub fn f16_scale(acc: &mut [f32], s: f32) {
+        for x in acc {
+            *x = f16::from_f32(*x * s).to_f32();
+        }
+    }
+    pub fn f16_axpy(acc: &mut [f32], v: &[f32], w: f32) {
+        for (x, &y) in acc.iter_mut().zip(v) {
+            *x = f16::from_f32(y.mul_add(w, *x)).to_f32();
+        }
+    }
+    pub fn round_to_f16(x: &mut [f32]) {
+        for v in x {
+            *v = f16::from_f32(*v).to_f32();
+        }
+    }
+}
+
+/// The scalar [`VecOps`].
+pub const SCALAR_VEC_OPS: VecOps = VecOps {
+    dot: scalar_vec::dot,
+    f16_scale: scalar_vec::f16_scale,
+    f16_axpy: scalar_vec::f16_axpy,
+    round_to_f16: scalar_vec::round_to_f16,
+};
+
+/// The best [`VecOps`] for this CPU (scalar when SIMD is off, see [`super::set_simd`]).
+pub fn vec_ops() -> VecOps {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd_level() != "scalar" {
+        use super::x86::vec;
+        return VecOps {
+            dot: vec::dot,
+            f16_scale: vec::f16_scale,
+            f16_axpy: vec::f16_axpy,
+            round_to_f16: vec::round_to_f16,
+        };
+    }
+    SCALAR_VEC_OPS
+}

@@ -43,6 +43,56 @@ pub fn par_chunks_mut<T: Send>(
     });
 }
 
+/// Calls `f(state, item, piece)` for every `item_len`-sized piece of `data`, handing items out
+/// `grain` at a time to whichever thread is free. Balanced when items differ in cost (causal
+/// attention) or when a core is busy with something else on a desktop; still one call per item,
+/// so the results do not depend on the thread count. `init` makes each participating thread's
+/// scratch state once per call.
+pub fn par_items_dynamic<T: Send, S>(
+    pool: &ThreadPool,
+    data: &mut [T],
+    item_len: usize,
+    grain: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let item_len = item_len.max(1);
+    let grain = grain.max(1);
+    let n_items = data.len() / item_len;
+    if n_items == 0 {
+        return;
+    }
+    if pool.threads() == 1 || n_items <= grain {
+        let mut st = init();
+        for (i, piece) in data.chunks_exact_mut(item_len).enumerate() {
+            f(&mut st, i, piece);
+        }
+        return;
+    }
+    let next = AtomicUsize::new(0);
+    let ptr = SendPtr(data.as_mut_ptr());
+    let ptr = &ptr;
+    pool.broadcast(&|_| {
+        let mut st = None;
+        loop {
+            let start = next.fetch_add(grain, Ordering::Relaxed);
+            if start >= n_items {
+                break;
+            }
+            let st = st.get_or_insert_with(&init);
+            for item in start..(start + grain).min(n_items) {
+                // SAFETY: every item index is handed out exactly once (the atomic counter), so
+                // the pieces are disjoint; all lie inside `data`, borrowed until `broadcast`
+                // returns.
+                let piece =
+                    unsafe { std::slice::from_raw_parts_mut(ptr.0.add(item * item_len), item_len) };
+                f(st, item, piece);
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +111,29 @@ mod tests {
                 let mut want: Vec<u32> = (0..n).flat_map(|i| [i as u32 + 1; 3]).collect();
                 want.push(0);
                 assert_eq!(v, want, "threads {threads} n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn dynamic_items_cover_every_item_once() {
+        for threads in 1..5 {
+            let pool = ThreadPool::new(threads).unwrap();
+            for (n, grain) in [(0usize, 1usize), (1, 4), (7, 2), (100, 3), (64, 64)] {
+                let mut v = vec![0u32; n * 2];
+                par_items_dynamic(
+                    &pool,
+                    &mut v,
+                    2,
+                    grain,
+                    || 0u32,
+                    |calls, item, piece| {
+                        *calls += 1;
+                        piece.iter_mut().for_each(|x| *x += item as u32 + 1);
+                    },
+                );
+                let want: Vec<u32> = (0..n).flat_map(|i| [i as u32 + 1; 2]).collect();
+                assert_eq!(v, want, "threads {threads} n {n} grain {grain}");
             }
         }
     }

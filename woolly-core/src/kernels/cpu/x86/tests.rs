@@ -1,0 +1,153 @@
+//! Every x86 kernel against its scalar twin on random rows (property tests with a fixed seed per
+//! case, many cases).
+
+use super::*;
+use crate::kernels::cpu::scalar;
+use crate::quant::{dequantize_row, quantize_row, vec_dot_type};
+use half::f16;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+/// Byte offsets of the f16 scale fields of each block type.
+fn scale_fields(ty: GgmlType) -> &'static [usize] {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q4_K | Q5_K => &[0, 2],
+        Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+fn random_weights(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
+    use GgmlType::*;
+    match ty {
+        F32 => (0..n).flat_map(|_| rng.f32().to_le_bytes()).collect(),
+        F16 => (0..n)
+            .flat_map(|_| f16::from_f32(rng.f32()).to_le_bytes())
+            .collect(),
+        BF16 => (0..n)
+            .flat_map(|_| half::bf16::from_f32(rng.f32()).to_le_bytes())
+            .collect(),
+        _ => {
+            let ts = ty.type_size();
+            let mut b: Vec<u8> = (0..n / ty.block_size() * ts)
+                .map(|_| rng.next() as u8)
+                .collect();
+            for block in b.chunks_exact_mut(ts) {
+                for &off in scale_fields(ty) {
+                    let v = f16::from_f32(rng.f32() * 0.01);
+                    block[off..off + 2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            b
+        }
+    }
+}
+
+/// Checks every SIMD kernel this CPU has for `ty` against the scalar one.
+pub(super) fn check_type(ty: GgmlType, cases: usize) {
+    let Some(reference) = scalar::kernel(ty) else {
+        return;
+    };
+    let kernels = all_kernels(ty);
+    let mut rng = Rng(0x9e3779b97f4a7c15 ^ ty as u64);
+    let bs = ty.block_size();
+    let act = vec_dot_type(ty);
+    for case in 0..cases {
+        let nblocks = 1 + case % 8;
+        let n = nblocks * if bs == 1 { 32 } else { bs } + if bs == 1 { case % 7 } else { 0 };
+        let w = random_weights(ty, n, &mut rng);
+        let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let mut a = vec![0u8; act.row_bytes(n as u64).unwrap() as usize];
+        quantize_row(act, &x, &mut a).unwrap();
+        let mut wd = vec![0f32; n];
+        let mut ad = vec![0f32; n];
+        dequantize_row(ty, &w, &mut wd).unwrap();
+        dequantize_row(act, &a, &mut ad).unwrap();
+        let scale: f64 = wd.iter().zip(&ad).map(|(p, q)| (p * q).abs() as f64).sum();
+        let want = reference(n, &w, &a);
+        for (name, k) in &kernels {
+            let got = k(n, &w, &a);
+            assert!(
+                ((got - want) as f64).abs() <= 1e-5 * scale + 1e-6,
+                "{ty} {name} case {case} (n {n}): {got} vs scalar {want}"
+            );
+            // Short operands: only the whole blocks present are read.
+            if bs > 1 && nblocks > 1 {
+                let half_w = &w[..w.len() / nblocks * (nblocks - 1)];
+                let got = k(n, half_w, &a);
+                let want = reference(n - bs, half_w, &a);
+                assert!(
+                    ((got - want) as f64).abs() <= 1e-5 * scale + 1e-6,
+                    "{ty} {name} short row case {case}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_kernels_match_their_scalar_twins() {
+    use GgmlType::*;
+    for ty in [F32, F16, Q4_0, Q5_0, Q8_0, Q4_K, Q6_K] {
+        check_type(ty, 300);
+    }
+}
+
+#[test]
+fn dispatch_prefers_simd_and_can_be_turned_off() {
+    let f = Features::detect();
+    if !f.avx2() {
+        return;
+    }
+    let simd = crate::kernels::cpu::vec_dot_kernel(GgmlType::Q8_0).unwrap();
+    assert_ne!(
+        simd as usize,
+        scalar::kernel(GgmlType::Q8_0).unwrap() as usize
+    );
+    assert_ne!(crate::kernels::cpu::simd_level(), "scalar");
+}
+
+#[test]
+fn vector_ops_match_their_scalar_twins() {
+    use crate::kernels::cpu::ops::scalar_vec;
+    if !Features::detect().avx2() {
+        return;
+    }
+    let mut rng = Rng(42);
+    for n in [0usize, 1, 7, 8, 31, 32, 33, 256, 259] {
+        let a: Vec<f32> = (0..n).map(|_| rng.f32() * 4.0).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.f32() * 4.0).collect();
+        let scale: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+        assert!((vec::dot(&a, &b) - scalar_vec::dot(&a, &b)).abs() <= 1e-5 * scale + 1e-6);
+        let w = rng.f32();
+        let mut x1: Vec<f32> = a.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+        let mut x2 = x1.clone();
+        vec::f16_axpy(&mut x1, &b, w);
+        scalar_vec::f16_axpy(&mut x2, &b, w);
+        assert_eq!(x1, x2, "axpy n {n}");
+        vec::f16_scale(&mut x1, 0.37);
+        scalar_vec::f16_scale(&mut x2, 0.37);
+        assert_eq!(x1, x2, "scale n {n}");
+        let mut y1 = a.clone();
+        let mut y2 = a.clone();
+        vec::round_to_f16(&mut y1);
+        scalar_vec::round_to_f16(&mut y2);
+        assert_eq!(y1, y2);
+    }
+}
