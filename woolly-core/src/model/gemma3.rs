@@ -65,6 +65,6 @@ pub fn load(f: &GgufFile, hp: &HParams) -> Result<Transformer> {
         output_norm: vector(f, "output_norm.weight", e)?,
         output: tok_embd,
         rope_freqs: None,
-        output_packed: None,
+        packed: Vec::new(),
     })
 }

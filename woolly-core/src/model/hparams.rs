@@ -193,7 +193,7 @@ impl HParams {
                 "embedding_length, feed_forward_length and the vocabulary must be non-zero".into(),
             );
         }
-        if self.n_head == 0 || self.n_head_kv == 0 || self.n_head % self.n_head_kv != 0 {
+        if self.n_head == 0 || self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(format!(
                 "head_count {} must be a non-zero multiple of head_count_kv {}",
                 self.n_head, self.n_head_kv
@@ -202,7 +202,7 @@ impl HParams {
         if self.head_dim_k == 0
             || self.head_dim_v == 0
             || self.rope_dims > self.head_dim_k
-            || self.rope_dims % 2 != 0
+            || !self.rope_dims.is_multiple_of(2)
         {
             return bad(format!(
                 "head sizes (key {}, value {}, rotary {}) are inconsistent",

@@ -100,6 +100,6 @@ pub(super) fn load_variant(f: &GgufFile, hp: &HParams, var: Variant) -> Result<T
         output_norm: vector(f, "output_norm.weight", e)?,
         output,
         rope_freqs: optional_vector(f, "rope_freqs.weight", hp.rope_dims / 2)?,
-        output_packed: None,
+        packed: Vec::new(),
     })
 }

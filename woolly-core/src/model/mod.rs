@@ -60,7 +60,7 @@ impl Model {
             Architecture::Llama => llama::load(&file, &hparams)?,
             Architecture::Qwen2 => qwen2::load(&file, &hparams)?,
         };
-        transformer.pack_output(&file);
+        transformer.pack_weights(&file);
         let chat_template = match file.get_str("tokenizer.chat_template")? {
             Some(src) => ChatTemplate::Jinja(src.to_string()),
             None => ChatTemplate::Builtin(match (hparams.architecture, tokenizer.kind()) {

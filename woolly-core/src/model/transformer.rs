@@ -85,8 +85,9 @@ pub struct Transformer {
     pub output: Matrix,
     /// Per-pair RoPE frequency divisors (llama 3.1's `rope_freqs.weight`).
     pub rope_freqs: Option<Vec<f32>>,
-    /// The output projection repacked for this CPU (see [`Transformer::pack_output`]).
-    pub output_packed: Option<cpu::PackedMatrix>,
+    /// Weight matrices repacked for this CPU (see [`Transformer::pack_weights`]); a
+    /// [`Matrix::packed`] indexes this.
+    pub packed: Vec<cpu::PackedMatrix>,
 }
 
 /// The tokens of one sequence in a forward pass.
@@ -114,6 +115,7 @@ pub struct Scratch {
     xq: Vec<u8>,
     xq_type: Option<GgmlType>,
     tmp: Vec<f32>,
+    ysums: Vec<i32>,
     cos: Vec<f32>,
     sin: Vec<f32>,
     /// Logits of each sequence that asked for them, `n_vocab` each, in batch order.
@@ -140,18 +142,47 @@ fn quantize_rows(act: GgmlType, x: &[f32], n: usize, out: &mut Vec<u8>) -> Resul
 }
 
 /// `out[t][r] = W[r] . x[t]` for the `n` rows of `x` (already in scratch as `xq` of `act_type`).
+#[allow(clippy::too_many_arguments)]
 fn matmul(
     file: &GgufFile,
+    packed: &[cpu::PackedMatrix],
     m: &Matrix,
     xq: &[u8],
     n: usize,
     out: &mut [f32],
     tmp: &mut Vec<f32>,
+    ysums: &mut Vec<i32>,
     pool: &ThreadPool,
 ) {
+    let arb = xq.len() / n.max(1);
+    if let Some(p) = m.packed.map(|i| &packed[i as usize]).filter(|p| p.usable()) {
+        if p.needs_block_sums() {
+            cpu::q8_0_block_sums(xq, n, arb, m.cols / 32, ysums);
+        }
+        let ysums = &ysums[..];
+        // Groups of eight rows, handed out dynamically (a busy core takes fewer).
+        let grain = (64 / n).clamp(1, 8);
+        let run = |dst: &mut [f32]| {
+            par_items_dynamic(
+                pool,
+                dst,
+                8 * n,
+                grain,
+                || (),
+                |_, g, piece| p.gemm(xq, arb, n, ysums, g * 8, piece),
+            );
+        };
+        if n == 1 {
+            run(out);
+        } else {
+            let t = sized(tmp, m.rows * n);
+            run(t);
+            transpose_into(t, m.rows, n, out);
+        }
+        return;
+    }
     let data = m.data(file);
     let rb = m.row_bytes();
-    let arb = xq.len() / n.max(1);
     let (ty, cols) = (m.ty, m.cols);
     if n == 1 {
         // Groups of 64 rows handed out dynamically (a busy core takes fewer).
@@ -186,26 +217,57 @@ fn matmul(
         let w = &data[r * rb..(r + 1) * rb];
         cpu::dot_multi(ty, cols, w, xq, arb, row_out, repack);
     });
-    for r in 0..m.rows {
+    transpose_into(t, m.rows, n, out);
+}
+
+/// `out[tok][r] = t[r][tok]`.
+fn transpose_into(t: &[f32], rows: usize, n: usize, out: &mut [f32]) {
+    for r in 0..rows {
         for tok in 0..n {
-            out[tok * m.rows + r] = t[r * n + tok];
+            out[tok * rows + r] = t[r * n + tok];
         }
     }
 }
 
 impl Transformer {
-    /// Repacks the output projection (the largest matrix, read for every generated token) into
-    /// the CPU's matrix-vector layout when there is one, releasing the mapped pages as they are
-    /// copied so that the resident size does not double.
-    pub fn pack_output(&mut self, file: &GgufFile) {
-        let m = self.output;
-        if m.rows % 8 != 0 {
-            return;
+    /// Copies every weight matrix that has a packed layout on this CPU (Q8_0 and Q5_0 with
+    /// AVX2) into it, releasing the mapped pages as they are copied so that the resident size
+    /// does not double. The embedding keeps its rows in the mapping (lookups read a few rows
+    /// per token); when it is also the output projection, that use goes through the copy.
+    pub fn pack_weights(&mut self, file: &GgufFile) {
+        let mut packed = Vec::new();
+        let mut pack = |m: &mut Matrix| {
+            if m.packed.is_some() {
+                return;
+            }
+            let base = m.offset();
+            if let Some(p) = cpu::PackedMatrix::new(m.ty, m.data(file), m.rows, m.cols, |r| {
+                file.release_range(base + r.start, r.len())
+            }) {
+                m.packed = Some(packed.len() as u32);
+                packed.push(p);
+            }
+        };
+        for l in &mut self.layers {
+            for m in [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.w_gate,
+                &mut l.w_up,
+                &mut l.w_down,
+            ] {
+                pack(m);
+            }
         }
-        let base = m.data(file).as_ptr() as usize - file.bytes().as_ptr() as usize;
-        self.output_packed = cpu::PackedMatrix::new(m.ty, m.data(file), m.rows, m.cols, |r| {
-            file.release_range(base + r.start, r.len())
-        });
+        pack(&mut self.output);
+        self.packed = packed;
+    }
+
+    /// Bytes held by packed copies of weights.
+    pub fn packed_bytes(&self) -> usize {
+        self.packed.iter().map(|p| p.bytes()).sum()
     }
 
     /// Quantizes `s.xn` for `m` unless the scratch already holds it in the right format.
@@ -287,13 +349,43 @@ impl Transformer {
             s.xq_type = None;
             Self::prepare(s, &layer.wq, n)?;
             sized(&mut s.q, n * q_w);
-            matmul(file, &layer.wq, &s.xq, n, &mut s.q, &mut s.tmp, pool);
+            matmul(
+                file,
+                &self.packed,
+                &layer.wq,
+                &s.xq,
+                n,
+                &mut s.q,
+                &mut s.tmp,
+                &mut s.ysums,
+                pool,
+            );
             Self::prepare(s, &layer.wk, n)?;
             sized(&mut s.k, n * k_w);
-            matmul(file, &layer.wk, &s.xq, n, &mut s.k, &mut s.tmp, pool);
+            matmul(
+                file,
+                &self.packed,
+                &layer.wk,
+                &s.xq,
+                n,
+                &mut s.k,
+                &mut s.tmp,
+                &mut s.ysums,
+                pool,
+            );
             Self::prepare(s, &layer.wv, n)?;
             sized(&mut s.v, n * v_w);
-            matmul(file, &layer.wv, &s.xq, n, &mut s.v, &mut s.tmp, pool);
+            matmul(
+                file,
+                &self.packed,
+                &layer.wv,
+                &s.xq,
+                n,
+                &mut s.v,
+                &mut s.tmp,
+                &mut s.ysums,
+                pool,
+            );
             for (buf, bias, w) in [
                 (&mut s.q, &layer.bq, q_w),
                 (&mut s.k, &layer.bk, k_w),
@@ -358,7 +450,17 @@ impl Transformer {
             quantize_rows(quant::vec_dot_type(layer.wo.ty), attn, n, &mut s.xq)?;
             s.xq_type = None;
             let proj = sized(&mut s.proj, n * c.n_embd);
-            matmul(file, &layer.wo, &s.xq, n, proj, &mut s.tmp, pool);
+            matmul(
+                file,
+                &self.packed,
+                &layer.wo,
+                &s.xq,
+                n,
+                proj,
+                &mut s.tmp,
+                &mut s.ysums,
+                pool,
+            );
             if let Some(pn) = &layer.post_attn_norm {
                 proj.chunks_exact_mut(c.n_embd)
                     .for_each(|r| ops::rms_norm(r, pn, c.rms_eps));
@@ -374,10 +476,30 @@ impl Transformer {
             s.xq_type = None;
             Self::prepare(s, &layer.w_gate, n)?;
             sized(&mut s.gate, n * c.n_ff);
-            matmul(file, &layer.w_gate, &s.xq, n, &mut s.gate, &mut s.tmp, pool);
+            matmul(
+                file,
+                &self.packed,
+                &layer.w_gate,
+                &s.xq,
+                n,
+                &mut s.gate,
+                &mut s.tmp,
+                &mut s.ysums,
+                pool,
+            );
             Self::prepare(s, &layer.w_up, n)?;
             sized(&mut s.up, n * c.n_ff);
-            matmul(file, &layer.w_up, &s.xq, n, &mut s.up, &mut s.tmp, pool);
+            matmul(
+                file,
+                &self.packed,
+                &layer.w_up,
+                &s.xq,
+                n,
+                &mut s.up,
+                &mut s.tmp,
+                &mut s.ysums,
+                pool,
+            );
             match c.activation {
                 Activation::Gelu => ops::geglu(&mut s.gate, &s.up),
                 Activation::Silu => ops::swiglu(&mut s.gate, &s.up),
@@ -385,7 +507,17 @@ impl Transformer {
             quantize_rows(quant::vec_dot_type(layer.w_down.ty), &s.gate, n, &mut s.xq)?;
             s.xq_type = None;
             let proj = sized(&mut s.proj, n * c.n_embd);
-            matmul(file, &layer.w_down, &s.xq, n, proj, &mut s.tmp, pool);
+            matmul(
+                file,
+                &self.packed,
+                &layer.w_down,
+                &s.xq,
+                n,
+                proj,
+                &mut s.tmp,
+                &mut s.ysums,
+                pool,
+            );
             if let Some(pn) = &layer.post_ffn_norm {
                 proj.chunks_exact_mut(c.n_embd)
                     .for_each(|r| ops::rms_norm(r, pn, c.rms_eps));
@@ -425,22 +557,15 @@ impl Transformer {
         quantize_rows(quant::vec_dot_type(self.output.ty), &s.xn, m, &mut s.xq)?;
         s.xq_type = None;
         s.logits.resize(m * self.output.rows, 0.0);
-        if let Some(p) = self.output_packed.as_ref().filter(|p| p.usable()) {
-            let arb = s.xq.len() / m;
-            for (t, logits) in s.logits.chunks_exact_mut(self.output.rows).enumerate() {
-                let a = &s.xq[t * arb..(t + 1) * arb];
-                // Groups of eight rows, 64 at a time to whichever thread is free.
-                par_items_dynamic(pool, logits, 8, 8, || (), |_, g, out| p.gemv(a, g * 8, out));
-            }
-            return Ok(());
-        }
         matmul(
             file,
+            &self.packed,
             &self.output,
             &s.xq,
             m,
             &mut s.logits,
             &mut s.tmp,
+            &mut s.ysums,
             pool,
         );
         Ok(())

@@ -12,6 +12,8 @@ pub struct Matrix {
     pub cols: usize,
     offset: usize,
     len: usize,
+    /// Index of this matrix's packed copy in [`super::transformer::Transformer::packed`].
+    pub packed: Option<u32>,
 }
 
 impl Matrix {
@@ -19,6 +21,12 @@ impl Matrix {
     #[inline]
     pub fn data<'a>(&self, file: &'a GgufFile) -> &'a [u8] {
         &file.bytes()[self.offset..self.offset + self.len]
+    }
+
+    /// Offset of the matrix's bytes in the file.
+    #[inline]
+    pub fn offset(&self) -> usize {
+        self.offset
     }
 
     /// Bytes of one row.
@@ -52,6 +60,7 @@ pub fn matrix(f: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<Matr
         cols,
         offset: t.offset as usize,
         len: t.size as usize,
+        packed: None,
     })
 }
 

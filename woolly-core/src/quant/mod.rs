@@ -163,6 +163,45 @@ pub fn quantize_row_unchecked(act: GgmlType, src: &[f32], dst: &mut [u8]) {
     activation::quantize(act, src, dst);
 }
 
+/// Rewrites `n` elements of a Q4_0 or Q5_0 row as Q8_0 into `out` (resized): the same scale and
+/// the same integer values (`q - 8`, `q - 16`), so dot products against Q8_0 activations are
+/// unchanged. Other types leave `out` empty.
+pub fn repack_to_q8_0(ty: GgmlType, n: usize, w: &[u8], out: &mut Vec<u8>) {
+    use blocks::{field, q5_values, read_u32, BlockQ4_0, BlockQ5_0, BlockQ8_0, QK};
+    out.clear();
+    let nb = n / QK;
+    out.resize(nb * BlockQ8_0::SIZE, 0);
+    match ty {
+        GgmlType::Q4_0 => {
+            for (x, o) in w
+                .chunks_exact(BlockQ4_0::SIZE)
+                .zip(out.chunks_exact_mut(BlockQ8_0::SIZE))
+            {
+                o[..2].copy_from_slice(&x[BlockQ4_0::D..BlockQ4_0::D + 2]);
+                let qs = &x[BlockQ4_0::QS..BlockQ4_0::QS + 16];
+                for j in 0..16 {
+                    o[2 + j] = ((qs[j] & 0x0f) as i8 - 8) as u8;
+                    o[2 + j + 16] = ((qs[j] >> 4) as i8 - 8) as u8;
+                }
+            }
+        }
+        GgmlType::Q5_0 => {
+            for (x, o) in w
+                .chunks_exact(BlockQ5_0::SIZE)
+                .zip(out.chunks_exact_mut(BlockQ8_0::SIZE))
+            {
+                let x: &[u8; BlockQ5_0::SIZE] = x.try_into().expect("whole block");
+                o[..2].copy_from_slice(&x[BlockQ5_0::D..BlockQ5_0::D + 2]);
+                let v = q5_values(read_u32(x, BlockQ5_0::QH), field::<16>(x, BlockQ5_0::QS));
+                for j in 0..QK {
+                    o[2 + j] = (v[j] as i8 - 16) as u8;
+                }
+            }
+        }
+        _ => out.clear(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,44 +380,5 @@ mod tests {
                 assert!((a - b).abs() <= amax / 127.0, "{act}: {a} vs {b}");
             }
         }
-    }
-}
-
-/// Rewrites `n` elements of a Q4_0 or Q5_0 row as Q8_0 into `out` (resized): the same scale and
-/// the same integer values (`q - 8`, `q - 16`), so dot products against Q8_0 activations are
-/// unchanged. Other types leave `out` empty.
-pub fn repack_to_q8_0(ty: GgmlType, n: usize, w: &[u8], out: &mut Vec<u8>) {
-    use blocks::{field, q5_values, read_u32, BlockQ4_0, BlockQ5_0, BlockQ8_0, QK};
-    out.clear();
-    let nb = n / QK;
-    out.resize(nb * BlockQ8_0::SIZE, 0);
-    match ty {
-        GgmlType::Q4_0 => {
-            for (x, o) in w
-                .chunks_exact(BlockQ4_0::SIZE)
-                .zip(out.chunks_exact_mut(BlockQ8_0::SIZE))
-            {
-                o[..2].copy_from_slice(&x[BlockQ4_0::D..BlockQ4_0::D + 2]);
-                let qs = &x[BlockQ4_0::QS..BlockQ4_0::QS + 16];
-                for j in 0..16 {
-                    o[2 + j] = ((qs[j] & 0x0f) as i8 - 8) as u8;
-                    o[2 + j + 16] = ((qs[j] >> 4) as i8 - 8) as u8;
-                }
-            }
-        }
-        GgmlType::Q5_0 => {
-            for (x, o) in w
-                .chunks_exact(BlockQ5_0::SIZE)
-                .zip(out.chunks_exact_mut(BlockQ8_0::SIZE))
-            {
-                let x: &[u8; BlockQ5_0::SIZE] = x.try_into().expect("whole block");
-                o[..2].copy_from_slice(&x[BlockQ5_0::D..BlockQ5_0::D + 2]);
-                let v = q5_values(read_u32(x, BlockQ5_0::QH), field::<16>(x, BlockQ5_0::QS));
-                for j in 0..QK {
-                    o[2 + j] = (v[j] as i8 - 16) as u8;
-                }
-            }
-        }
-        _ => out.clear(),
     }
 }

@@ -187,13 +187,15 @@ pub fn matvec_rows(ty: GgmlType, n: usize, w: &[u8], row_bytes: usize, a: &[u8],
     }
 }
 
-/// A weight matrix copied into a layout made for matrix-vector products on this CPU (today:
-/// Q8_0 with AVX2, eight rows interleaved). It holds the same numbers; products with it give
-/// the same exact block sums as the row-by-row kernels.
+/// A weight matrix copied into a layout made for this CPU's products (today, with AVX2: Q8_0
+/// and Q5_0, eight rows interleaved). It holds the same numbers in the same number of bits;
+/// products with it give the same exact block sums as the row-by-row kernels.
 #[derive(Debug)]
-pub struct PackedMatrix {
+pub enum PackedMatrix {
     #[cfg(target_arch = "x86_64")]
-    inner: x86::packed::PackedQ8,
+    Q8(x86::packed::PackedQ8),
+    #[cfg(target_arch = "x86_64")]
+    Q5(x86::packed::PackedQ5),
 }
 
 impl PackedMatrix {
@@ -207,9 +209,14 @@ impl PackedMatrix {
         done: impl FnMut(std::ops::Range<usize>),
     ) -> Option<PackedMatrix> {
         #[cfg(target_arch = "x86_64")]
-        if ty == GgmlType::Q8_0 && x86::Features::detect().avx2() {
-            return x86::packed::PackedQ8::from_q8_0_with(data, rows, cols, done)
-                .map(|inner| PackedMatrix { inner });
+        if x86::Features::detect().avx2() {
+            return match ty {
+                GgmlType::Q8_0 => x86::packed::PackedQ8::from_q8_0_with(data, rows, cols, done)
+                    .map(PackedMatrix::Q8),
+                GgmlType::Q5_0 => x86::packed::PackedQ5::from_q5_0_with(data, rows, cols, done)
+                    .map(PackedMatrix::Q5),
+                _ => None,
+            };
         }
         let _ = (ty, data, rows, cols, done);
         None
@@ -217,25 +224,79 @@ impl PackedMatrix {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        return self.inner.bytes();
-        #[cfg(not(target_arch = "x86_64"))]
-        0
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            PackedMatrix::Q8(p) => p.bytes(),
+            #[cfg(target_arch = "x86_64")]
+            PackedMatrix::Q5(p) => p.bytes(),
+        }
     }
 
-    /// Whether products should use this copy now (SIMD may have been turned off).
+    /// Whether products should use this copy now (SIMD may have been turned off, in which case
+    /// the caller uses the original rows and the scalar kernels).
     pub fn usable(&self) -> bool {
         SIMD_ENABLED.load(Ordering::Relaxed)
     }
 
-    /// `out[i] = row(first_row + i) · a`, `a` one activation row in Q8_0; `first_row` and
-    /// `out.len()` multiples of 8.
-    pub fn gemv(&self, a: &[u8], first_row: usize, out: &mut [f32]) {
+    /// Whether [`PackedMatrix::gemm`] reads the activations' block sums.
+    pub fn needs_block_sums(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        self.inner
-            .gemv(a, first_row, out, x86::Features::detect().avx512_vnni());
+        if let PackedMatrix::Q5(_) = self {
+            return true;
+        }
+        false
+    }
+
+    /// Products of rows `first_row..first_row + out.len() / ntok` (`first_row` and the count
+    /// multiples of 8) with `ntok` Q8_0 activation rows `stride` bytes apart in `a`:
+    /// `out[(row - first_row)·ntok + t]`. `ysums` holds [`q8_0_block_sums`] of the activations
+    /// when [`PackedMatrix::needs_block_sums`].
+    pub fn gemm(
+        &self,
+        a: &[u8],
+        stride: usize,
+        ntok: usize,
+        ysums: &[i32],
+        first_row: usize,
+        out: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let vnni = x86::Features::detect().avx512_vnni();
+            match self {
+                PackedMatrix::Q5(p) => p.gemm(a, stride, ntok, ysums, first_row / 8, out, vnni),
+                PackedMatrix::Q8(p) => {
+                    if ntok == 1 {
+                        p.gemv(a, first_row, out, vnni);
+                    } else {
+                        let mut tmp = [0f32; 8];
+                        for (gi, o) in out.chunks_exact_mut(8 * ntok).enumerate() {
+                            for t in 0..ntok {
+                                p.gemv(&a[t * stride..], first_row + 8 * gi, &mut tmp, vnni);
+                                for r in 0..8 {
+                                    o[r * ntok + t] = tmp[r];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (a, first_row, out);
+        let _ = (a, stride, ntok, ysums, first_row, out);
+    }
+}
+
+/// `out[t·nb + b]` = the sum of the 32 quants of block `b` of Q8_0 activation row `t` (rows
+/// `stride` bytes apart, `nb` blocks each).
+pub fn q8_0_block_sums(a: &[u8], ntok: usize, stride: usize, nb: usize, out: &mut Vec<i32>) {
+    use crate::quant::blocks::BlockQ8_0;
+    out.clear();
+    for t in 0..ntok {
+        for b in 0..nb {
+            let qs = &a[t * stride + b * BlockQ8_0::SIZE + BlockQ8_0::QS..][..32];
+            out.push(qs.iter().map(|&q| q as i8 as i32).sum());
+        }
     }
 }
 

@@ -76,7 +76,7 @@ impl PackedQ8 {
         cols: usize,
         mut done: impl FnMut(std::ops::Range<usize>),
     ) -> Option<PackedQ8> {
-        if rows % 8 != 0 || cols % QK != 0 || rows == 0 {
+        if !rows.is_multiple_of(8) || !cols.is_multiple_of(QK) || rows == 0 {
             return None;
         }
         let nb = cols / QK;
@@ -133,7 +133,7 @@ impl PackedQ8 {
     /// # Panics
     /// When the range or `a` do not fit (callers pass whole groups).
     pub fn gemv(&self, a: &[u8], first_row: usize, out: &mut [f32], vnni: bool) {
-        assert!(first_row % 8 == 0 && out.len() % 8 == 0);
+        assert!(first_row.is_multiple_of(8) && out.len().is_multiple_of(8));
         assert!(first_row + out.len() <= self.rows);
         assert!(a.len() >= self.nb * BlockQ8_0::SIZE);
         // Safety: the asserts keep the reads inside `quants`, `scales` and `a`; a `PackedQ8` is
@@ -167,4 +167,253 @@ impl PackedQ8 {
             )
         ))
     }
+}
+
+macro_rules! q5_gemm_body {
+    ($self:expr, $a:expr, $stride:expr, $ntok:expr, $ysums:expr, $first_group:expr, $out:expr, $dp:expr) => {{
+        let (this, a, stride, ntok, ysums, first_group, out) =
+            ($self, $a, $stride, $ntok, $ysums, $first_group, $out);
+        let nb = this.nb;
+        let q = this.quants.as_ptr();
+        let sc = this.scales.as_ptr();
+        let groups = out.len() / (8 * ntok);
+        let mut lanes = [0f32; 8];
+        for gi in 0..groups {
+            let g = first_group + gi;
+            let mut t = 0;
+            while t < ntok {
+                // Up to four tokens share each unpacked group-block.
+                let tn = (ntok - t).min(4);
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for b in 0..nb {
+                    let pieces = q5_pieces(q.add((g * nb + b) * 5));
+                    let d8 = _mm256_cvtph_ps(_mm_loadu_si128(
+                        sc.add((g * nb + b) * 8) as *const __m128i
+                    ));
+                    for (k, acc_k) in acc.iter_mut().enumerate().take(tn) {
+                        let yb = a.add((t + k) * stride + b * BlockQ8_0::SIZE);
+                        let ys = yb.add(BlockQ8_0::QS) as *const i32;
+                        let mut isum = _mm256_set1_epi32(-16 * ysums[(t + k) * nb + b]);
+                        for (j, piece) in pieces.iter().enumerate() {
+                            isum = $dp(isum, *piece, _mm256_set1_epi32(ys.add(j).read_unaligned()));
+                        }
+                        let d = _mm256_mul_ps(d8, _mm256_set1_ps(f16_at(yb)));
+                        *acc_k = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), *acc_k);
+                    }
+                }
+                for (k, acc_k) in acc.iter().enumerate().take(tn) {
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), *acc_k);
+                    for (r, &v) in lanes.iter().enumerate() {
+                        out[(gi * 8 + r) * ntok + t + k] = v;
+                    }
+                }
+                t += tn;
+            }
+        }
+    }};
+}
+
+/// Q5_0 weights repacked eight rows at a time, still five bits per weight (22 bytes per row
+/// and block, as in the file).
+///
+/// Per group of eight rows and per block: four vectors whose lane `r` holds bytes `4k..4k+4` of
+/// row `r`'s `qs` (`k = 0..4`: low nibbles are elements `4k..4k+4`, high nibbles elements
+/// `16+4k..`), one vector of fifth bits whose lane `r`, byte `j`, bit `k` is bit `4k + j` of row
+/// `r`'s `qh` (so one shift and one mask put piece `k`'s fifth bits in place), and the eight
+/// f16 scales. Values are used unsigned (`0..32`) and the `-16` offset is applied once per block
+/// through the activation's block sum: `Σ (u - 16)·y = Σ u·y - 16·Σ y`, exactly.
+pub struct PackedQ5 {
+    rows: usize,
+    nb: usize,
+    /// `[groups][nb][5]`: the four `qs` vectors, then the fifth-bit vector.
+    quants: Vec<__m256i>,
+    /// `[groups][nb][8]` f16 bits.
+    scales: Vec<u16>,
+}
+
+unsafe impl Send for PackedQ5 {}
+unsafe impl Sync for PackedQ5 {}
+
+impl std::fmt::Debug for PackedQ5 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedQ5 {{ rows: {}, blocks: {} }}", self.rows, self.nb)
+    }
+}
+
+impl PackedQ5 {
+    /// Repacks `rows` Q5_0 rows of `cols` elements; `done(range)` gets each byte range of `data`
+    /// once copied. `None` unless `rows % 8 == 0`, `cols % 32 == 0` and `data` is that matrix.
+    pub fn from_q5_0_with(
+        data: &[u8],
+        rows: usize,
+        cols: usize,
+        mut done: impl FnMut(std::ops::Range<usize>),
+    ) -> Option<PackedQ5> {
+        use crate::quant::blocks::BlockQ5_0;
+        if !rows.is_multiple_of(8) || !cols.is_multiple_of(QK) || rows == 0 {
+            return None;
+        }
+        let nb = cols / QK;
+        let rb = nb * BlockQ5_0::SIZE;
+        if data.len() != rows.checked_mul(rb)? {
+            return None;
+        }
+        let groups = rows / 8;
+        let mut quants = vec![unsafe { _mm256_setzero_si256() }; groups * nb * 5];
+        let mut scales = vec![0u16; groups * nb * 8];
+        // Safety: `quants` is plain memory of groups·nb·160 bytes.
+        let qbytes = unsafe {
+            std::slice::from_raw_parts_mut(quants.as_mut_ptr() as *mut u8, groups * nb * 160)
+        };
+        for g in 0..groups {
+            for b in 0..nb {
+                let dst = &mut qbytes[(g * nb + b) * 160..(g * nb + b + 1) * 160];
+                for r in 0..8 {
+                    let src = &data[(g * 8 + r) * rb + b * BlockQ5_0::SIZE..][..BlockQ5_0::SIZE];
+                    scales[(g * nb + b) * 8 + r] =
+                        u16::from_le_bytes([src[BlockQ5_0::D], src[BlockQ5_0::D + 1]]);
+                    let qs = &src[BlockQ5_0::QS..BlockQ5_0::QS + 16];
+                    for k in 0..4 {
+                        dst[32 * k + 4 * r..32 * k + 4 * r + 4]
+                            .copy_from_slice(&qs[4 * k..4 * k + 4]);
+                    }
+                    let qh = u32::from_le_bytes(
+                        src[BlockQ5_0::QH..BlockQ5_0::QH + 4].try_into().expect("4"),
+                    );
+                    for j in 0..4 {
+                        let mut byte = 0u8;
+                        for k in 0..8 {
+                            byte |= (((qh >> (4 * k + j)) & 1) as u8) << k;
+                        }
+                        dst[128 + 4 * r + j] = byte;
+                    }
+                }
+            }
+            if (g + 1) % 256 == 0 || g + 1 == groups {
+                let band = 256 * 8 * rb;
+                done(g / 256 * band..(g + 1) * 8 * rb);
+            }
+        }
+        Some(PackedQ5 {
+            rows,
+            nb,
+            quants,
+            scales,
+        })
+    }
+
+    /// Rows of the matrix.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.quants.len() * 32 + self.scales.len() * 2
+    }
+
+    /// Products with `ntok` Q8_0 activation rows (`stride` bytes apart in `a`; `ysums[t·nb + b]`
+    /// the sum of the quants of token `t`'s block `b`) for the rows of groups
+    /// `first_group..first_group + out.len() / (8·ntok)`: `out[(row - first_row)·ntok + t]`.
+    ///
+    /// # Panics
+    /// When the ranges do not fit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(
+        &self,
+        a: &[u8],
+        stride: usize,
+        ntok: usize,
+        ysums: &[i32],
+        first_group: usize,
+        out: &mut [f32],
+        vnni: bool,
+    ) {
+        assert!(ntok > 0 && out.len().is_multiple_of(8 * ntok));
+        let groups = out.len() / (8 * ntok);
+        assert!((first_group + groups) * 8 <= self.rows);
+        assert!(a.len() >= (ntok - 1) * stride + self.nb * BlockQ8_0::SIZE);
+        assert!(ysums.len() >= ntok * self.nb);
+        // Safety: the asserts keep every read in bounds; used only behind feature detection.
+        unsafe {
+            if vnni {
+                self.gemm_vnni(a.as_ptr(), stride, ntok, ysums, first_group, out);
+            } else {
+                self.gemm_avx2(a.as_ptr(), stride, ntok, ysums, first_group, out);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn gemm_vnni(
+        &self,
+        a: *const u8,
+        stride: usize,
+        ntok: usize,
+        ysums: &[i32],
+        first_group: usize,
+        out: &mut [f32],
+    ) {
+        q5_gemm_body!(
+            self,
+            a,
+            stride,
+            ntok,
+            ysums,
+            first_group,
+            out,
+            |acc, u, y| { _mm256_dpbusd_epi32(acc, u, y) }
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn gemm_avx2(
+        &self,
+        a: *const u8,
+        stride: usize,
+        ntok: usize,
+        ysums: &[i32],
+        first_group: usize,
+        out: &mut [f32],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        q5_gemm_body!(
+            self,
+            a,
+            stride,
+            ntok,
+            ysums,
+            first_group,
+            out,
+            |acc, u, y| {
+                _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), ones))
+            }
+        )
+    }
+}
+
+/// The eight unsigned 5-bit pieces of one group-block (piece `k`: elements `4k..4k+4` of each
+/// of the eight rows, one row per 32-bit lane).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_pieces(p: *const __m256i) -> [__m256i; 8] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let b4 = _mm256_set1_epi8(0x10);
+    let h = _mm256_load_si256(p.add(4));
+    let v0 = _mm256_load_si256(p);
+    let v1 = _mm256_load_si256(p.add(1));
+    let v2 = _mm256_load_si256(p.add(2));
+    let v3 = _mm256_load_si256(p.add(3));
+    let lo = |v: __m256i| _mm256_and_si256(v, m4);
+    let hi = |v: __m256i| _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    [
+        _mm256_or_si256(lo(v0), _mm256_and_si256(_mm256_slli_epi16(h, 4), b4)),
+        _mm256_or_si256(lo(v1), _mm256_and_si256(_mm256_slli_epi16(h, 3), b4)),
+        _mm256_or_si256(lo(v2), _mm256_and_si256(_mm256_slli_epi16(h, 2), b4)),
+        _mm256_or_si256(lo(v3), _mm256_and_si256(_mm256_slli_epi16(h, 1), b4)),
+        _mm256_or_si256(hi(v0), _mm256_and_si256(h, b4)),
+        _mm256_or_si256(hi(v1), _mm256_and_si256(_mm256_srli_epi16(h, 1), b4)),
+        _mm256_or_si256(hi(v2), _mm256_and_si256(_mm256_srli_epi16(h, 2), b4)),
+        _mm256_or_si256(hi(v3), _mm256_and_si256(_mm256_srli_epi16(h, 3), b4)),
+    ]
 }

@@ -151,3 +151,66 @@ fn vector_ops_match_their_scalar_twins() {
         assert_eq!(y1, y2);
     }
 }
+
+/// Packed matrices give what the scalar kernel gives row by row, for one and several tokens.
+#[test]
+fn packed_products_match_the_scalar_kernels() {
+    use crate::kernels::cpu::{q8_0_block_sums, PackedMatrix};
+    if !Features::detect().avx2() {
+        return;
+    }
+    let mut rng = Rng(7);
+    for ty in [GgmlType::Q8_0, GgmlType::Q5_0] {
+        let reference = scalar::kernel(ty).unwrap();
+        for (rows, cols, ntok) in [
+            (8usize, 32usize, 1usize),
+            (16, 64, 1),
+            (24, 640, 3),
+            (2048 + 8, 96, 5),
+        ] {
+            let data = random_weights(ty, rows * cols, &mut rng);
+            let rb = data.len() / rows;
+            let mut released = 0;
+            let p = PackedMatrix::new(ty, &data, rows, cols, |r| released += r.len()).unwrap();
+            assert_eq!(released, data.len(), "every byte is reported copied once");
+            let x: Vec<f32> = (0..cols * ntok).map(|_| rng.f32()).collect();
+            let arb = cols / 32 * 34;
+            let mut a = vec![0u8; arb * ntok];
+            for t in 0..ntok {
+                quantize_row(
+                    GgmlType::Q8_0,
+                    &x[t * cols..(t + 1) * cols],
+                    &mut a[t * arb..(t + 1) * arb],
+                )
+                .unwrap();
+            }
+            let mut ysums = Vec::new();
+            q8_0_block_sums(&a, ntok, arb, cols / 32, &mut ysums);
+            let mut out = vec![0f32; rows * ntok];
+            // In two calls, to check the row offsets.
+            let (lo, hi) = out.split_at_mut(8 * ntok);
+            p.gemm(&a, arb, ntok, &ysums, 0, lo);
+            p.gemm(&a, arb, ntok, &ysums, 8, hi);
+            for r in 0..rows {
+                for t in 0..ntok {
+                    let w = &data[r * rb..(r + 1) * rb];
+                    let at = &a[t * arb..(t + 1) * arb];
+                    let want = reference(cols, w, at);
+                    let mut wd = vec![0f32; cols];
+                    let mut ad = vec![0f32; cols];
+                    dequantize_row(ty, w, &mut wd).unwrap();
+                    dequantize_row(GgmlType::Q8_0, at, &mut ad).unwrap();
+                    let scale: f64 = wd.iter().zip(&ad).map(|(p, q)| (p * q).abs() as f64).sum();
+                    let got = out[r * ntok + t];
+                    assert!(
+                        ((got - want) as f64).abs() <= 1e-5 * scale + 1e-6,
+                        "{ty} rows {rows} cols {cols} row {r} token {t}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+    // Shapes without a packed layout.
+    assert!(PackedMatrix::new(GgmlType::Q8_0, &[0u8; 34 * 4], 4, 32, |_| {}).is_none());
+    assert!(PackedMatrix::new(GgmlType::Q4_K, &[0u8; 144 * 8], 8, 256, |_| {}).is_none());
+}
