@@ -128,16 +128,34 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 }
 
 /// Quantizes `n` rows of `x` into the activation format `act`.
-fn quantize_rows(act: GgmlType, x: &[f32], n: usize, out: &mut Vec<u8>) -> Result<()> {
+fn quantize_rows(
+    act: GgmlType,
+    x: &[f32],
+    n: usize,
+    out: &mut Vec<u8>,
+    pool: &ThreadPool,
+) -> Result<()> {
     let cols = x.len() / n.max(1);
     let rb = act
         .row_bytes(cols as u64)
         .ok_or_else(|| Error::Internal(format!("{cols} columns do not fit {act} blocks")))?
         as usize;
     out.resize(rb * n, 0);
-    for (src, dst) in x.chunks_exact(cols).zip(out.chunks_exact_mut(rb)) {
-        quant::quantize_row(act, src, dst)?;
+    if n == 0 || rb == 0 {
+        return Ok(());
     }
+    quant::quantize_row(act, &x[..cols], &mut out[..rb])?;
+    par_items_dynamic(
+        pool,
+        &mut out[rb..],
+        rb,
+        8,
+        || (),
+        |_, t, dst| {
+            let src = &x[(t + 1) * cols..(t + 2) * cols];
+            quant::quantize_row_unchecked(act, src, dst);
+        },
+    );
     Ok(())
 }
 
@@ -177,7 +195,7 @@ fn matmul(
         } else {
             let t = sized(tmp, m.rows * n);
             run(t);
-            transpose_into(t, m.rows, n, out);
+            transpose_into(t, m.rows, n, out, pool);
         }
         return;
     }
@@ -217,13 +235,36 @@ fn matmul(
         let w = &data[r * rb..(r + 1) * rb];
         cpu::dot_multi(ty, cols, w, xq, arb, row_out, repack);
     });
-    transpose_into(t, m.rows, n, out);
+    transpose_into(t, m.rows, n, out, pool);
 }
 
-/// `out[tok][r] = t[r][tok]`.
-fn transpose_into(t: &[f32], rows: usize, n: usize, out: &mut [f32]) {
-    for r in 0..rows {
-        for tok in 0..n {
+/// `out[tok][r] = t[r][tok]`, tokens split across the pool, rows in cache-sized blocks.
+fn transpose_into(t: &[f32], rows: usize, n: usize, out: &mut [f32], pool: &ThreadPool) {
+    const TOK: usize = 16;
+    let out = &mut out[..rows * n];
+    par_items_dynamic(
+        pool,
+        out,
+        rows * TOK.min(n),
+        1,
+        || (),
+        |_, item, piece| {
+            let t0 = item * TOK;
+            let tn = piece.len() / rows;
+            for r0 in (0..rows).step_by(256) {
+                for r in r0..(r0 + 256).min(rows) {
+                    let src = &t[r * n + t0..r * n + t0 + tn];
+                    for (k, &v) in src.iter().enumerate() {
+                        piece[k * rows + r] = v;
+                    }
+                }
+            }
+        },
+    );
+    // A last partial group of tokens.
+    let done = n / TOK.min(n) * TOK.min(n);
+    for tok in done..n {
+        for r in 0..rows {
             out[tok * rows + r] = t[r * n + tok];
         }
     }
@@ -271,10 +312,10 @@ impl Transformer {
     }
 
     /// Quantizes `s.xn` for `m` unless the scratch already holds it in the right format.
-    fn prepare(s: &mut Scratch, m: &Matrix, n: usize) -> Result<()> {
+    fn prepare(s: &mut Scratch, m: &Matrix, n: usize, pool: &ThreadPool) -> Result<()> {
         let act = quant::vec_dot_type(m.ty);
         if s.xq_type != Some(act) {
-            quantize_rows(act, &s.xn, n, &mut s.xq)?;
+            quantize_rows(act, &s.xn, n, &mut s.xq, pool)?;
             s.xq_type = Some(act);
         }
         Ok(())
@@ -347,7 +388,7 @@ impl Transformer {
                 ops::rms_norm(row, &layer.attn_norm, c.rms_eps);
             }
             s.xq_type = None;
-            Self::prepare(s, &layer.wq, n)?;
+            Self::prepare(s, &layer.wq, n, pool)?;
             sized(&mut s.q, n * q_w);
             matmul(
                 file,
@@ -360,7 +401,7 @@ impl Transformer {
                 &mut s.ysums,
                 pool,
             );
-            Self::prepare(s, &layer.wk, n)?;
+            Self::prepare(s, &layer.wk, n, pool)?;
             sized(&mut s.k, n * k_w);
             matmul(
                 file,
@@ -373,7 +414,7 @@ impl Transformer {
                 &mut s.ysums,
                 pool,
             );
-            Self::prepare(s, &layer.wv, n)?;
+            Self::prepare(s, &layer.wv, n, pool)?;
             sized(&mut s.v, n * v_w);
             matmul(
                 file,
@@ -447,7 +488,7 @@ impl Transformer {
                 );
                 row += len;
             }
-            quantize_rows(quant::vec_dot_type(layer.wo.ty), attn, n, &mut s.xq)?;
+            quantize_rows(quant::vec_dot_type(layer.wo.ty), attn, n, &mut s.xq, pool)?;
             s.xq_type = None;
             let proj = sized(&mut s.proj, n * c.n_embd);
             matmul(
@@ -474,7 +515,7 @@ impl Transformer {
                 ops::rms_norm(row, &layer.ffn_norm, c.rms_eps);
             }
             s.xq_type = None;
-            Self::prepare(s, &layer.w_gate, n)?;
+            Self::prepare(s, &layer.w_gate, n, pool)?;
             sized(&mut s.gate, n * c.n_ff);
             matmul(
                 file,
@@ -487,7 +528,7 @@ impl Transformer {
                 &mut s.ysums,
                 pool,
             );
-            Self::prepare(s, &layer.w_up, n)?;
+            Self::prepare(s, &layer.w_up, n, pool)?;
             sized(&mut s.up, n * c.n_ff);
             matmul(
                 file,
@@ -504,7 +545,13 @@ impl Transformer {
                 Activation::Gelu => ops::geglu(&mut s.gate, &s.up),
                 Activation::Silu => ops::swiglu(&mut s.gate, &s.up),
             }
-            quantize_rows(quant::vec_dot_type(layer.w_down.ty), &s.gate, n, &mut s.xq)?;
+            quantize_rows(
+                quant::vec_dot_type(layer.w_down.ty),
+                &s.gate,
+                n,
+                &mut s.xq,
+                pool,
+            )?;
             s.xq_type = None;
             let proj = sized(&mut s.proj, n * c.n_embd);
             matmul(
@@ -554,7 +601,13 @@ impl Transformer {
             ops::rms_norm(row, &self.output_norm, c.rms_eps);
         }
         let m = rows.len();
-        quantize_rows(quant::vec_dot_type(self.output.ty), &s.xn, m, &mut s.xq)?;
+        quantize_rows(
+            quant::vec_dot_type(self.output.ty),
+            &s.xn,
+            m,
+            &mut s.xq,
+            pool,
+        )?;
         s.xq_type = None;
         s.logits.resize(m * self.output.rows, 0.0);
         matmul(

@@ -141,6 +141,10 @@ pub fn dot_multi(
                     crate::quant::repack_to_q8_0(ty, n, w, scratch);
                     return x86::multi::q8_0_multi(n, scratch, a, stride, out, f.avx512_vnni());
                 }
+                GgmlType::Q4_K | GgmlType::Q6_K => {
+                    x86::multi::kquant_multi(ty, n, w, a, stride, out, f.avx512_vnni());
+                    return;
+                }
                 _ => {}
             }
         }

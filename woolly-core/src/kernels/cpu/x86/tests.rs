@@ -214,3 +214,49 @@ fn packed_products_match_the_scalar_kernels() {
     assert!(PackedMatrix::new(GgmlType::Q8_0, &[0u8; 34 * 4], 4, 32, |_| {}).is_none());
     assert!(PackedMatrix::new(GgmlType::Q4_K, &[0u8; 144 * 8], 8, 256, |_| {}).is_none());
 }
+
+/// The multi-token products (prompt processing) give what the scalar kernel gives per token.
+#[test]
+fn multi_token_products_match_the_scalar_kernels() {
+    use crate::kernels::cpu::dot_multi;
+    let mut rng = Rng(99);
+    for ty in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::Q5_K,
+        GgmlType::F16,
+    ] {
+        let reference = scalar::kernel(ty).unwrap();
+        let act = vec_dot_type(ty);
+        for (nblocks, ntok) in [(1usize, 1usize), (2, 4), (3, 7), (1, 9)] {
+            let n = nblocks * 256;
+            let w = random_weights(ty, n, &mut rng);
+            let arb = act.row_bytes(n as u64).unwrap() as usize;
+            let mut a = vec![0u8; arb * ntok];
+            for t in 0..ntok {
+                let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+                quantize_row(act, &x, &mut a[t * arb..(t + 1) * arb]).unwrap();
+            }
+            let mut out = vec![0f32; ntok];
+            let mut scratch = Vec::new();
+            dot_multi(ty, n, &w, &a, arb, &mut out, &mut scratch);
+            for t in 0..ntok {
+                let at = &a[t * arb..(t + 1) * arb];
+                let want = reference(n, &w, at);
+                let mut wd = vec![0f32; n];
+                let mut ad = vec![0f32; n];
+                dequantize_row(ty, &w, &mut wd).unwrap();
+                dequantize_row(act, at, &mut ad).unwrap();
+                let scale: f64 = wd.iter().zip(&ad).map(|(p, q)| (p * q).abs() as f64).sum();
+                assert!(
+                    ((out[t] - want) as f64).abs() <= 1e-5 * scale + 1e-6,
+                    "{ty} blocks {nblocks} token {t}/{ntok}: {} vs {want}",
+                    out[t]
+                );
+            }
+        }
+    }
+}
