@@ -1,5 +1,7 @@
 //! `woolly`: the command-line face of Woolly.
 
+mod bench;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,10 +24,10 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
-struct ModelArg {
+pub(crate) struct ModelArg {
     /// Model file (default: $WOOLLY_MODEL, then the cached default model installed by `make model`).
     #[arg(long, short = 'm', value_name = "PATH")]
-    model: Option<PathBuf>,
+    pub(crate) model: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -45,6 +47,10 @@ enum Command {
     },
     /// Generate text from PROMPT, streaming it to standard output.
     Run(RunArgs),
+    /// Measure prompt processing and generation speed (as llama-bench does).
+    Bench(bench::BenchArgs),
+    /// Print this machine's hardware and the tuning Woolly chooses on it, as JSON.
+    Hardware,
     /// Describe a model file: architecture, hyperparameters, tensors, vocabulary.
     Inspect {
         #[command(flatten)]
@@ -89,7 +95,7 @@ struct RunArgs {
     /// Treat PROMPT as a user message and apply the model's chat template.
     #[arg(long)]
     chat: bool,
-    /// Worker threads (0 = one per core).
+    /// Threads (0 = Woolly's policy: one per physical core).
     #[arg(short = 't', long, default_value_t = 0)]
     threads: usize,
     /// Context size in tokens (0 = min(4096, the model's)).
@@ -113,7 +119,7 @@ fn main() -> ExitCode {
     }
 }
 
-type CliResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn open(model: &ModelArg) -> Result<GgufFile, woolly_core::Error> {
     let path = resolve_model_path(model.model.as_deref())?;
@@ -199,7 +205,8 @@ fn run_generate(a: RunArgs) -> CliResult {
                 "ttft_ms": t.ttft_ms,
                 "prompt_tokens": t.prompt_tokens,
                 "generated_tokens": t.generated_tokens,
-                "threads": session.threads(),
+                "threads": session.threads().1,
+                "prompt_threads": session.threads().0,
             },
         });
         writeln!(out, "{v}")?;
@@ -208,7 +215,7 @@ fn run_generate(a: RunArgs) -> CliResult {
         eprintln!(
             "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s; first token after {:.0} ms; load {:.0} ms; {} threads; stop: {:?}]",
             t.prompt_tokens, t.prompt_tok_s, t.generated_tokens, t.gen_tok_s, t.ttft_ms, load_ms,
-            session.threads(), g.stop_reason
+            session.threads().1, g.stop_reason
         );
     }
     Ok(())
@@ -217,6 +224,16 @@ fn run_generate(a: RunArgs) -> CliResult {
 fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Run(args) => run_generate(args)?,
+        Command::Bench(args) => bench::run(args)?,
+        Command::Hardware => {
+            let hw = woolly_core::tune::Hardware::detect();
+            let v = serde_json::json!({
+                "hardware": hw.to_json(),
+                "kernels": woolly_core::kernels::cpu::simd_level(),
+                "threads": woolly_core::tune::threads::policy_json(&hw),
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         Command::Tokenize {
             model,
             no_bos,

@@ -273,3 +273,53 @@ fn bad_input_is_a_clear_error() {
     .expect("an absurd context size is refused");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 }
+
+#[test]
+fn thread_policy_and_overrides() {
+    use woolly_core::tune::{threads_for, Hardware, Workload};
+    let hw = Hardware::detect();
+    let s = Session::new(model(), &SessionParams::default()).unwrap();
+    assert_eq!(
+        s.threads(),
+        (
+            threads_for(&hw, Workload::PromptProcessing),
+            threads_for(&hw, Workload::TokenGeneration)
+        )
+    );
+    let interactive = Session::new(
+        model(),
+        &SessionParams {
+            interactive: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let n = threads_for(&hw, Workload::Interactive);
+    assert!(n >= 1);
+    assert_eq!(interactive.threads(), (n, n));
+    let mut fixed = Session::new(
+        model(),
+        &SessionParams {
+            threads: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(fixed.threads(), (3, 3));
+    fixed.set_threads(1).unwrap();
+    assert_eq!(fixed.threads(), (1, 1));
+    assert!(fixed.set_threads(100_000).is_err());
+    // Background work at a lower priority, pinned, still answers the same.
+    let mut bg = Session::new(
+        model(),
+        &SessionParams {
+            background: true,
+            pin_threads: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let a = bg.generate(PROMPT, &greedy(6), |_| true).unwrap();
+    let b = fixed.generate(PROMPT, &greedy(6), |_| true).unwrap();
+    assert_eq!(a.generated_ids, b.generated_ids);
+}

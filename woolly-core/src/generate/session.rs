@@ -20,8 +20,16 @@ use crate::{Error, Result};
 pub struct SessionParams {
     /// Context size in tokens (0 = the smaller of 4096 and the model's trained context).
     pub context_size: usize,
-    /// Worker threads (0 = one per available core).
+    /// Threads for everything, the caller's included (0 = Woolly's policy per phase, see
+    /// [`crate::tune::threads`]: one per physical core for the prompt, capped for generation).
     pub threads: usize,
+    /// Inside an application with a UI: leave a core to it (never fewer than one thread).
+    pub interactive: bool,
+    /// Background work: the worker threads run at a lower priority (nice 10).
+    pub background: bool,
+    /// Pin worker threads to distinct physical cores (Linux). Off by default: on a desktop,
+    /// other programs compete for the cores and the scheduler places threads better.
+    pub pin_threads: bool,
     /// Tokens of a prompt processed per forward pass; cancellation is checked between layers.
     pub batch_size: usize,
 }
@@ -31,6 +39,9 @@ impl Default for SessionParams {
         SessionParams {
             context_size: 0,
             threads: 0,
+            interactive: false,
+            background: false,
+            pin_threads: false,
             batch_size: 512,
         }
     }
@@ -139,6 +150,34 @@ pub struct Session {
     pool: ThreadPool,
     batch_size: usize,
     logits: Vec<f32>,
+    prompt_threads: usize,
+    gen_threads: usize,
+}
+
+/// Threads for the prompt and for generation.
+fn thread_plan(params: &SessionParams) -> Result<(usize, usize)> {
+    use crate::tune::{threads_for, Hardware, Workload};
+    match params.threads {
+        0 => {
+            let hw = Hardware::detect();
+            Ok(if params.interactive {
+                let n = threads_for(&hw, Workload::Interactive);
+                (n, n)
+            } else if params.background {
+                let n = threads_for(&hw, Workload::BatchInference);
+                (n, n)
+            } else {
+                (
+                    threads_for(&hw, Workload::PromptProcessing),
+                    threads_for(&hw, Workload::TokenGeneration),
+                )
+            })
+        }
+        n if n > 1024 => Err(Error::InvalidArgument(format!(
+            "{n} threads is absurd (at most 1024)"
+        ))),
+        n => Ok((n, n)),
+    }
 }
 
 impl Session {
@@ -160,13 +199,12 @@ impl Session {
                 "batch_size must be at least 1".into(),
             ));
         }
-        let threads = match params.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n if n > 1024 => {
-                return Err(Error::InvalidArgument(format!("{n} threads is absurd")));
-            }
-            n => n,
-        };
+        let (prompt_threads, gen_threads) = thread_plan(params)?;
+        let threads = prompt_threads.max(gen_threads);
+        let hw_cpus = params
+            .pin_threads
+            .then(|| crate::tune::threads::spread_cpus(&crate::tune::Hardware::detect(), threads))
+            .flatten();
         let c = &model.transformer().config;
         let cache = KvCache::new(
             hp.n_layer,
@@ -180,8 +218,21 @@ impl Session {
             scratch: Scratch::default(),
             history: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
-            pool: ThreadPool::new(threads)
-                .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?,
+            pool: {
+                let pool =
+                    ThreadPool::with_options(threads, crate::tune::pool::DEFAULT_SPIN, hw_cpus)
+                        .map_err(|e| {
+                            Error::Internal(format!("cannot start worker threads: {e}"))
+                        })?;
+                if params.background {
+                    // Lowering our own threads' priority needs no privilege; a failure only
+                    // means they keep the normal one.
+                    let _ = pool.set_worker_nice(crate::tune::threads::BACKGROUND_NICE);
+                }
+                pool
+            },
+            prompt_threads,
+            gen_threads,
             batch_size: params.batch_size,
             logits: Vec::new(),
         })
@@ -197,17 +248,28 @@ impl Session {
         self.cache.capacity()
     }
 
-    /// Worker threads used.
-    pub fn threads(&self) -> usize {
-        self.pool.threads()
+    /// Threads used for prompt processing and for generation, the caller's included.
+    pub fn threads(&self) -> (usize, usize) {
+        (self.prompt_threads, self.gen_threads)
     }
 
-    /// Changes the worker count (at least 1).
+    /// Uses `threads` threads for both phases from the next generation on (0 = the policy's
+    /// choice again), e.g. when the power or thermal state changes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an absurd count; [`Error::Internal`] when threads cannot
+    /// be started.
     pub fn set_threads(&mut self, threads: usize) -> Result<()> {
-        if threads.max(1) != self.pool.threads() {
-            self.pool = ThreadPool::new(threads.max(1))
+        let (p, g) = thread_plan(&SessionParams {
+            threads,
+            ..SessionParams::default()
+        })?;
+        if p.max(g) > self.pool.size() {
+            self.pool = ThreadPool::new(p.max(g))
                 .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
         }
+        self.prompt_threads = p;
+        self.gen_threads = g;
         Ok(())
     }
 
@@ -225,6 +287,11 @@ impl Session {
     /// Runs the model over `tokens` appended to the cache and leaves the last token's logits in
     /// `self.logits`.
     fn eval(&mut self, tokens: &[TokenId]) -> Result<()> {
+        self.pool.set_active(if tokens.len() > 1 {
+            self.prompt_threads
+        } else {
+            self.gen_threads
+        });
         let cancel = self.cancel.clone();
         let cancelled = move || cancel.load(Ordering::Relaxed);
         for chunk in tokens.chunks(self.batch_size) {

@@ -2,6 +2,9 @@
 
 pub mod hardware;
 pub mod pool;
+pub mod process;
+pub mod threads;
 
 pub use hardware::{CacheInfo, Hardware, SimdFeatures};
 pub use pool::ThreadPool;
+pub use threads::{threads_for, Workload};

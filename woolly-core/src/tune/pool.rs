@@ -19,6 +19,8 @@ use std::thread::JoinHandle;
 #[derive(Clone, Copy)]
 struct Job {
     f: *const (dyn Fn(usize) + Sync),
+    /// Threads taking part: workers with a higher index skip the job.
+    active: usize,
 }
 
 // SAFETY: the pointee is `Sync` and outlives every use (see `Job`).
@@ -34,6 +36,8 @@ struct Shared {
     panicked: AtomicBool,
     /// Iterations a worker spins on the epoch before parking.
     spin: usize,
+    /// Kernel thread ids of the workers (Linux), for priority changes.
+    tids: Mutex<Vec<i64>>,
 }
 
 /// A fixed set of worker threads (plus the calling thread) that run broadcasts.
@@ -42,6 +46,8 @@ pub struct ThreadPool {
     workers: Vec<JoinHandle<()>>,
     /// Serializes broadcasts from different threads sharing one pool.
     busy: Mutex<()>,
+    /// Threads taking part in broadcasts (at most `workers.len() + 1`).
+    active: AtomicUsize,
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -53,7 +59,7 @@ impl std::fmt::Debug for ThreadPool {
 }
 
 /// Default spin before parking: about 50-100 microseconds on a current desktop core.
-const DEFAULT_SPIN: usize = 20_000;
+pub const DEFAULT_SPIN: usize = 20_000;
 
 impl ThreadPool {
     /// A pool of `threads` threads in all (the caller counts as one, so `threads - 1` are spawned).
@@ -77,6 +83,7 @@ impl ThreadPool {
             shutdown: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             spin,
+            tids: Mutex::new(Vec::new()),
         });
         let mut workers = Vec::with_capacity(threads - 1);
         for index in 1..threads {
@@ -91,26 +98,70 @@ impl ThreadPool {
                     if let Some(cpu) = cpu {
                         pin_to_cpu(cpu);
                     }
+                    if let Some(tid) = current_tid() {
+                        shared
+                            .tids
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(tid);
+                    }
                     worker(shared, index)
                 })?;
             workers.push(handle);
+        }
+        // Wait until every worker has registered its thread id (a few microseconds).
+        #[cfg(target_os = "linux")]
+        while shared.tids.lock().unwrap_or_else(|e| e.into_inner()).len() < threads - 1 {
+            std::thread::yield_now();
         }
         Ok(ThreadPool {
             shared,
             workers,
             busy: Mutex::new(()),
+            active: AtomicUsize::new(threads),
         })
     }
 
-    /// Threads in the pool, the caller's included.
+    /// Threads taking part in broadcasts, the caller's included (see [`ThreadPool::set_active`]).
     pub fn threads(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Threads in the pool, the caller's included.
+    pub fn size(&self) -> usize {
         self.workers.len() + 1
+    }
+
+    /// Uses only the first `n` threads (1 to [`ThreadPool::size`]) for the next broadcasts; the
+    /// others stay parked. Lets one pool serve workloads that want different thread counts.
+    pub fn set_active(&self, n: usize) {
+        self.active
+            .store(n.clamp(1, self.size()), Ordering::Relaxed);
+    }
+
+    /// Lowers (or, with permission, raises) the scheduling priority of the pool's worker
+    /// threads to `nice` (Linux; elsewhere a no-op). Only this pool's own threads change.
+    ///
+    /// # Errors
+    /// The OS error when the priority cannot be set (raising it needs privileges).
+    pub fn set_worker_nice(&self, nice: i32) -> std::io::Result<()> {
+        let tids = self
+            .shared
+            .tids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for tid in tids {
+            set_thread_nice(tid, nice)?;
+        }
+        Ok(())
     }
 
     /// Runs `f(thread_index)` once on every thread of the pool (index 0 on the caller's thread)
     /// and returns when all calls have returned. A panic in any call is re-raised here.
     pub fn broadcast(&self, f: &(dyn Fn(usize) + Sync)) {
-        if self.workers.is_empty() {
+        let active = self.threads();
+        if self.workers.is_empty() || active == 1 {
             f(0);
             return;
         }
@@ -125,8 +176,9 @@ impl ThreadPool {
                     *const (dyn Fn(usize) + Sync),
                 >(f as *const _)
             },
+            active,
         };
-        s.pending.store(self.workers.len(), Ordering::SeqCst);
+        s.pending.store(active - 1, Ordering::SeqCst);
         {
             let mut slot = s.job.lock().unwrap_or_else(|e| e.into_inner());
             *slot = Some(job);
@@ -178,6 +230,10 @@ fn worker(s: Arc<Shared>, index: usize) {
             }
         };
         if let Some(job) = job {
+            if index >= job.active {
+                // Not taking part in this one.
+                continue;
+            }
             // SAFETY: see `Job`: the broadcaster waits for `pending` to reach zero.
             let f = unsafe { &*job.f };
             if catch_unwind(AssertUnwindSafe(|| f(index))).is_err() {
@@ -220,6 +276,52 @@ fn pin_to_cpu(_cpu: usize) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_active_limits_the_threads_taking_part() {
+        let pool = ThreadPool::new(3).unwrap();
+        assert_eq!(pool.size(), 3);
+        for active in [1usize, 2, 3, 2, 1, 3] {
+            pool.set_active(active);
+            assert_eq!(pool.threads(), active);
+            let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+            for _ in 0..50 {
+                pool.broadcast(&|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            for (i, h) in hits.iter().enumerate() {
+                let want = if i < active { 50 } else { 0 };
+                assert_eq!(
+                    h.load(Ordering::Relaxed),
+                    want,
+                    "active {active} thread {i}"
+                );
+            }
+        }
+        pool.set_active(0);
+        assert_eq!(pool.threads(), 1);
+        pool.set_active(99);
+        assert_eq!(pool.threads(), 3);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn worker_priority_can_be_lowered() {
+        let pool = ThreadPool::new(3).unwrap();
+        pool.set_worker_nice(7).unwrap();
+        let tids = pool.shared.tids.lock().unwrap().clone();
+        assert_eq!(tids.len(), 2);
+        for tid in tids {
+            // SAFETY: plain system call.
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+            assert_eq!(nice, 7);
+        }
+        // The calling thread is left alone.
+        // SAFETY: plain system call.
+        let mine = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        assert_ne!(mine, 7);
+    }
 
     #[test]
     fn every_thread_runs_once_per_broadcast() {
@@ -286,4 +388,30 @@ mod tests {
         }
         assert_eq!(total.load(Ordering::SeqCst), 4 * 100 * 2);
     }
+}
+
+/// The calling thread's kernel id (Linux).
+fn current_tid() -> Option<i64> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions.
+        Some(unsafe { libc::syscall(libc::SYS_gettid) } as i64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Sets one thread's nice value (Linux: priorities are per thread).
+fn set_thread_nice(tid: i64, nice: i32) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system call on a thread id of this process.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (tid, nice);
+    Ok(())
 }
