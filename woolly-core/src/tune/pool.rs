@@ -273,6 +273,32 @@ fn pin_to_cpu(cpu: usize) {
 #[cfg(not(target_os = "linux"))]
 fn pin_to_cpu(_cpu: usize) {}
 
+/// The calling thread's kernel id (Linux).
+fn current_tid() -> Option<i64> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions.
+        Some(unsafe { libc::syscall(libc::SYS_gettid) } as i64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Sets one thread's nice value (Linux: priorities are per thread).
+fn set_thread_nice(tid: i64, nice: i32) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system call on a thread id of this process.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (tid, nice);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,30 +414,4 @@ mod tests {
         }
         assert_eq!(total.load(Ordering::SeqCst), 4 * 100 * 2);
     }
-}
-
-/// The calling thread's kernel id (Linux).
-fn current_tid() -> Option<i64> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid has no preconditions.
-        Some(unsafe { libc::syscall(libc::SYS_gettid) } as i64)
-    }
-    #[cfg(not(target_os = "linux"))]
-    None
-}
-
-/// Sets one thread's nice value (Linux: priorities are per thread).
-fn set_thread_nice(tid: i64, nice: i32) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system call on a thread id of this process.
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (tid, nice);
-    Ok(())
 }
