@@ -9,7 +9,7 @@ MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
-.PHONY: all deps build model demo test test-rust lint fmt clean
+.PHONY: all deps build model demo test test-rust lint fmt clean bench bench-llama
 
 all: build
 
@@ -43,6 +43,17 @@ test-rust: deps model
 
 test: lint test-rust
 	@echo "make test: all suites passed"
+
+# Woolly's own figures (no comparison).
+bench: build model
+	$(WOOLLY) bench --model "$(MODEL)" -p 512 -n 128 -t 1,2 -r 3
+
+# Side by side with llama.cpp, built from source by llama-cpp-python into $(LLAMA_VENV).
+LLAMA_VENV ?= /tmp/llamavenv
+bench-llama: build model
+	@test -x $(LLAMA_VENV)/bin/python || ($(PYTHON) -m venv $(LLAMA_VENV) && \
+		CMAKE_ARGS="-DGGML_NATIVE=ON" $(LLAMA_VENV)/bin/pip install llama-cpp-python==0.3.36)
+	$(LLAMA_VENV)/bin/python bench/compare.py --model "$(MODEL)"
 
 fmt:
 	$(CARGO) fmt --all

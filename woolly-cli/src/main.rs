@@ -163,6 +163,18 @@ fn run_generate(a: RunArgs) -> CliResult {
         stop: a.stop,
         ..Default::default()
     };
+    if !a.json {
+        let hw = woolly_core::tune::Hardware::detect();
+        let (pt, gt) = session.threads();
+        eprintln!(
+            "[tuning: {} kernels; threads {pt} for the prompt, {gt} for generation ({}); {} physical / {} logical cores; {:.0} MiB of weights repacked for this CPU]",
+            woolly_core::kernels::cpu::simd_level(),
+            if a.threads == 0 { "Woolly's policy" } else { "--threads" },
+            hw.physical_cores,
+            hw.logical_cores,
+            model.packed_bytes() as f64 / (1 << 20) as f64,
+        );
+    }
     let mut out = std::io::stdout().lock();
     let mut write_err = None;
     let mut on_token = |ev: &woolly_core::generate::TokenEvent<'_>| {

@@ -98,6 +98,12 @@ impl Model {
         &self.transformer
     }
 
+    /// Bytes of weights copied into layouts made for this CPU at load (the mapped pages they
+    /// came from were released).
+    pub fn packed_bytes(&self) -> usize {
+        self.transformer.packed_bytes()
+    }
+
     /// The chat format in use.
     pub fn chat_template(&self) -> &ChatTemplate {
         &self.chat_template

@@ -116,6 +116,7 @@ pub struct Scratch {
     xq_type: Option<GgmlType>,
     tmp: Vec<f32>,
     ysums: Vec<i32>,
+    rows: Vec<usize>,
     cos: Vec<f32>,
     sin: Vec<f32>,
     /// Logits of each sequence that asked for them, `n_vocab` each, in batch order.
@@ -471,7 +472,9 @@ impl Transformer {
                 row += b.tokens.len();
             }
 
-            // Attention of every query over its sequence's cache.
+            // Attention of every query over its sequence's cache. Queries are rounded to f16 as
+            // llama.cpp's flash attention converts them.
+            (ops::vec_ops().round_to_f16)(&mut s.q[..n * q_w]);
             let attn = sized(&mut s.attn, n * a_w);
             let mut row = 0;
             for b in seqs.iter() {
@@ -579,7 +582,8 @@ impl Transformer {
         }
 
         // Logits of the last token of each sequence that wants them.
-        let mut rows = Vec::with_capacity(seqs.len());
+        let mut rows = std::mem::take(&mut s.rows);
+        rows.clear();
         let mut end = 0;
         for b in seqs.iter() {
             end += b.tokens.len();
@@ -587,20 +591,21 @@ impl Transformer {
                 rows.push(end - 1);
             }
         }
-        if rows.is_empty() {
+        let m = rows.len();
+        s.xn.clear();
+        for &r in &rows {
+            s.xn.extend_from_slice(&s.x[r * c.n_embd..(r + 1) * c.n_embd]);
+        }
+        s.rows = rows;
+        if m == 0 {
             return Ok(());
         }
         if cancelled() {
             return Err(Error::Cancelled);
         }
-        s.xn.clear();
-        for &r in &rows {
-            s.xn.extend_from_slice(&s.x[r * c.n_embd..(r + 1) * c.n_embd]);
-        }
         for row in s.xn.chunks_exact_mut(c.n_embd) {
             ops::rms_norm(row, &self.output_norm, c.rms_eps);
         }
-        let m = rows.len();
         quantize_rows(
             quant::vec_dot_type(self.output.ty),
             &s.xn,
@@ -656,14 +661,14 @@ fn attention(
         out,
         hv,
         4,
-        || vec![0f32; hk],
-        |q16, item, o| {
+        || (),
+        |_, item, o| {
             let (t, h) = (item / c.n_head, item % c.n_head);
             let kvh = h / group;
             let pos = first_pos + t;
             let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            q16.copy_from_slice(&q[t * q_w + h * hk..t * q_w + (h + 1) * hk]);
-            (ops.round_to_f16)(q16);
+            // Already rounded to f16 by the caller.
+            let q16 = &q[t * q_w + h * hk..t * q_w + (h + 1) * hk];
             // `o` doubles as the accumulator; its values stay representable in f16.
             o.fill(0.0);
             let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
