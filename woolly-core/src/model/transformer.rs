@@ -7,7 +7,7 @@
 
 use crate::generate::KvCache;
 use crate::gguf::{GgmlType, GgufFile};
-use crate::kernels::cpu::parallel::par_items_dynamic;
+use crate::kernels::cpu::parallel::{par_for_dynamic, par_items_dynamic, SharedOut};
 use crate::kernels::cpu::{self, ops, ops::RopeLayout};
 use crate::model::weights::Matrix;
 use crate::quant;
@@ -145,16 +145,19 @@ fn quantize_rows(
     if n == 0 || rb == 0 {
         return Ok(());
     }
-    quant::quantize_row(act, &x[..cols], &mut out[..rb])?;
+    if !quant::is_activation_type(act) || x.len() < n * cols {
+        return Err(Error::Internal(format!(
+            "cannot quantize activations to {act}"
+        )));
+    }
     par_items_dynamic(
         pool,
-        &mut out[rb..],
+        out,
         rb,
         8,
         || (),
         |_, t, dst| {
-            let src = &x[(t + 1) * cols..(t + 2) * cols];
-            quant::quantize_row_unchecked(act, src, dst);
+            cpu::quantize_activations(act, &x[t * cols..(t + 1) * cols], dst);
         },
     );
     Ok(())
@@ -179,25 +182,18 @@ fn matmul(
             cpu::q8_0_block_sums(xq, n, arb, m.cols / 32, ysums);
         }
         let ysums = &ysums[..];
-        // Groups of eight rows, handed out dynamically (a busy core takes fewer).
+        assert!(out.len() >= n * m.rows);
+        let dst = SharedOut(out.as_mut_ptr());
+        let dst = &dst;
+        // Groups of eight rows, handed out dynamically (a busy core takes fewer); each writes
+        // its eight outputs of every token straight into the token-major result.
         let grain = (64 / n).clamp(1, 8);
-        let run = |dst: &mut [f32]| {
-            par_items_dynamic(
-                pool,
-                dst,
-                8 * n,
-                grain,
-                || (),
-                |_, g, piece| p.gemm(xq, arb, n, ysums, g * 8, piece),
-            );
-        };
-        if n == 1 {
-            run(out);
-        } else {
-            let t = sized(tmp, m.rows * n);
-            run(t);
-            transpose_into(t, m.rows, n, out, pool);
-        }
+        par_for_dynamic(pool, m.rows / 8, grain, |g| {
+            // SAFETY: group `g` writes only rows 8g..8g+8 of each token's output, which no
+            // other group touches; `out` holds n rows of m.rows outputs and outlives the pool
+            // call.
+            unsafe { p.gemm_raw(xq, arb, n, ysums, g * 8, 8, dst.0.add(g * 8), m.rows) }
+        });
         return;
     }
     let data = m.data(file);

@@ -252,9 +252,12 @@ impl PackedMatrix {
     }
 
     /// Products of rows `first_row..first_row + out.len() / ntok` (`first_row` and the count
-    /// multiples of 8) with `ntok` Q8_0 activation rows `stride` bytes apart in `a`:
-    /// `out[(row - first_row)·ntok + t]`. `ysums` holds [`q8_0_block_sums`] of the activations
+    /// multiples of 8) with `ntok` Q8_0 activation rows `stride` bytes apart in `a`, token-major:
+    /// `out[t·count + (row - first_row)]`. `ysums` holds [`q8_0_block_sums`] of the activations
     /// when [`PackedMatrix::needs_block_sums`].
+    ///
+    /// # Panics
+    /// When the ranges do not fit.
     pub fn gemm(
         &self,
         a: &[u8],
@@ -264,22 +267,67 @@ impl PackedMatrix {
         first_row: usize,
         out: &mut [f32],
     ) {
+        assert!(ntok > 0 && out.len() % (8 * ntok) == 0 && first_row % 8 == 0);
+        let count = out.len() / ntok;
+        // Safety: `out` is exclusively borrowed and holds `ntok` rows of `count` outputs.
+        unsafe {
+            self.gemm_raw(
+                a,
+                stride,
+                ntok,
+                ysums,
+                first_row,
+                count,
+                out.as_mut_ptr(),
+                count,
+            )
+        }
+    }
+
+    /// [`PackedMatrix::gemm`] for `count` rows from `first_row`, writing the product of row
+    /// `first_row + i` and token `t` to `out[t·out_stride + i]`, so that threads can fill
+    /// disjoint row ranges of one token-major output.
+    ///
+    /// # Safety
+    /// `out` must be valid for those writes, and no other thread may touch them meanwhile.
+    ///
+    /// # Panics
+    /// When the ranges do not fit.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_raw(
+        &self,
+        a: &[u8],
+        stride: usize,
+        ntok: usize,
+        ysums: &[i32],
+        first_row: usize,
+        count: usize,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        assert!(first_row % 8 == 0 && count % 8 == 0 && out_stride >= count);
         #[cfg(target_arch = "x86_64")]
         {
             let vnni = x86::Features::detect().avx512_vnni();
             match self {
-                PackedMatrix::Q5(p) => p.gemm(a, stride, ntok, ysums, first_row / 8, out, vnni),
+                PackedMatrix::Q5(p) => p.gemm_raw(
+                    a,
+                    stride,
+                    ntok,
+                    ysums,
+                    first_row / 8,
+                    count / 8,
+                    out,
+                    out_stride,
+                    vnni,
+                ),
                 PackedMatrix::Q8(p) => {
-                    if ntok == 1 {
-                        p.gemv(a, first_row, out, vnni);
-                    } else {
-                        let mut tmp = [0f32; 8];
-                        for (gi, o) in out.chunks_exact_mut(8 * ntok).enumerate() {
-                            for t in 0..ntok {
-                                p.gemv(&a[t * stride..], first_row + 8 * gi, &mut tmp, vnni);
-                                for r in 0..8 {
-                                    o[r * ntok + t] = tmp[r];
-                                }
+                    let mut tmp = [0f32; 8];
+                    for g in 0..count / 8 {
+                        for t in 0..ntok {
+                            p.gemv(&a[t * stride..], first_row + 8 * g, &mut tmp, vnni);
+                            for (r, &v) in tmp.iter().enumerate() {
+                                *out.add(t * out_stride + 8 * g + r) = v;
                             }
                         }
                     }
@@ -287,7 +335,7 @@ impl PackedMatrix {
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (a, stride, ntok, ysums, first_row, out);
+        let _ = (a, stride, ntok, ysums, first_row, count, out, out_stride);
     }
 }
 
@@ -302,6 +350,21 @@ pub fn q8_0_block_sums(a: &[u8], ntok: usize, stride: usize, nb: usize, out: &mu
             out.push(qs.iter().map(|&q| q as i8 as i32).sum());
         }
     }
+}
+
+/// Quantizes activations `src` into `dst` in format `act` for the dot products, with the SIMD
+/// quantizer where there is one (Q8_0: llama.cpp's x86 rounding; Q8_K: bit-identical to the
+/// reference), else [`crate::quant::quantize_row_unchecked`]. Whole blocks only; never panics.
+pub fn quantize_activations(act: GgmlType, src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if SIMD_ENABLED.load(Ordering::Relaxed) && x86::Features::detect().avx2() {
+        match act {
+            GgmlType::Q8_0 => return x86::quantize::q8_0(src, dst),
+            GgmlType::Q8_K => return x86::quantize::q8_k(src, dst),
+            _ => {}
+        }
+    }
+    crate::quant::quantize_row_unchecked(act, src, dst)
 }
 
 /// Checks that `ty` has a kernel and that `w` and `a` hold exactly `n` elements each (per row).

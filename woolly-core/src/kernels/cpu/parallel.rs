@@ -93,6 +93,32 @@ pub fn par_items_dynamic<T: Send, S>(
     });
 }
 
+/// Calls `f(item)` for every item in `0..n_items`, handed out `grain` at a time to whichever
+/// thread is free (for callers that write disjoint parts of one output through a
+/// [`SharedOut`]).
+pub fn par_for_dynamic(pool: &ThreadPool, n_items: usize, grain: usize, f: impl Fn(usize) + Sync) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let grain = grain.max(1);
+    if pool.threads() == 1 || n_items <= grain {
+        (0..n_items).for_each(f);
+        return;
+    }
+    let next = AtomicUsize::new(0);
+    pool.broadcast(&|_| loop {
+        let start = next.fetch_add(grain, Ordering::Relaxed);
+        if start >= n_items {
+            break;
+        }
+        (start..(start + grain).min(n_items)).for_each(&f);
+    });
+}
+
+/// A raw pointer to an output that several threads fill in disjoint places.
+pub struct SharedOut<T>(pub *mut T);
+// SAFETY: users write disjoint elements only (each caller documents why).
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ mod avx2;
 mod avx2_more;
 pub mod multi;
 pub mod packed;
+pub mod quantize;
 pub mod vec;
 mod vnni;
 

@@ -170,14 +170,21 @@ impl PackedQ8 {
 }
 
 macro_rules! q5_gemm_body {
-    ($self:expr, $a:expr, $stride:expr, $ntok:expr, $ysums:expr, $first_group:expr, $out:expr, $dp:expr) => {{
-        let (this, a, stride, ntok, ysums, first_group, out) =
-            ($self, $a, $stride, $ntok, $ysums, $first_group, $out);
+    ($self:expr, $a:expr, $stride:expr, $ntok:expr, $ysums:expr, $first_group:expr, $groups:expr, $out:expr, $out_stride:expr, $dp:expr) => {{
+        let (this, a, stride, ntok, ysums, first_group, groups, out, out_stride) = (
+            $self,
+            $a,
+            $stride,
+            $ntok,
+            $ysums,
+            $first_group,
+            $groups,
+            $out,
+            $out_stride,
+        );
         let nb = this.nb;
         let q = this.quants.as_ptr();
         let sc = this.scales.as_ptr();
-        let groups = out.len() / (8 * ntok);
-        let mut lanes = [0f32; 8];
         for gi in 0..groups {
             let g = first_group + gi;
             let mut t = 0;
@@ -202,10 +209,7 @@ macro_rules! q5_gemm_body {
                     }
                 }
                 for (k, acc_k) in acc.iter().enumerate().take(tn) {
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), *acc_k);
-                    for (r, &v) in lanes.iter().enumerate() {
-                        out[(gi * 8 + r) * ntok + t + k] = v;
-                    }
+                    _mm256_storeu_ps(out.add((t + k) * out_stride + gi * 8), *acc_k);
                 }
                 t += tn;
             }
@@ -313,37 +317,59 @@ impl PackedQ5 {
     }
 
     /// Products with `ntok` Q8_0 activation rows (`stride` bytes apart in `a`; `ysums[t·nb + b]`
-    /// the sum of the quants of token `t`'s block `b`) for the rows of groups
-    /// `first_group..first_group + out.len() / (8·ntok)`: `out[(row - first_row)·ntok + t]`.
+    /// the sum of the quants of token `t`'s block `b`) for the `groups` groups of eight rows from
+    /// `first_group`: the product of row `first_group·8 + i` and token `t` goes to
+    /// `out[t·out_stride + i]`.
+    ///
+    /// # Safety
+    /// `out` must be valid for those writes and not written by anyone else meanwhile; AVX2
+    /// (and, with `vnni`, AVX-512 VNNI) must be present.
     ///
     /// # Panics
-    /// When the ranges do not fit.
+    /// When the rows, activations or sums do not fit.
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm(
+    pub unsafe fn gemm_raw(
         &self,
         a: &[u8],
         stride: usize,
         ntok: usize,
         ysums: &[i32],
         first_group: usize,
-        out: &mut [f32],
+        groups: usize,
+        out: *mut f32,
+        out_stride: usize,
         vnni: bool,
     ) {
-        assert!(ntok > 0 && out.len().is_multiple_of(8 * ntok));
-        let groups = out.len() / (8 * ntok);
+        assert!(ntok > 0 && out_stride >= groups * 8);
         assert!((first_group + groups) * 8 <= self.rows);
         assert!(a.len() >= (ntok - 1) * stride + self.nb * BlockQ8_0::SIZE);
         assert!(ysums.len() >= ntok * self.nb);
-        // Safety: the asserts keep every read in bounds; used only behind feature detection.
-        unsafe {
-            if vnni {
-                self.gemm_vnni(a.as_ptr(), stride, ntok, ysums, first_group, out);
-            } else {
-                self.gemm_avx2(a.as_ptr(), stride, ntok, ysums, first_group, out);
-            }
+        if vnni {
+            self.gemm_vnni(
+                a.as_ptr(),
+                stride,
+                ntok,
+                ysums,
+                first_group,
+                groups,
+                out,
+                out_stride,
+            );
+        } else {
+            self.gemm_avx2(
+                a.as_ptr(),
+                stride,
+                ntok,
+                ysums,
+                first_group,
+                groups,
+                out,
+                out_stride,
+            );
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn gemm_vnni(
         &self,
@@ -352,7 +378,9 @@ impl PackedQ5 {
         ntok: usize,
         ysums: &[i32],
         first_group: usize,
-        out: &mut [f32],
+        groups: usize,
+        out: *mut f32,
+        out_stride: usize,
     ) {
         q5_gemm_body!(
             self,
@@ -361,11 +389,14 @@ impl PackedQ5 {
             ntok,
             ysums,
             first_group,
+            groups,
             out,
+            out_stride,
             |acc, u, y| { _mm256_dpbusd_epi32(acc, u, y) }
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn gemm_avx2(
         &self,
@@ -374,7 +405,9 @@ impl PackedQ5 {
         ntok: usize,
         ysums: &[i32],
         first_group: usize,
-        out: &mut [f32],
+        groups: usize,
+        out: *mut f32,
+        out_stride: usize,
     ) {
         let ones = _mm256_set1_epi16(1);
         q5_gemm_body!(
@@ -384,7 +417,9 @@ impl PackedQ5 {
             ntok,
             ysums,
             first_group,
+            groups,
             out,
+            out_stride,
             |acc, u, y| {
                 _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), ones))
             }

@@ -186,11 +186,21 @@ fn packed_products_match_the_scalar_kernels() {
             }
             let mut ysums = Vec::new();
             q8_0_block_sums(&a, ntok, arb, cols / 32, &mut ysums);
+            // The first group alone, then the rest: token-major within each call.
+            let mut first = vec![0f32; 8 * ntok];
+            let mut rest = vec![0f32; (rows - 8) * ntok];
+            p.gemm(&a, arb, ntok, &ysums, 0, &mut first);
+            p.gemm(&a, arb, ntok, &ysums, 8, &mut rest);
             let mut out = vec![0f32; rows * ntok];
-            // In two calls, to check the row offsets.
-            let (lo, hi) = out.split_at_mut(8 * ntok);
-            p.gemm(&a, arb, ntok, &ysums, 0, lo);
-            p.gemm(&a, arb, ntok, &ysums, 8, hi);
+            for t in 0..ntok {
+                for r in 0..rows {
+                    out[r * ntok + t] = if r < 8 {
+                        first[t * 8 + r]
+                    } else {
+                        rest[t * (rows - 8) + r - 8]
+                    };
+                }
+            }
             for r in 0..rows {
                 for t in 0..ntok {
                     let w = &data[r * rb..(r + 1) * rb];
@@ -256,6 +266,45 @@ fn multi_token_products_match_the_scalar_kernels() {
                     "{ty} blocks {nblocks} token {t}/{ntok}: {} vs {want}",
                     out[t]
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_quantizers_agree_with_the_reference() {
+    if !Features::detect().avx2() {
+        return;
+    }
+    let mut rng = Rng(5);
+    for case in 0..200 {
+        let n = 256 * (1 + case % 3);
+        let scale = [1e-3f32, 1.0, 50.0][case % 3];
+        let mut x: Vec<f32> = (0..n).map(|_| rng.f32() * scale).collect();
+        if case % 7 == 0 {
+            x[..32].fill(0.0); // an all-zero Q8_0 block
+        }
+        if case % 11 == 0 {
+            // Ties between +amax and -amax: the first one wins.
+            x[3] = -scale * 2.0;
+            x[200] = scale * 2.0;
+        }
+        // Q8_K: bit for bit.
+        let mut want = vec![0u8; n / 256 * 292];
+        let mut got = vec![0u8; n / 256 * 292];
+        quantize_row(GgmlType::Q8_K, &x, &mut want).unwrap();
+        quantize::q8_k(&x, &mut got);
+        assert_eq!(got, want, "Q8_K case {case}");
+        // Q8_0: same scales, quants within one step.
+        let mut want = vec![0u8; n / 32 * 34];
+        let mut got = vec![0u8; n / 32 * 34];
+        quantize_row(GgmlType::Q8_0, &x, &mut want).unwrap();
+        quantize::q8_0(&x, &mut got);
+        for (b, (g, w)) in got.chunks(34).zip(want.chunks(34)).enumerate() {
+            assert_eq!(g[..2], w[..2], "Q8_0 scale, case {case} block {b}");
+            for (j, (&q1, &q2)) in g[2..].iter().zip(&w[2..]).enumerate() {
+                let diff = (q1 as i8 as i32 - q2 as i8 as i32).abs();
+                assert!(diff <= 1, "case {case} block {b} quant {j}: {q1} vs {q2}");
             }
         }
     }
