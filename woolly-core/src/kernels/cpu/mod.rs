@@ -267,7 +267,7 @@ impl PackedMatrix {
         first_row: usize,
         out: &mut [f32],
     ) {
-        assert!(ntok > 0 && out.len() % (8 * ntok) == 0 && first_row % 8 == 0);
+        assert!(ntok > 0 && out.len().is_multiple_of(8 * ntok) && first_row.is_multiple_of(8));
         let count = out.len() / ntok;
         // Safety: `out` is exclusively borrowed and holds `ntok` rows of `count` outputs.
         unsafe {
@@ -305,7 +305,7 @@ impl PackedMatrix {
         out: *mut f32,
         out_stride: usize,
     ) {
-        assert!(first_row % 8 == 0 && count % 8 == 0 && out_stride >= count);
+        assert!(first_row.is_multiple_of(8) && count.is_multiple_of(8) && out_stride >= count);
         #[cfg(target_arch = "x86_64")]
         {
             let vnni = x86::Features::detect().avx512_vnni();
