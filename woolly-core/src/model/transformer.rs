@@ -468,9 +468,7 @@ impl Transformer {
                 row += b.tokens.len();
             }
 
-            // Attention of every query over its sequence's cache. Queries are rounded to f16 as
-            // llama.cpp's flash attention converts them.
-            (ops::vec_ops().round_to_f16)(&mut s.q[..n * q_w]);
+            // Attention of every query over its sequence's cache.
             let attn = sized(&mut s.attn, n * a_w);
             let mut row = 0;
             for b in seqs.iter() {
@@ -478,7 +476,7 @@ impl Transformer {
                 attention(
                     c,
                     layer.window,
-                    &s.q[row * q_w..(row + len) * q_w],
+                    &mut s.q[row * q_w..(row + len) * q_w],
                     b.cache.k(il),
                     b.cache.v(il),
                     b.cache.len() + len,
@@ -632,7 +630,7 @@ impl Transformer {
 fn attention(
     c: &Config,
     window: Option<usize>,
-    q: &[f32],
+    q: &mut [f32],
     k: &[f32],
     v: &[f32],
     len: usize,
@@ -646,6 +644,12 @@ fn attention(
     let k_w = c.n_head_kv * hk;
     let v_w = c.n_head_kv * hv;
     let first_pos = len - n;
+    if n >= ATTN_TILE {
+        return attention_tiled(c, window, q, k, v, len, out, pool);
+    }
+    // Queries are rounded to f16, as llama.cpp's flash attention converts them on this path.
+    (ops::vec_ops().round_to_f16)(q);
+    let q = &*q;
     // One work item per (token, head): it writes exactly its own `hv` outputs. The softmax is
     // computed online (one pass over the keys) with the value accumulator held in f16, the same
     // arithmetic as llama.cpp's CPU flash attention over an f16 cache: the reference logits were
@@ -689,4 +693,158 @@ fn attention(
             o.iter_mut().for_each(|x| *x *= inv);
         },
     );
+}
+
+/// Query and key tile size of the batched attention path (llama.cpp's `GGML_FA_TILE_Q/KV`).
+const ATTN_TILE: usize = 64;
+
+/// Attention for a batch of at least [`ATTN_TILE`] queries, as llama.cpp computes a prompt: per
+/// head, tiles of 64 queries against tiles of 64 keys; scores as an f32 matrix product, an
+/// online softmax per key tile, and the values accumulated in f32 by a second product. Tiles
+/// that the causal (or sliding-window) mask hides entirely are skipped.
+#[allow(clippy::too_many_arguments)]
+fn attention_tiled(
+    c: &Config,
+    window: Option<usize>,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    len: usize,
+    out: &mut [f32],
+    pool: &ThreadPool,
+) {
+    const T: usize = ATTN_TILE;
+    let (hk, hv) = (c.head_dim_k, c.head_dim_v);
+    let q_w = c.n_head * hk;
+    let a_w = c.n_head * hv;
+    let n = q.len() / q_w;
+    let group = c.n_head / c.n_head_kv;
+    let k_w = c.n_head_kv * hk;
+    let v_w = c.n_head_kv * hv;
+    let first_pos = len - n;
+    let q_tiles = n.div_ceil(T);
+    let ops = ops::vec_ops();
+    assert!(out.len() >= n * a_w);
+    let dst = SharedOut(out.as_mut_ptr());
+    let dst = &dst;
+    struct Buf {
+        q: Vec<f32>,
+        kt: Vec<f32>,
+        kq: Vec<f32>,
+        v: Vec<f32>,
+        acc: Vec<f32>,
+    }
+    let init = || Buf {
+        q: vec![0.0; T * hk],
+        kt: vec![0.0; hk * T],
+        kq: vec![0.0; T * T],
+        v: vec![0.0; T * hv],
+        acc: vec![0.0; T * hv],
+    };
+    // Items are (query tile, head), the last tiles first: they see the most keys.
+    let bufs: Vec<std::sync::Mutex<Option<Buf>>> = (0..pool.threads())
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let items = q_tiles * c.n_head;
+    pool.broadcast(&|ti| {
+        let mut slot = bufs[ti].lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let it = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if it >= items {
+                break;
+            }
+            let b = slot.get_or_insert_with(init);
+            let (qt, h) = (q_tiles - 1 - it / c.n_head, it % c.n_head);
+            let kvh = h / group;
+            let t0 = qt * T;
+            let rows = (n - t0).min(T);
+            for i in 0..T {
+                let row = &mut b.q[i * hk..(i + 1) * hk];
+                if i < rows {
+                    let t = t0 + i;
+                    row.copy_from_slice(&q[t * q_w + h * hk..t * q_w + (h + 1) * hk]);
+                } else {
+                    row.fill(0.0);
+                }
+            }
+            b.acc.fill(0.0);
+            let mut m = [f32::NEG_INFINITY; T];
+            let mut s = [0f32; T];
+            let last_pos = first_pos + t0 + rows - 1;
+            let lo_of = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let kv_lo = lo_of(first_pos + t0) / T * T;
+            let mut ic = kv_lo;
+            while ic <= last_pos {
+                let kv = (len - ic).min(T);
+                // K tile transposed (dk-major), zero-padded.
+                b.kt.fill(0.0);
+                for tk in 0..kv {
+                    let kj = &k[(ic + tk) * k_w + kvh * hk..(ic + tk) * k_w + (kvh + 1) * hk];
+                    for (dk, &x) in kj.iter().enumerate() {
+                        b.kt[dk * T + tk] = x;
+                    }
+                }
+                b.kq.fill(0.0);
+                (ops.gemm_acc)(&mut b.kq, &b.q, &b.kt, T, hk, T);
+                let mut any = [false; T];
+                for i in 0..rows {
+                    let pos = first_pos + t0 + i;
+                    let lo = lo_of(pos);
+                    let row = &mut b.kq[i * T..(i + 1) * T];
+                    for (tk, x) in row.iter_mut().enumerate() {
+                        let j = ic + tk;
+                        *x = if tk < kv && j >= lo && j <= pos {
+                            *x * c.kq_scale
+                        } else {
+                            f32::NEG_INFINITY
+                        };
+                    }
+                    let tile_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    if tile_max == f32::NEG_INFINITY {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    any[i] = true;
+                    let m_new = m[i].max(tile_max);
+                    if m_new > m[i] {
+                        let ms = (m[i] - m_new).exp();
+                        b.acc[i * hv..(i + 1) * hv]
+                            .iter_mut()
+                            .for_each(|x| *x *= ms);
+                        s[i] *= ms;
+                    }
+                    m[i] = m_new;
+                    let mut sum = 0f64;
+                    for x in row.iter_mut() {
+                        *x = (*x - m_new).exp();
+                        sum += *x as f64;
+                    }
+                    s[i] += sum as f32;
+                }
+                for row in b.kq[rows * T..].chunks_exact_mut(T) {
+                    row.fill(0.0);
+                }
+                if any.iter().any(|&a| a) {
+                    b.v.fill(0.0);
+                    for tk in 0..kv {
+                        let vj = &v[(ic + tk) * v_w + kvh * hv..(ic + tk) * v_w + (kvh + 1) * hv];
+                        b.v[tk * hv..(tk + 1) * hv].copy_from_slice(vj);
+                    }
+                    (ops.gemm_acc)(&mut b.acc, &b.kq, &b.v, T, T, hv);
+                }
+                ic += T;
+            }
+            for (i, &si) in s.iter().enumerate().take(rows) {
+                let inv = if si == 0.0 { 0.0 } else { 1.0 / si };
+                let t = t0 + i;
+                // SAFETY: item (qt, h) writes only head h of tokens t0..t0+rows, which no other
+                // item writes; `out` holds n tokens of a_w outputs and outlives the broadcast.
+                let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(t * a_w + h * hv), hv) };
+                for (x, &y) in o.iter_mut().zip(&b.acc[i * hv..(i + 1) * hv]) {
+                    *x = y * inv;
+                }
+            }
+        }
+    });
 }

@@ -237,6 +237,9 @@ mod tests {
     }
 }
 
+/// `gemm_acc(c, a, b, m, k, n)`: see [`VecOps::gemm_acc`].
+pub type GemmAccFn = fn(&mut [f32], &[f32], &[f32], usize, usize, usize);
+
 /// Float vector operations of attention, resolved once for the running CPU (see [`vec_ops`]).
 #[derive(Clone, Copy)]
 pub struct VecOps {
@@ -248,6 +251,9 @@ pub struct VecOps {
     pub f16_axpy: fn(&mut [f32], &[f32], f32),
     /// `x[i] = f16(x[i])`.
     pub round_to_f16: fn(&mut [f32]),
+    /// `c += a · b` (row-major m×n += m×k · k×n), each element one chain of fused
+    /// multiply-adds in `k` order.
+    pub gemm_acc: GemmAccFn,
 }
 
 /// The scalar twins of [`VecOps`].
@@ -272,6 +278,17 @@ pub mod scalar_vec {
             *v = f16::from_f32(*v).to_f32();
         }
     }
+    pub fn gemm_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = c[i * n + j];
+                for kk in 0..k {
+                    acc = b[kk * n + j].mul_add(a[i * k + kk], acc);
+                }
+                c[i * n + j] = acc;
+            }
+        }
+    }
 }
 
 /// The scalar [`VecOps`].
@@ -280,6 +297,7 @@ pub const SCALAR_VEC_OPS: VecOps = VecOps {
     f16_scale: scalar_vec::f16_scale,
     f16_axpy: scalar_vec::f16_axpy,
     round_to_f16: scalar_vec::round_to_f16,
+    gemm_acc: scalar_vec::gemm_acc,
 };
 
 /// The best [`VecOps`] for this CPU (scalar when SIMD is off, see [`super::set_simd`]).
@@ -292,6 +310,7 @@ pub fn vec_ops() -> VecOps {
             f16_scale: vec::f16_scale,
             f16_axpy: vec::f16_axpy,
             round_to_f16: vec::round_to_f16,
+            gemm_acc: vec::gemm_acc,
         };
     }
     SCALAR_VEC_OPS

@@ -309,3 +309,28 @@ fn simd_quantizers_agree_with_the_reference() {
         }
     }
 }
+
+#[test]
+fn gemm_acc_is_bit_identical_to_its_scalar_twin() {
+    use crate::kernels::cpu::ops::scalar_vec;
+    if !Features::detect().avx2() {
+        return;
+    }
+    let mut rng = Rng(77);
+    for (m, k, n) in [
+        (1usize, 1usize, 16usize),
+        (5, 7, 32),
+        (64, 256, 64),
+        (3, 64, 256),
+        (2, 3, 12),
+    ] {
+        let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.f32()).collect();
+        let c0: Vec<f32> = (0..m * n).map(|_| rng.f32()).collect();
+        let mut c1 = c0.clone();
+        let mut c2 = c0.clone();
+        vec::gemm_acc(&mut c1, &a, &b, m, k, n);
+        scalar_vec::gemm_acc(&mut c2, &a, &b, m, k, n);
+        assert_eq!(c1, c2, "{m}x{k}x{n}");
+    }
+}

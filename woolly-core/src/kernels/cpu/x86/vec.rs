@@ -113,3 +113,47 @@ unsafe fn round_to_f16_impl(x: &mut [f32]) {
         *v = half::f16::from_f32(*v).to_f32();
     }
 }
+
+/// `c[i][j] += Σ_kk a[i][kk] · b[kk][j]` for row-major `c` (m × n), `a` (m × k), `b` (k × n),
+/// each element a sequential chain of fused multiply-adds over `kk` (bit-identical to the
+/// scalar twin). Falls back to the scalar twin when `n` is not a multiple of 16.
+pub fn gemm_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
+    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    if !n.is_multiple_of(16) {
+        return crate::kernels::cpu::ops::scalar_vec::gemm_acc(c, a, b, m, k, n);
+    }
+    // Safety: the assert keeps every access in bounds; AVX2/FMA were detected by the dispatch.
+    unsafe { gemm_acc_impl(c.as_mut_ptr(), a.as_ptr(), b.as_ptr(), m, k, n) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemm_acc_impl(c: *mut f32, a: *const f32, b: *const f32, m: usize, k: usize, n: usize) {
+    let mut i = 0;
+    while i < m {
+        let rows = (m - i).min(4);
+        let mut j = 0;
+        while j < n {
+            // A block of up to 4 rows × 16 columns of `c` in registers.
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            for (r, acc_r) in acc.iter_mut().enumerate().take(rows) {
+                acc_r[0] = _mm256_loadu_ps(c.add((i + r) * n + j));
+                acc_r[1] = _mm256_loadu_ps(c.add((i + r) * n + j + 8));
+            }
+            for kk in 0..k {
+                let b0 = _mm256_loadu_ps(b.add(kk * n + j));
+                let b1 = _mm256_loadu_ps(b.add(kk * n + j + 8));
+                for (r, acc_r) in acc.iter_mut().enumerate().take(rows) {
+                    let p = _mm256_set1_ps(*a.add((i + r) * k + kk));
+                    acc_r[0] = _mm256_fmadd_ps(b0, p, acc_r[0]);
+                    acc_r[1] = _mm256_fmadd_ps(b1, p, acc_r[1]);
+                }
+            }
+            for (r, acc_r) in acc.iter().enumerate().take(rows) {
+                _mm256_storeu_ps(c.add((i + r) * n + j), acc_r[0]);
+                _mm256_storeu_ps(c.add((i + r) * n + j + 8), acc_r[1]);
+            }
+            j += 16;
+        }
+        i += rows;
+    }
+}
