@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// One JSON line per thread count instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Pin worker threads to distinct physical cores.
+    #[arg(long)]
+    pub pin: bool,
 }
 
 /// Mean and sample standard deviation.
@@ -90,6 +93,7 @@ pub fn run(a: BenchArgs) -> super::CliResult {
             &SessionParams {
                 threads,
                 context_size: ctx,
+                pin_threads: a.pin,
                 ..Default::default()
             },
         )?;
