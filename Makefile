@@ -9,7 +9,7 @@ MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
-.PHONY: all deps build model demo test test-rust lint fmt clean bench bench-llama
+.PHONY: all deps build model demo test test-rust test-arm lint fmt clean bench bench-llama
 
 all: build
 
@@ -41,7 +41,12 @@ lint: deps
 test-rust: deps model
 	$(CARGO) test --workspace
 
-test: lint test-rust
+# The NEON kernels, cross-built for AArch64 and run under qemu-user against their scalar twins.
+test-arm: deps
+	@bash scripts/deps-arm.sh
+	$(CARGO) test --target aarch64-unknown-linux-gnu -p woolly-core --lib
+
+test: lint test-rust test-arm
 	@echo "make test: all suites passed"
 
 # Woolly's own figures (no comparison).

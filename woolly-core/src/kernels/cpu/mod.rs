@@ -12,6 +12,8 @@
 //! [`crate::quant::quantize_row`] into [`crate::quant::vec_dot_type`]`(weight type)`, then take
 //! the dot product of every weight row with it.
 
+#[cfg(target_arch = "aarch64")]
+pub mod arm;
 pub mod ops;
 pub mod parallel;
 pub mod scalar;
@@ -67,6 +69,9 @@ pub fn simd_level() -> &'static str {
             return "avx2";
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    return "neon";
+    #[cfg(not(target_arch = "aarch64"))]
     "scalar"
 }
 
@@ -89,7 +94,9 @@ fn kernel_table() -> &'static KernelTable {
             scalar_k[ty as usize] = s;
             #[cfg(target_arch = "x86_64")]
             let best = x86::kernel(ty, features).or(s);
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            let best = arm::kernel(ty).or(s);
+            #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
             let best = s;
             simd_k[ty as usize] = best;
         }
@@ -149,6 +156,7 @@ pub fn dot_multi(
             }
         }
     }
+    let _ = &scratch;
     let Some(k) = vec_dot_kernel(ty) else {
         out.fill(f32::NAN);
         return;
@@ -163,6 +171,7 @@ pub fn dot_multi(
 /// where one exists (Q8_0), else one at a time. Each output is computed the same way whatever
 /// the thread count.
 pub fn matvec_rows(ty: GgmlType, n: usize, w: &[u8], row_bytes: usize, a: &[u8], out: &mut [f32]) {
+    #[allow(unused_mut)]
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if ty == GgmlType::Q8_0 && SIMD_ENABLED.load(Ordering::Relaxed) {
@@ -228,12 +237,13 @@ impl PackedMatrix {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        match self {
-            #[cfg(target_arch = "x86_64")]
+        #[cfg(target_arch = "x86_64")]
+        return match self {
             PackedMatrix::Q8(p) => p.bytes(),
-            #[cfg(target_arch = "x86_64")]
             PackedMatrix::Q5(p) => p.bytes(),
-        }
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        match *self {}
     }
 
     /// Whether products should use this copy now (SIMD may have been turned off, in which case
