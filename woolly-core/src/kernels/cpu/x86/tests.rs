@@ -71,8 +71,27 @@ pub(super) fn check_type(ty: GgmlType, cases: usize) {
     for case in 0..cases {
         let nblocks = 1 + case % 8;
         let n = nblocks * if bs == 1 { 32 } else { bs } + if bs == 1 { case % 7 } else { 0 };
-        let w = random_weights(ty, n, &mut rng);
-        let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let mut w = random_weights(ty, n, &mut rng);
+        let mut x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        if case < 16 && bs > 1 {
+            // Extremes: every quant bit set (or clear) against activations at ±127, which
+            // pushes the 16-bit pair sums to their limits.
+            let ts = ty.type_size();
+            let fill = if case % 2 == 0 { 0xff } else { 0x00 };
+            for block in w.chunks_exact_mut(ts) {
+                let saved: Vec<(usize, [u8; 2])> = scale_fields(ty)
+                    .iter()
+                    .map(|&o| (o, [block[o], block[o + 1]]))
+                    .collect();
+                block.fill(fill);
+                for (o, v) in saved {
+                    block[o..o + 2].copy_from_slice(&v);
+                }
+            }
+            for (i, v) in x.iter_mut().enumerate() {
+                *v = if (i + case / 2) % 3 == 0 { -1.0 } else { 1.0 };
+            }
+        }
         let mut a = vec![0u8; act.row_bytes(n as u64).unwrap() as usize];
         quantize_row(act, &x, &mut a).unwrap();
         let mut wd = vec![0f32; n];
@@ -104,7 +123,9 @@ pub(super) fn check_type(ty: GgmlType, cases: usize) {
 #[test]
 fn simd_kernels_match_their_scalar_twins() {
     use GgmlType::*;
-    for ty in [F32, F16, Q4_0, Q5_0, Q8_0, Q4_K, Q6_K] {
+    for ty in [
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+    ] {
         check_type(ty, 300);
     }
 }
