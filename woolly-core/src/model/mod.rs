@@ -23,9 +23,56 @@ use crate::tokenizer::{TokenId, Tokenizer, TokenizerKind};
 use crate::Result;
 use transformer::Transformer;
 
+/// Load progress callback: called with the fraction done (0 to 1); returning false cancels the
+/// load, which then fails with [`crate::Error::Cancelled`].
+pub type ProgressFn = Arc<dyn Fn(f32) -> bool + Send + Sync>;
+
+/// When the model's pages are read from disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preload {
+    /// On first use (the mapping is lazy); the fastest load.
+    #[default]
+    Lazy,
+    /// All of them during the load, so that the first generation does not wait for the disk.
+    Prefault,
+}
+
 /// How to load a model.
-#[derive(Debug, Clone, Default)]
-pub struct ModelParams {}
+#[derive(Clone)]
+pub struct ModelParams {
+    /// Progress reports and cancellation.
+    pub progress: Option<ProgressFn>,
+    /// When to read the file.
+    pub preload: Preload,
+    /// Lock the model's memory so the system cannot page it out (`mlock`). An explicit opt-in:
+    /// when the system refuses (limits, permissions) the load fails with
+    /// [`crate::Error::PermissionDenied`] rather than going on silently.
+    pub mlock: bool,
+    /// Copy the weights that have a faster layout on this CPU into it (the default).
+    pub repack: bool,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams {
+            progress: None,
+            preload: Preload::Lazy,
+            mlock: false,
+            repack: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for ModelParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelParams")
+            .field("progress", &self.progress.is_some())
+            .field("preload", &self.preload)
+            .field("mlock", &self.mlock)
+            .field("repack", &self.repack)
+            .finish()
+    }
+}
 
 /// A loaded model: the mapped file, its tokenizer, its weights and its chat format. Immutable and
 /// shareable: any number of [`crate::generate::Session`]s can use one model at once.
@@ -49,18 +96,47 @@ impl std::fmt::Debug for Model {
 
 impl Model {
     /// Loads the model at `path`, or (with `None`) the one [`resolve_model_path`] finds.
-    pub fn load(path: Option<&Path>, _params: &ModelParams) -> Result<Arc<Model>> {
+    pub fn load(path: Option<&Path>, params: &ModelParams) -> Result<Arc<Model>> {
         let start = Instant::now();
+        let report = |f: f32| -> Result<()> {
+            match &params.progress {
+                Some(cb) if !cb(f) => Err(crate::Error::Cancelled),
+                _ => Ok(()),
+            }
+        };
+        report(0.0)?;
         let path = resolve_model_path(path)?;
         let file = GgufFile::open(&path)?;
+        if params.preload == Preload::Prefault {
+            file.prefault();
+        }
+        if params.mlock {
+            file.lock_in_memory()?;
+        }
+        report(0.1)?;
         let hparams = HParams::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
+        report(0.2)?;
         let mut transformer = match hparams.architecture {
             Architecture::Gemma3 => gemma3::load(&file, &hparams)?,
             Architecture::Llama => llama::load(&file, &hparams)?,
             Architecture::Qwen2 => qwen2::load(&file, &hparams)?,
         };
-        transformer.pack_weights(&file);
+        report(0.3)?;
+        if params.repack && !params.mlock {
+            // (With mlock the mapping stays resident anyway; a copy would only double it.)
+            transformer.pack_weights(&file, &|f| report(0.3 + 0.7 * f))?;
+        }
+        report(1.0)?;
+        crate::log!(
+            crate::log::Level::Info,
+            "loaded {} ({}, {} layers) in {:.0} ms; {} MiB repacked",
+            path.display(),
+            hparams.architecture.name(),
+            hparams.n_layer,
+            start.elapsed().as_secs_f64() * 1e3,
+            transformer.packed_bytes() >> 20
+        );
         let chat_template = match file.get_str("tokenizer.chat_template")? {
             Some(src) => ChatTemplate::Jinja(src.to_string()),
             None => ChatTemplate::Builtin(match (hparams.architecture, tokenizer.kind()) {

@@ -272,7 +272,14 @@ impl Transformer {
     /// AVX2) into it, releasing the mapped pages as they are copied so that the resident size
     /// does not double. The embedding keeps its rows in the mapping (lookups read a few rows
     /// per token); when it is also the output projection, that use goes through the copy.
-    pub fn pack_weights(&mut self, file: &GgufFile) {
+    ///
+    /// `progress(f)` is called with the fraction done after each layer; an error from it stops
+    /// the packing and is returned.
+    pub fn pack_weights(
+        &mut self,
+        file: &GgufFile,
+        progress: &dyn Fn(f32) -> Result<()>,
+    ) -> Result<()> {
         let mut packed = Vec::new();
         let mut pack = |m: &mut Matrix| {
             if m.packed.is_some() {
@@ -286,7 +293,9 @@ impl Transformer {
                 packed.push(p);
             }
         };
-        for l in &mut self.layers {
+        let n_layers = self.layers.len();
+        for (il, l) in self.layers.iter_mut().enumerate() {
+            progress(il as f32 / (n_layers + 1) as f32)?;
             for m in [
                 &mut l.wq,
                 &mut l.wk,
@@ -301,6 +310,7 @@ impl Transformer {
         }
         pack(&mut self.output);
         self.packed = packed;
+        progress(1.0)
     }
 
     /// Bytes held by packed copies of weights.

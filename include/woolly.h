@@ -1,0 +1,416 @@
+/*
+ * woolly.h: the C API of Woolly, an LLM runtime for desktop applications.
+ *
+ * GENERATED from woolly-ffi/src/lib.rs by `make header` (cbindgen); do not edit by hand.
+ *
+ * Conventions
+ * - Every fallible function returns a woolly_status; WOOLLY_OK is 0. woolly_last_error() gives
+ *   the calling thread's message for its last failure. Status numbers are never reused.
+ * - Handles (woolly_model, woolly_session) are opaque, created by *_load / *_create and released
+ *   by *_free, which accept NULL. The caller owns every handle it receives.
+ * - A NULL where a pointer is required returns WOOLLY_ERR_NULL_ARGUMENT; nothing crashes, and no
+ *   Rust panic crosses into C (it becomes WOOLLY_ERR_INTERNAL).
+ * - Params structs are passed by value; start from the *_default_params() functions.
+ *
+ * Threads
+ * - A woolly_model may be used from any number of threads at once.
+ * - A woolly_session runs one generation at a time (a concurrent call waits for the first);
+ *   woolly_abort() may be called on it from any thread, at any time.
+ * - Token callbacks run on the thread that called the generate function; progress callbacks on
+ *   the loading thread; the log callback on whichever thread logs. user_data is passed through
+ *   untouched and must be valid for the calls it is used in.
+ * - Woolly never changes system settings (CPU governor, page cache, scheduling classes).
+ */
+
+#ifndef WOOLLY_H
+#define WOOLLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// Major version of this library.
+#define WOOLLY_VERSION_MAJOR 0
+
+// Minor version of this library.
+#define WOOLLY_VERSION_MINOR 1
+
+// Patch version of this library.
+#define WOOLLY_VERSION_PATCH 0
+
+// Version of the C ABI: raised only when a change breaks binaries built against an older
+// header (never within a major version).
+#define WOOLLY_ABI_VERSION 1
+
+// `woolly_generate_params.seed` value that asks for a fresh random seed.
+#define WOOLLY_SEED_RANDOM UINT64_MAX
+
+// Result of every fallible function. The numbers are part of the ABI: they never change and are
+// never reused; new codes are only added.
+typedef enum {
+  // Success.
+  WOOLLY_OK = 0,
+  // An argument is out of range or malformed.
+  WOOLLY_ERR_INVALID_ARGUMENT = 1,
+  // A required pointer argument is NULL.
+  WOOLLY_ERR_NULL_ARGUMENT = 2,
+  // A file could not be read.
+  WOOLLY_ERR_IO = 3,
+  // The file is not a valid GGUF model.
+  WOOLLY_ERR_INVALID_MODEL = 4,
+  // The model uses something Woolly does not support.
+  WOOLLY_ERR_UNSUPPORTED = 5,
+  // No path was given and the default model is not installed.
+  WOOLLY_ERR_MODEL_NOT_FOUND = 6,
+  // Text could not be tokenized or tokens decoded.
+  WOOLLY_ERR_TOKENIZER = 7,
+  // The prompt plus `max_tokens` does not fit in the context.
+  WOOLLY_ERR_CONTEXT_OVERFLOW = 8,
+  // Cancelled: `woolly_abort`, or a progress callback returned false.
+  WOOLLY_ERR_CANCELLED = 9,
+  // The output buffer is too small; the needed size was written to the count argument.
+  WOOLLY_ERR_BUFFER_TOO_SMALL = 10,
+  // A string argument is not valid UTF-8.
+  WOOLLY_ERR_INVALID_UTF8 = 11,
+  // The system refused an opt-in operation (such as mlock).
+  WOOLLY_ERR_PERMISSION_DENIED = 12,
+  // A bug inside Woolly (a panic was caught at the boundary).
+  WOOLLY_ERR_INTERNAL = 100,
+} woolly_status;
+
+// Log severities passed to a [`woolly_log_callback`].
+typedef enum {
+  WOOLLY_LOG_DEBUG = 0,
+  WOOLLY_LOG_INFO = 1,
+  WOOLLY_LOG_WARN = 2,
+  WOOLLY_LOG_ERROR = 3,
+} woolly_log_level;
+
+// When the model's pages are read from disk.
+typedef enum {
+  // On first use (the mapping is lazy): the fastest load.
+  WOOLLY_PRELOAD_LAZY = 0,
+  // All of them during the load, so that the first generation does not wait for the disk.
+  WOOLLY_PRELOAD_FULL = 1,
+} woolly_preload;
+
+// How a session spreads its work over threads (Woolly's own policy, `tune::threads`).
+typedef enum {
+  // In session params: whatever the model was loaded with. In model params: `WOOLLY_THREADS_AUTO`.
+  WOOLLY_THREADS_DEFAULT = 0,
+  // Per phase: one thread per physical core for the prompt, capped for generation.
+  WOOLLY_THREADS_AUTO = 1,
+  // Inside an application with a UI: leave a core to it (never fewer than one thread).
+  WOOLLY_THREADS_INTERACTIVE = 2,
+  // Background work: the worker threads run at a lower priority (nice 10).
+  WOOLLY_THREADS_BACKGROUND = 3,
+} woolly_thread_policy;
+
+// How a generation ended.
+typedef enum {
+  // No generation has finished on this session yet (or the last one failed).
+  WOOLLY_STOP_NONE = 0,
+  // `max_tokens` were generated.
+  WOOLLY_STOP_MAX_TOKENS = 1,
+  // The model produced an end-of-generation token.
+  WOOLLY_STOP_END_OF_GENERATION = 2,
+  // The text reached one of the stop strings.
+  WOOLLY_STOP_STOP_STRING = 3,
+  // The token callback returned false.
+  WOOLLY_STOP_CALLBACK = 4,
+} woolly_stop_reason;
+
+// A loaded model (opaque). Immutable: any number of threads and sessions may use one model at
+// once.
+typedef struct woolly_model woolly_model;
+
+// A conversation with its own KV cache and threads (opaque). One generation at a time per
+// session (a second concurrent call waits); [`woolly_abort`] may be called from any thread.
+typedef struct woolly_session woolly_session;
+
+// Receives Woolly's log messages (the message is valid during the call only). Called on
+// whichever thread logs: it must be thread-safe.
+typedef void (*woolly_log_callback)(woolly_log_level level, const char *message, void *user_data);
+
+// Load progress: `progress` goes from 0 to 1; return false to cancel the load
+// (`WOOLLY_ERR_CANCELLED`). Called on the loading thread.
+typedef bool (*woolly_progress_callback)(float progress, void *user_data);
+
+// How to load a model. Start from [`woolly_model_default_params`].
+typedef struct {
+  // When the file is read from disk.
+  woolly_preload preload;
+  // Lock the model in memory (mlock): an explicit opt-in; if the system refuses, the load
+  // fails with `WOOLLY_ERR_PERMISSION_DENIED`.
+  bool use_mlock;
+  // Copy weights into faster layouts for this CPU (default true).
+  bool repack;
+  // Threads for `woolly_generate` and for sessions whose params leave them to the model
+  // (0: chosen by `thread_policy`).
+  uint32_t n_threads;
+  // Thread policy for the same (`WOOLLY_THREADS_DEFAULT` means `WOOLLY_THREADS_AUTO`).
+  woolly_thread_policy thread_policy;
+  // Optional progress callback, and its user data.
+  woolly_progress_callback progress_callback;
+  void *progress_user_data;
+} woolly_model_params;
+
+// What to generate. Start from [`woolly_generate_default_params`].
+typedef struct {
+  // Most tokens to generate.
+  uint32_t max_tokens;
+  // 0 is greedy.
+  float temperature;
+  // 0 keeps every token.
+  uint32_t top_k;
+  // 1 turns nucleus sampling off.
+  float top_p;
+  // 0 turns min-p off.
+  float min_p;
+  // 1 turns the repetition penalty off.
+  float repeat_penalty;
+  // Subtracted from a recent token's logit once per occurrence (0: off).
+  float frequency_penalty;
+  // Subtracted from the logit of every recent token (0: off).
+  float presence_penalty;
+  // How many of the latest tokens the penalties look at.
+  uint32_t penalty_last_n;
+  // The same seed, prompt and settings give the same text; [`WOOLLY_SEED_RANDOM`] draws one.
+  uint64_t seed;
+  // `n_stop` stop strings (NUL-terminated UTF-8); generation ends before the first one.
+  const char *const *stop;
+  size_t n_stop;
+  // Keep going past end-of-generation tokens.
+  bool ignore_eos;
+  // Treat the prompt as one user message and apply the model's chat template.
+  bool chat;
+} woolly_generate_params;
+
+// Receives each piece of generated text (`piece[0..len]`, UTF-8, not NUL-terminated; a piece
+// may be empty while a character or a possible stop string is incomplete) with the token id.
+// Return false to stop generating. Called on the thread that called the generate function.
+typedef bool (*woolly_token_callback)(const char *piece, size_t len, int32_t id, void *user_data);
+
+// How to open a session. Start from [`woolly_session_default_params`].
+typedef struct {
+  // Context size in tokens (0: the smaller of 4096 and the model's).
+  uint32_t context_size;
+  // Threads for both phases, the caller's included (0: chosen by `thread_policy`).
+  uint32_t n_threads;
+  // `WOOLLY_THREADS_DEFAULT`: the model's settings (`n_threads` 0 then means the model's too).
+  woolly_thread_policy thread_policy;
+  // Pin worker threads to distinct physical cores (Linux; off by default, as other programs
+  // on a desktop compete for the cores).
+  bool pin_threads;
+  // Prompt tokens per forward pass (0: 512); woolly_abort is checked between layers.
+  uint32_t batch_size;
+} woolly_session_params;
+
+// One chat message: a role (`"system"`, `"user"`, `"assistant"`) and its content, both
+// NUL-terminated UTF-8.
+typedef struct {
+  const char *role;
+  const char *content;
+} woolly_chat_message;
+
+// What the last successful generation on a session did (see [`woolly_session_last_result`]).
+typedef struct {
+  woolly_stop_reason stop_reason;
+  // Tokens of the prompt, and how many of them came from the session's cache.
+  uint32_t prompt_tokens;
+  uint32_t cached_tokens;
+  // Tokens generated.
+  uint32_t generated_tokens;
+  // Milliseconds spent on the prompt and on generation, and from the call to the first token.
+  double prompt_ms;
+  double generation_ms;
+  double ttft_ms;
+  // Prompt and generation speed, tokens per second.
+  double prompt_tok_s;
+  double generation_tok_s;
+} woolly_result;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+// The library version, e.g. `"0.1.0"`. Static storage: do not free.
+const char *woolly_version(void);
+
+// The C ABI version ([`WOOLLY_ABI_VERSION`] of the library actually loaded).
+uint32_t woolly_abi_version(void);
+
+// The message of the calling thread's last failure ("" when none). The string belongs to the
+// library and stays valid until the next failing call on this thread.
+const char *woolly_last_error(void);
+
+// A short name for `status` (static storage), e.g. `"WOOLLY_ERR_IO"`;
+// `"WOOLLY_STATUS_UNKNOWN"` for a number this library does not know.
+const char *woolly_status_name(woolly_status status);
+
+// Installs the process-wide log callback (NULL removes it). Woolly writes nothing to
+// stdout/stderr itself.
+void woolly_set_log_callback(woolly_log_callback callback, void *user_data);
+
+// Default load parameters: lazy mapping, no mlock, repacking on, automatic threads, no
+// progress callback.
+woolly_model_params woolly_model_default_params(void);
+
+// Loads the GGUF model at `path` (NULL: `$WOOLLY_MODEL`, then the default model installed by
+// `make model`) and stores a new handle in `*out_model` (set to NULL on failure). The caller
+// owns the handle and releases it with [`woolly_model_free`].
+//
+// # Safety
+// `path` is NULL or a NUL-terminated string; `out_model` points to writable storage.
+woolly_status woolly_model_load(const char *path,
+                                woolly_model_params params,
+                                woolly_model **out_model);
+
+// Releases a model (NULL is allowed). Sessions created from it keep their own reference and
+// stay usable until they are freed.
+//
+// # Safety
+// `model` is NULL or a handle from [`woolly_model_load`] not freed before.
+void woolly_model_free(woolly_model *model);
+
+// The model's vocabulary size (0 for NULL).
+//
+// # Safety
+// `model` is NULL or a live handle.
+uint32_t woolly_model_n_vocab(const woolly_model *model);
+
+// The context length the model was trained with, in tokens (0 for NULL).
+//
+// # Safety
+// `model` is NULL or a live handle.
+uint32_t woolly_model_n_ctx_train(const woolly_model *model);
+
+// The model's architecture name, e.g. `"gemma3"` (static storage; "" for NULL).
+//
+// # Safety
+// `model` is NULL or a live handle.
+const char *woolly_model_architecture(const woolly_model *model);
+
+// Tokenizes the UTF-8 `text` (BOS added as the model asks; special-token text such as
+// `<start_of_turn>` parsed). Writes up to `capacity` ids to `ids` and the token count to
+// `*n_tokens`. When the ids do not fit, nothing is written to `ids`, `*n_tokens` is the count
+// needed and the result is `WOOLLY_ERR_BUFFER_TOO_SMALL` (so `capacity` 0 with `ids` NULL asks
+// for the size).
+//
+// # Safety
+// `model` is a live handle; `text` a NUL-terminated string; `ids` NULL or writable for
+// `capacity` elements; `n_tokens` writable.
+woolly_status woolly_tokenize(const woolly_model *model,
+                              const char *text,
+                              int32_t *ids,
+                              size_t capacity,
+                              size_t *n_tokens);
+
+// Defaults: 256 tokens, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty, a
+// random seed, no stop strings.
+woolly_generate_params woolly_generate_default_params(void);
+
+// Generates a reply to the UTF-8 `prompt` with a temporary session (threads as the model was
+// loaded with), calling `on_token` (may be NULL) for each piece. Blocks until done. To cancel,
+// return false from `on_token`; to cancel also during the prompt, use a session and
+// [`woolly_abort`].
+//
+// # Safety
+// `model` is a live handle; `prompt` a NUL-terminated string; the pointers inside `params`
+// valid as documented there.
+woolly_status woolly_generate(const woolly_model *model,
+                              const char *prompt,
+                              woolly_generate_params params,
+                              woolly_token_callback on_token,
+                              void *user_data);
+
+// Turns `n_ids` token ids into UTF-8 text (control tokens such as BOS render as nothing) and writes
+// it, NUL-terminated, to `buf`. `*len` receives the text's length in bytes without the NUL.
+// When `capacity` cannot hold the text and its NUL, nothing is written to `buf` and the result
+// is `WOOLLY_ERR_BUFFER_TOO_SMALL` (so `capacity` 0 with `buf` NULL asks for the size). Bytes
+// that are not valid UTF-8 on their own (a character split across the ids) become U+FFFD.
+//
+// # Safety
+// `model` is a live handle; `ids` readable for `n_ids` elements (NULL when `n_ids` is 0);
+// `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_detokenize(const woolly_model *model,
+                                const int32_t *ids,
+                                size_t n_ids,
+                                char *buf,
+                                size_t capacity,
+                                size_t *len);
+
+// Defaults: context 0 (automatic), threads as the model was loaded with, no pinning,
+// batch size 512.
+woolly_session_params woolly_session_default_params(void);
+
+// Opens a session on `model` into `*out_session` (NULL on failure). The session keeps the model
+// alive; release it with [`woolly_session_free`].
+//
+// # Safety
+// `model` is a live handle; `out_session` writable.
+woolly_status woolly_session_create(const woolly_model *model,
+                                    woolly_session_params params,
+                                    woolly_session **out_session);
+
+// Releases a session (NULL is allowed). Must not be called while a generation on it runs.
+//
+// # Safety
+// `session` is NULL or a handle from [`woolly_session_create`] not freed before.
+void woolly_session_free(woolly_session *session);
+
+// Generates on `session` (its cache keeps the conversation's shared prefix between calls),
+// streaming to `on_token` (may be NULL). Returns `WOOLLY_ERR_CANCELLED` after
+// [`woolly_abort`].
+//
+// # Safety
+// As for [`woolly_generate`], with `session` a live handle.
+woolly_status woolly_session_generate(const woolly_session *session,
+                                      const char *prompt,
+                                      woolly_generate_params params,
+                                      woolly_token_callback on_token,
+                                      void *user_data);
+
+// Generates the assistant's reply to `n_messages` messages, rendered with the model's chat
+// template (its own Jinja template, or the built-in format of its family), on `session`.
+// `params.chat` is ignored. Returns `WOOLLY_ERR_CANCELLED` after [`woolly_abort`].
+//
+// # Safety
+// `session` is a live handle; `messages` readable for `n_messages` elements whose strings are
+// NUL-terminated; the pointers inside `params` valid as documented there.
+woolly_status woolly_session_chat(const woolly_session *session,
+                                  const woolly_chat_message *messages,
+                                  size_t n_messages,
+                                  woolly_generate_params params,
+                                  woolly_token_callback on_token,
+                                  void *user_data);
+
+// Writes what the last generation on `session` did to `*out` (`stop_reason`
+// `WOOLLY_STOP_NONE` when the last call failed or none has run).
+//
+// # Safety
+// `session` is a live handle; `out` writable.
+woolly_status woolly_session_last_result(const woolly_session *session, woolly_result *out);
+
+// Forgets the conversation kept in `session`'s cache (the next prompt is computed from the
+// start). Waits for a generation running on it to end.
+//
+// # Safety
+// `session` is a live handle.
+woolly_status woolly_session_reset(const woolly_session *session);
+
+// Stops the generation running on `session`, from any thread (also in the middle of a long
+// prompt): that call returns `WOOLLY_ERR_CANCELLED` within one layer's work. No effect when
+// nothing runs. NULL is allowed.
+//
+// # Safety
+// `session` is NULL or a live handle.
+void woolly_abort(const woolly_session *session);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* WOOLLY_H */
+
+
