@@ -340,6 +340,35 @@ woolly_status woolly_detokenize(const woolly_model *model,
                                 size_t capacity,
                                 size_t *len);
 
+// This machine's hardware as Woolly detected it (cores, caches, SIMD, memory), as JSON, written
+// like [`woolly_detokenize`] writes text (`capacity` 0 with `buf` NULL asks for the size).
+//
+// # Safety
+// `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_hardware_json(char *buf, size_t capacity, size_t *len);
+
+// The diagnostics report as JSON: version, build, hardware, the kernels and thread counts
+// Woolly chose, this process's memory, and with a `model` (may be NULL) that model's facts and
+// counters. Written like [`woolly_detokenize`] writes text. The report is made anew on each
+// call, so a size query and the call after it may differ slightly: leave some room.
+//
+// # Safety
+// `model` NULL or a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_diagnostics_json(const woolly_model *model,
+                                      char *buf,
+                                      size_t capacity,
+                                      size_t *len);
+
+// The model's counters (generations, failures, cancellations, tokens, times, rates) as JSON,
+// written like [`woolly_detokenize`] writes text.
+//
+// # Safety
+// `model` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_model_metrics_json(const woolly_model *model,
+                                        char *buf,
+                                        size_t capacity,
+                                        size_t *len);
+
 // Defaults: context 0 (automatic), threads as the model was loaded with, no pinning,
 // batch size 512.
 woolly_session_params woolly_session_default_params(void);

@@ -373,6 +373,23 @@ int main(int argc, char **argv) {
         woolly_session_free(s);
     }
 
+    /* Metrics count what ran; diagnostics and hardware are JSON with the expected keys. */
+    size_t jlen = 0;
+    CHECK(woolly_model_metrics_json(model, NULL, 0, &jlen) == WOOLLY_ERR_BUFFER_TOO_SMALL && jlen > 10, "metrics size");
+    char *json = malloc(jlen + 1);
+    CHECK(woolly_model_metrics_json(model, json, jlen + 1, &jlen) == WOOLLY_OK, "metrics");
+    CHECK(strstr(json, "\"generations\":") && strstr(json, "\"generated_tokens\":") && !strstr(json, "\"generations\":0,"),
+          "metrics: %s", json);
+    if (!quick) CHECK(!strstr(json, "\"cancelled\":0,"), "the aborted generation is counted: %s", json);
+    free(json);
+    char big[16384];
+    CHECK(woolly_diagnostics_json(model, big, sizeof big, &jlen) == WOOLLY_OK, "diagnostics");
+    CHECK(strstr(big, "\"thread_policy\"") && strstr(big, "\"architecture\":\"gemma3\""), "diagnostics: %s", big);
+    CHECK(woolly_diagnostics_json(NULL, big, sizeof big, &jlen) == WOOLLY_OK && !strstr(big, "\"model\":"), "diagnostics without a model");
+    CHECK(woolly_hardware_json(big, sizeof big, &jlen) == WOOLLY_OK && strstr(big, "\"logical_cores\""), "hardware: %s", big);
+    CHECK(woolly_hardware_json(big, sizeof big, NULL) == WOOLLY_ERR_NULL_ARGUMENT, "hardware len NULL");
+    CHECK(woolly_model_metrics_json(NULL, big, sizeof big, &jlen) == WOOLLY_ERR_NULL_ARGUMENT, "metrics model NULL");
+
     woolly_model_free(model);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

@@ -4,14 +4,19 @@
 //! formats of quantized tensors, [`kernels`] computes with them, [`tokenizer`] turns text into token
 //! ids and back.
 
+pub mod diagnostics;
 pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod kernels;
 pub mod log;
+pub mod metrics;
 pub mod model;
 pub mod quant;
 pub mod tokenizer;
 pub mod tune;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// This library's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -798,9 +798,6 @@ pub unsafe extern "C" fn woolly_detokenize(
 ) -> woolly_status {
     guard(|| {
         let m = required(model, "model")?;
-        if len.is_null() {
-            return fail(WOOLLY_ERR_NULL_ARGUMENT, "len is NULL");
-        }
         let ids: &[i32] = if n_ids == 0 {
             &[]
         } else if ids.is_null() {
@@ -821,26 +818,110 @@ pub unsafe extern "C" fn woolly_detokenize(
             toks.push(id as u32);
         }
         let text = m.model.detokenize(&toks)?;
-        // SAFETY: checked non-NULL above.
-        unsafe { *len = text.len() };
-        if text.len() >= capacity {
-            return fail(
-                WOOLLY_ERR_BUFFER_TOO_SMALL,
-                format!(
-                    "{} bytes and a NUL do not fit in a capacity of {capacity}",
-                    text.len()
-                ),
-            );
-        }
-        if buf.is_null() {
-            return fail(WOOLLY_ERR_NULL_ARGUMENT, "buf is NULL");
-        }
-        // SAFETY: `buf` holds `capacity > text.len()` writable bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
-            *buf.add(text.len()) = 0;
-        }
-        Ok(())
+        write_string(&text, buf, capacity, len)
+    })
+}
+
+/// Writes `text` and a NUL to `buf` (`capacity` bytes) and its length to `*len`; when it does
+/// not fit, writes only the length and fails with `WOOLLY_ERR_BUFFER_TOO_SMALL`.
+fn write_string(
+    text: &str,
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> Result<(), Failure> {
+    if len.is_null() {
+        return fail(WOOLLY_ERR_NULL_ARGUMENT, "len is NULL");
+    }
+    // SAFETY: checked non-NULL above; the caller provides writable storage.
+    unsafe { *len = text.len() };
+    if text.len() >= capacity {
+        return fail(
+            WOOLLY_ERR_BUFFER_TOO_SMALL,
+            format!(
+                "{} bytes and a NUL do not fit in a capacity of {capacity}",
+                text.len()
+            ),
+        );
+    }
+    if buf.is_null() {
+        return fail(WOOLLY_ERR_NULL_ARGUMENT, "buf is NULL");
+    }
+    // SAFETY: `buf` holds `capacity > text.len()` writable bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
+        *buf.add(text.len()) = 0;
+    }
+    Ok(())
+}
+
+/// This machine's hardware as Woolly detected it (cores, caches, SIMD, memory), as JSON, written
+/// like [`woolly_detokenize`] writes text (`capacity` 0 with `buf` NULL asks for the size).
+///
+/// # Safety
+/// `buf` NULL or writable for `capacity` bytes; `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_hardware_json(
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> woolly_status {
+    guard(|| {
+        write_string(
+            &woolly_core::tune::Hardware::detect().to_json().to_string(),
+            buf,
+            capacity,
+            len,
+        )
+    })
+}
+
+/// The diagnostics report as JSON: version, build, hardware, the kernels and thread counts
+/// Woolly chose, this process's memory, and with a `model` (may be NULL) that model's facts and
+/// counters. Written like [`woolly_detokenize`] writes text. The report is made anew on each
+/// call, so a size query and the call after it may differ slightly: leave some room.
+///
+/// # Safety
+/// `model` NULL or a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_diagnostics_json(
+    model: *const woolly_model,
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> woolly_status {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live handle.
+        let m = unsafe { model.as_ref() }.map(|m| &*m.model);
+        write_string(
+            &woolly_core::diagnostics::report(m).to_string(),
+            buf,
+            capacity,
+            len,
+        )
+    })
+}
+
+/// The model's counters (generations, failures, cancellations, tokens, times, rates) as JSON,
+/// written like [`woolly_detokenize`] writes text.
+///
+/// # Safety
+/// `model` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_model_metrics_json(
+    model: *const woolly_model,
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> woolly_status {
+    guard(|| {
+        let m = required(model, "model")?;
+        write_string(
+            &m.model.metrics().snapshot().to_json().to_string(),
+            buf,
+            capacity,
+            len,
+        )
     })
 }
 

@@ -375,6 +375,21 @@ impl Session {
         &mut self,
         prompt_ids: &[TokenId],
         params: &GenerateParams,
+        on_token: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<Generation> {
+        let result = self.run_generation(prompt_ids, params, on_token);
+        let metrics = self.model.metrics();
+        match &result {
+            Ok(g) => metrics.record(g),
+            Err(e) => metrics.record_error(e),
+        }
+        result
+    }
+
+    fn run_generation(
+        &mut self,
+        prompt_ids: &[TokenId],
+        params: &GenerateParams,
         mut on_token: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
         let start = Instant::now();

@@ -83,6 +83,7 @@ pub struct Model {
     transformer: Transformer,
     chat_template: ChatTemplate,
     load_time: Duration,
+    metrics: crate::metrics::ModelMetrics,
 }
 
 impl std::fmt::Debug for Model {
@@ -152,6 +153,7 @@ impl Model {
             transformer,
             chat_template,
             load_time: start.elapsed(),
+            metrics: Default::default(),
         }))
     }
 
@@ -188,6 +190,11 @@ impl Model {
     /// How long loading took.
     pub fn load_time(&self) -> Duration {
         self.load_time
+    }
+
+    /// Counters of the generations run on this model (by every session).
+    pub fn metrics(&self) -> &crate::metrics::ModelMetrics {
+        &self.metrics
     }
 
     /// A description of the model file.
