@@ -9,7 +9,7 @@ MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
-.PHONY: all deps build model demo test test-rust test-arm test-c header check-header install lint fmt clean bench bench-llama
+.PHONY: all deps build model demo test test-rust test-arm test-c test-python test-node header check-header install lint fmt clean bench bench-llama
 
 all: build
 
@@ -68,7 +68,17 @@ test-arm: deps
 	@bash scripts/deps-arm.sh
 	$(CARGO) test --target aarch64-unknown-linux-gnu -p woolly-core --lib
 
-test: lint check-header test-rust test-c test-arm
+# The Python package: a wheel built with maturin, installed into a fresh virtual environment,
+# tested there with pytest.
+test-python: deps model
+	@bash scripts/test-python.sh
+
+# The Node package: built from source by npm install into a scratch project, tested with
+# node --test there.
+test-node: deps model
+	@bash scripts/test-node.sh
+
+test: lint check-header test-rust test-c test-python test-node test-arm
 	@echo "make test: all suites passed"
 
 # Woolly's own figures (no comparison).

@@ -33,6 +33,55 @@ pub enum ErrorKind {
     PermissionDenied,
 }
 
+impl ErrorKind {
+    /// The stable name every front end uses for this kind: the C status name
+    /// (`WOOLLY_ERR_IO`), the `code` of Node errors and the `code` of Python exceptions.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "WOOLLY_ERR_INVALID_ARGUMENT",
+            ErrorKind::Io => "WOOLLY_ERR_IO",
+            ErrorKind::InvalidModel => "WOOLLY_ERR_INVALID_MODEL",
+            ErrorKind::Unsupported => "WOOLLY_ERR_UNSUPPORTED",
+            ErrorKind::ModelNotFound => "WOOLLY_ERR_MODEL_NOT_FOUND",
+            ErrorKind::Tokenizer => "WOOLLY_ERR_TOKENIZER",
+            ErrorKind::ContextOverflow => "WOOLLY_ERR_CONTEXT_OVERFLOW",
+            ErrorKind::Cancelled => "WOOLLY_ERR_CANCELLED",
+            ErrorKind::Internal => "WOOLLY_ERR_INTERNAL",
+            ErrorKind::PermissionDenied => "WOOLLY_ERR_PERMISSION_DENIED",
+        }
+    }
+
+    /// The number of the C `woolly_status` for this kind (never changed, never reused).
+    pub fn status(self) -> u32 {
+        match self {
+            ErrorKind::InvalidArgument => 1,
+            ErrorKind::Io => 3,
+            ErrorKind::InvalidModel => 4,
+            ErrorKind::Unsupported => 5,
+            ErrorKind::ModelNotFound => 6,
+            ErrorKind::Tokenizer => 7,
+            ErrorKind::ContextOverflow => 8,
+            ErrorKind::Cancelled => 9,
+            ErrorKind::PermissionDenied => 12,
+            ErrorKind::Internal => 100,
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::InvalidArgument,
+        ErrorKind::Io,
+        ErrorKind::InvalidModel,
+        ErrorKind::Unsupported,
+        ErrorKind::ModelNotFound,
+        ErrorKind::Tokenizer,
+        ErrorKind::ContextOverflow,
+        ErrorKind::Cancelled,
+        ErrorKind::Internal,
+        ErrorKind::PermissionDenied,
+    ];
+}
+
 /// Every failure Woolly reports.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -323,3 +323,39 @@ fn thread_policy_and_overrides() {
     let b = fixed.generate(PROMPT, &greedy(6), |_| true).unwrap();
     assert_eq!(a.generated_ids, b.generated_ids);
 }
+
+#[test]
+fn pool_reuses_sessions_and_serves_concurrent_requests() {
+    use woolly_core::generate::SessionPool;
+    let pool = SessionPool::new(model(), SessionParams::default(), 4).unwrap();
+    assert_eq!(pool.idle(), 1);
+    let want = {
+        let mut s = pool.acquire().unwrap();
+        assert_eq!(pool.idle(), 0);
+        s.generate("The capital of France is", &greedy(6), |_| true)
+            .unwrap()
+            .generated_ids
+    };
+    assert_eq!(pool.idle(), 1, "the session went back to the pool");
+    // Two at once: the second gets a new session; both give the same greedy tokens.
+    let got: Vec<_> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut s = pool.acquire().unwrap();
+                    s.generate("The capital of France is", &greedy(6), |_| true)
+                        .unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for g in &got {
+        assert_eq!(g.generated_ids, want);
+    }
+    assert_eq!(pool.idle(), 2);
+    // A reused session found the prompt in its cache.
+    assert!(got.iter().any(|g| g.timings.cached_tokens > 0));
+    // The model counted every generation.
+    assert!(pool.model().metrics().snapshot().generations >= 3);
+}

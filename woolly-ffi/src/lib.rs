@@ -1191,3 +1191,34 @@ pub unsafe extern "C" fn woolly_abort(session: *const woolly_session) {
         Ok(())
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_match_the_core_codes() {
+        for kind in ErrorKind::ALL {
+            let Failure(status, _) = Failure::from(match kind {
+                ErrorKind::InvalidArgument => Error::InvalidArgument(String::new()),
+                ErrorKind::Cancelled => Error::Cancelled,
+                ErrorKind::Internal => Error::Internal(String::new()),
+                ErrorKind::PermissionDenied => Error::PermissionDenied(String::new()),
+                _ => continue,
+            });
+            assert_eq!(status as u32, kind.status());
+            // SAFETY: the name is a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(woolly_status_name(status)) };
+            assert_eq!(name.to_str().unwrap(), kind.code());
+        }
+        // Every kind's number is a known status with the same name.
+        for kind in ErrorKind::ALL {
+            let status: woolly_status =
+                // SAFETY: `kind.status()` is one of the enum's discriminants (checked by name).
+                unsafe { std::mem::transmute::<u32, woolly_status>(kind.status()) };
+            // SAFETY: as above.
+            let name = unsafe { CStr::from_ptr(woolly_status_name(status)) };
+            assert_eq!(name.to_str().unwrap(), kind.code());
+        }
+    }
+}

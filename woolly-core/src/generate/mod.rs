@@ -2,13 +2,15 @@
 
 pub mod chat;
 mod kv_cache;
+mod pool;
 pub mod sampler;
 mod session;
 
 pub use chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
 pub use kv_cache::KvCache;
+pub use pool::{PooledSession, SessionPool};
 pub use sampler::{Sampler, SamplingParams};
 pub use session::{
-    CancelHandle, GenerateParams, Generation, Session, SessionParams, StopReason, Timings,
-    TokenEvent,
+    CancelHandle, CancelToken, GenerateParams, Generation, Session, SessionParams, StopReason,
+    Timings, TokenEvent,
 };

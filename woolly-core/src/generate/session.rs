@@ -61,6 +61,10 @@ pub struct GenerateParams {
     pub add_special: bool,
     /// Parse special-token text such as `<start_of_turn>` in the prompt.
     pub parse_special: bool,
+    /// A token that cancels this generation only, whenever it is cancelled: also before the
+    /// generation starts (it then fails at once), unlike [`Session::cancel_handle`], which stops
+    /// whatever runs at that moment.
+    pub cancel: Option<CancelToken>,
 }
 
 impl Default for GenerateParams {
@@ -72,6 +76,7 @@ impl Default for GenerateParams {
             ignore_eos: false,
             add_special: true,
             parse_special: true,
+            cancel: None,
         }
     }
 }
@@ -126,6 +131,27 @@ pub struct TokenEvent<'a> {
     pub index: usize,
 }
 
+/// Cancels one request's generation from any thread (see [`GenerateParams::cancel`]).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token not cancelled yet.
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+
+    /// Cancels the generation that carries this token (now, or as soon as it starts).
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Cancels a session's generation in progress from any thread.
 #[derive(Debug, Clone)]
 pub struct CancelHandle(Arc<AtomicBool>);
@@ -147,6 +173,8 @@ pub struct Session {
     /// The tokens whose keys and values are in the cache.
     history: Vec<TokenId>,
     cancel: Arc<AtomicBool>,
+    /// The running generation's own token, if it has one.
+    request_cancel: Option<CancelToken>,
     pool: ThreadPool,
     batch_size: usize,
     logits: Vec<f32>,
@@ -218,6 +246,7 @@ impl Session {
             scratch: Scratch::default(),
             history: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
+            request_cancel: None,
             pool: {
                 let pool =
                     ThreadPool::with_options(threads, crate::tune::pool::DEFAULT_SPIN, hw_cpus)
@@ -293,7 +322,10 @@ impl Session {
             self.gen_threads
         });
         let cancel = self.cancel.clone();
-        let cancelled = move || cancel.load(Ordering::Relaxed);
+        let token = self.request_cancel.clone();
+        let cancelled = move || {
+            cancel.load(Ordering::Relaxed) || token.as_ref().is_some_and(CancelToken::is_cancelled)
+        };
         for chunk in tokens.chunks(self.batch_size) {
             let mut seqs = [SeqBatch {
                 cache: &mut self.cache,
@@ -377,7 +409,12 @@ impl Session {
         params: &GenerateParams,
         on_token: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
-        let result = self.run_generation(prompt_ids, params, on_token);
+        self.request_cancel = params.cancel.clone();
+        let result = match &params.cancel {
+            Some(t) if t.is_cancelled() => Err(Error::Cancelled),
+            _ => self.run_generation(prompt_ids, params, on_token),
+        };
+        self.request_cancel = None;
         let metrics = self.model.metrics();
         match &result {
             Ok(g) => metrics.record(g),

@@ -1,0 +1,321 @@
+"""Woolly: run GGUF language models fast on the user's own machine.
+
+>>> import woolly
+>>> model = woolly.Model()                      # the default model (Gemma 3 270M)
+>>> model.generate("The capital of France is", max_tokens=16, temperature=0)
+>>> for piece in model.stream("Once upon a time"):
+...     print(piece, end="", flush=True)
+
+Work runs on Woolly's own threads with the GIL released: other Python threads keep running,
+several threads may generate on one model at once, ``Ctrl-C`` stops a generation promptly
+(``KeyboardInterrupt``) and leaves the model usable, and the ``a``-prefixed methods never block
+an asyncio event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+
+from . import _woolly
+from ._errors import (
+    CancelledError,
+    ContextOverflowError,
+    InternalError,
+    InvalidArgumentError,
+    InvalidModelError,
+    InvalidUtf8Error,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    TokenizerError,
+    UnsupportedError,
+    WoollyError,
+    WoollyIOError,
+)
+
+__version__: str = _woolly.__version__
+
+__all__ = [
+    "Model",
+    "hardware",
+    "diagnostics",
+    "WoollyError",
+    "InvalidArgumentError",
+    "WoollyIOError",
+    "InvalidModelError",
+    "UnsupportedError",
+    "ModelNotFoundError",
+    "TokenizerError",
+    "ContextOverflowError",
+    "CancelledError",
+    "InvalidUtf8Error",
+    "PermissionDeniedError",
+    "InternalError",
+    "__version__",
+]
+
+Message = Mapping[str, str]
+
+# How often a waiting call wakes up to let Python run (signal handlers: Ctrl-C).
+_POLL_S = 0.05
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{name} must be a str, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidUtf8Error(f"{name} is not valid UTF-8: {e}") from None
+    return value
+
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{name} must be an int, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise InvalidArgumentError(f"{name} = {value} is out of range ({lo} to {hi})")
+    return value
+
+
+def _float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{name} must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def _messages(messages: Any) -> List[tuple]:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+        raise InvalidArgumentError("messages must be a list of {'role': ..., 'content': ...} dicts")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+            raise InvalidArgumentError(f"messages[{i}] must be a dict with 'role' and 'content'")
+        out.append((_text(m["role"], f"messages[{i}]['role']"), _text(m["content"], f"messages[{i}]['content']")))
+    if not out:
+        raise InvalidArgumentError("messages is empty")
+    return out
+
+
+class _Options:
+    """Generation options, checked and with Woolly's defaults."""
+
+    __slots__ = ("args",)
+
+    def __init__(
+        self,
+        max_tokens: int = 256,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+        seed: Optional[int] = None,
+        stop: Union[None, str, Sequence[str]] = None,
+        ignore_eos: bool = False,
+    ):
+        if isinstance(stop, str):
+            stop = [stop]
+        stops = [_text(s, "stop") for s in (stop or [])]
+        self.args = dict(
+            max_tokens=_int(max_tokens, "max_tokens", 0, 1 << 24),
+            temperature=_float(temperature, "temperature"),
+            top_k=_int(top_k, "top_k", 0, 1 << 31),
+            top_p=_float(top_p, "top_p"),
+            min_p=_float(min_p, "min_p"),
+            repeat_penalty=_float(repeat_penalty, "repeat_penalty"),
+            frequency_penalty=_float(frequency_penalty, "frequency_penalty"),
+            presence_penalty=_float(presence_penalty, "presence_penalty"),
+            penalty_last_n=_int(penalty_last_n, "penalty_last_n", 0, 1 << 24),
+            seed=None if seed is None else _int(seed, "seed", 0, (1 << 64) - 1),
+            stop=stops,
+            ignore_eos=bool(ignore_eos),
+        )
+
+
+class Model:
+    """A GGUF model loaded into memory (mapped, weights kept quantized).
+
+    ``path`` None uses ``$WOOLLY_MODEL``, then the default model that ``make model`` installs.
+
+    Options:
+        preload: ``"lazy"`` (default: pages are read on first use) or ``"full"`` (read the whole
+            file during the load).
+        mlock: lock the model in memory; if the system refuses, :class:`PermissionDeniedError`.
+        repack: copy weights into faster layouts for this CPU (default True).
+        threads: threads per generation (0: Woolly's policy for this machine).
+        thread_policy: ``"auto"``, ``"interactive"`` (leave a core to the UI) or
+            ``"background"`` (lower priority).
+        context_size: tokens of context per generation (0: the smaller of 4096 and the model's).
+        progress: ``progress(fraction) -> bool`` during the load; returning False cancels it
+            (:class:`CancelledError`).
+    """
+
+    def __init__(
+        self,
+        path: Union[None, str, "os.PathLike[str]"] = None,
+        *,
+        preload: str = "lazy",
+        mlock: bool = False,
+        repack: bool = True,
+        threads: int = 0,
+        thread_policy: str = "auto",
+        context_size: int = 0,
+        progress: Optional[Callable[[float], bool]] = None,
+    ):
+        if path is not None:
+            path = _text(os.fspath(path), "path")
+        if progress is not None and not callable(progress):
+            raise InvalidArgumentError("progress must be callable")
+        self._native = _woolly.NativeModel(
+            path,
+            _text(preload, "preload"),
+            bool(mlock),
+            bool(repack),
+            _int(threads, "threads", 0, 1024),
+            _text(thread_policy, "thread_policy"),
+            _int(context_size, "context_size", 0, 1 << 22),
+            progress,
+        )
+        self._info: Optional[Dict[str, Any]] = None
+
+    def __repr__(self) -> str:
+        i = self.info
+        return f"<woolly.Model {i.get('architecture')} {os.path.basename(i.get('path', ''))}>"
+
+    # -- text <-> tokens -------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> List[int]:
+        """Token ids of ``text`` (BOS as the model asks; special-token text such as
+        ``<start_of_turn>`` parsed into single tokens)."""
+        return self._native.tokenize(_text(text, "text"), bool(add_special), bool(parse_special))
+
+    def detokenize(self, ids: Iterable[int]) -> str:
+        """The text of token ``ids`` (control tokens such as BOS render as nothing)."""
+        ids = list(ids)
+        for i, t in enumerate(ids):
+            if isinstance(t, bool) or not isinstance(t, int):
+                raise InvalidArgumentError(f"ids[{i}] must be an int, not {type(t).__name__}")
+        return self._native.detokenize(ids)
+
+    def apply_chat_template(self, messages: Iterable[Message]) -> str:
+        """The prompt that ``messages`` become under the model's chat template."""
+        return self._native.apply_chat_template(_messages(messages))
+
+    # -- generation ------------------------------------------------------------------------
+
+    def _start(self, prompt: Optional[str], messages: Optional[list], options: Dict[str, Any]):
+        opts = _Options(**options).args
+        return self._native.start(prompt, messages, **opts)
+
+    def _iterate(self, job, result: Optional[Dict[str, Any]] = None) -> Iterator[str]:
+        try:
+            while True:
+                kind, value = job.poll(_POLL_S)
+                if kind == 1:
+                    yield value
+                elif kind >= 2:
+                    if result is not None and value:
+                        result.update(json.loads(value))
+                    return
+        except BaseException:
+            # Ctrl-C, an abandoned iterator (GeneratorExit) or an error: stop the generation
+            # and wait until its thread has let go of its session.
+            job.cancel()
+            try:
+                while job.poll(_POLL_S)[0] < 2:
+                    pass
+            except WoollyError:
+                pass
+            raise
+
+    def stream(self, prompt: str, **options: Any) -> Iterator[str]:
+        """Generates a continuation of ``prompt`` and yields its text as it is produced.
+
+        Options (all keyword): ``max_tokens`` (256), ``temperature`` (0.8; 0 is greedy),
+        ``top_k`` (40), ``top_p`` (0.95), ``min_p`` (0.05), ``repeat_penalty`` (1.0),
+        ``frequency_penalty`` (0), ``presence_penalty`` (0), ``penalty_last_n`` (64), ``seed``
+        (None: random), ``stop`` (a string or list of strings; generation ends before it),
+        ``ignore_eos`` (False).
+        """
+        return self._iterate(self._start(_text(prompt, "prompt"), None, options))
+
+    def generate(self, prompt: str, **options: Any) -> str:
+        """Generates a continuation of ``prompt`` and returns it (options as for :meth:`stream`)."""
+        return "".join(self.stream(prompt, **options))
+
+    def chat(self, messages: Iterable[Message], *, stream: bool = False, **options: Any) -> Any:
+        """The assistant's reply to ``messages`` (``[{"role": "user", "content": "..."}]``),
+        rendered with the model's chat template; an iterator of pieces with ``stream=True``."""
+        it = self._iterate(self._start(None, _messages(messages), options))
+        return it if stream else "".join(it)
+
+    def generate_details(self, prompt: str, **options: Any) -> Dict[str, Any]:
+        """Like :meth:`generate`, returning a dict with ``text``, ``prompt_ids``,
+        ``generated_ids``, ``stop_reason`` and ``timings``."""
+        result: Dict[str, Any] = {}
+        for _ in self._iterate(self._start(_text(prompt, "prompt"), None, options), result):
+            pass
+        return result
+
+    # -- asyncio ---------------------------------------------------------------------------
+
+    async def _aiterate(self, job) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                kind, value = await loop.run_in_executor(None, job.poll, 0.25)
+                if kind == 1:
+                    yield value
+                elif kind >= 2:
+                    return
+        except BaseException:
+            job.cancel()
+            raise
+
+    def astream(self, prompt: str, **options: Any) -> AsyncIterator[str]:
+        """:meth:`stream` for asyncio: ``async for piece in model.astream(...)``. The event loop
+        keeps running; cancelling the task cancels the generation."""
+        return self._aiterate(self._start(_text(prompt, "prompt"), None, options))
+
+    async def agenerate(self, prompt: str, **options: Any) -> str:
+        """:meth:`generate` for asyncio: ``await model.agenerate(...)``."""
+        return "".join([p async for p in self.astream(prompt, **options)])
+
+    async def achat(self, messages: Iterable[Message], **options: Any) -> str:
+        """:meth:`chat` for asyncio."""
+        job = self._start(None, _messages(messages), options)
+        return "".join([p async for p in self._aiterate(job)])
+
+    # -- facts -----------------------------------------------------------------------------
+
+    @property
+    def info(self) -> Dict[str, Any]:
+        """Architecture, hyperparameters, tensor types, sizes and vocabulary of the model."""
+        if self._info is None:
+            self._info = json.loads(self._native.info_json())
+        return dict(self._info)
+
+    def metrics(self) -> Dict[str, Any]:
+        """Counters of this model's generations: counts, tokens, times, rates."""
+        return json.loads(self._native.metrics_json())
+
+    def diagnostics(self) -> Dict[str, Any]:
+        """:func:`diagnostics` with this model's facts and counters."""
+        return json.loads(self._native.diagnostics_json())
+
+
+def hardware() -> Dict[str, Any]:
+    """This machine as Woolly sees it: cores, caches, SIMD features, memory."""
+    return json.loads(_woolly.hardware_json())
+
+
+def diagnostics() -> Dict[str, Any]:
+    """A diagnostics report: version, build, hardware, the kernels and threads Woolly chose,
+    this process's memory, the default model's location."""
+    return json.loads(_woolly.diagnostics_json())

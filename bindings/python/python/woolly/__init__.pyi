@@ -1,0 +1,88 @@
+import os
+from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Union, overload
+
+from ._errors import (
+    CancelledError as CancelledError,
+    ContextOverflowError as ContextOverflowError,
+    InternalError as InternalError,
+    InvalidArgumentError as InvalidArgumentError,
+    InvalidModelError as InvalidModelError,
+    InvalidUtf8Error as InvalidUtf8Error,
+    ModelNotFoundError as ModelNotFoundError,
+    PermissionDeniedError as PermissionDeniedError,
+    TokenizerError as TokenizerError,
+    UnsupportedError as UnsupportedError,
+    WoollyError as WoollyError,
+    WoollyIOError as WoollyIOError,
+)
+
+__version__: str
+
+Message = Mapping[str, str]
+Stop = Union[None, str, Sequence[str]]
+
+class Model:
+    def __init__(
+        self,
+        path: Union[None, str, os.PathLike[str]] = None,
+        *,
+        preload: Literal["lazy", "full"] = "lazy",
+        mlock: bool = False,
+        repack: bool = True,
+        threads: int = 0,
+        thread_policy: Literal["auto", "interactive", "background"] = "auto",
+        context_size: int = 0,
+        progress: Optional[Callable[[float], bool]] = None,
+    ) -> None: ...
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> List[int]: ...
+    def detokenize(self, ids: Iterable[int]) -> str: ...
+    def apply_chat_template(self, messages: Iterable[Message]) -> str: ...
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+        seed: Optional[int] = None,
+        stop: Stop = None,
+        ignore_eos: bool = False,
+    ) -> str: ...
+    def stream(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+        seed: Optional[int] = None,
+        stop: Stop = None,
+        ignore_eos: bool = False,
+    ) -> Iterator[str]: ...
+    def generate_details(self, prompt: str, **options: Any) -> Dict[str, Any]: ...
+    @overload
+    def chat(self, messages: Iterable[Message], *, stream: Literal[False] = False, **options: Any) -> str: ...
+    @overload
+    def chat(self, messages: Iterable[Message], *, stream: Literal[True], **options: Any) -> Iterator[str]: ...
+    async def agenerate(self, prompt: str, **options: Any) -> str: ...
+    def astream(self, prompt: str, **options: Any) -> AsyncIterator[str]: ...
+    async def achat(self, messages: Iterable[Message], **options: Any) -> str: ...
+    @property
+    def info(self) -> Dict[str, Any]: ...
+    def metrics(self) -> Dict[str, Any]: ...
+    def diagnostics(self) -> Dict[str, Any]: ...
+
+def hardware() -> Dict[str, Any]: ...
+def diagnostics() -> Dict[str, Any]: ...

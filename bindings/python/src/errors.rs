@@ -1,0 +1,46 @@
+//! The one place where Woolly's errors become Python exceptions. The classes live in
+//! `woolly/_errors.py` (so that they can also derive from the built-in ones, such as `OSError`);
+//! each carries `code` (the C status name) and `status` (its number).
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use woolly_core::{Error, ErrorKind};
+
+fn class_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidArgument => "InvalidArgumentError",
+        ErrorKind::Io => "WoollyIOError",
+        ErrorKind::InvalidModel => "InvalidModelError",
+        ErrorKind::Unsupported => "UnsupportedError",
+        ErrorKind::ModelNotFound => "ModelNotFoundError",
+        ErrorKind::Tokenizer => "TokenizerError",
+        ErrorKind::ContextOverflow => "ContextOverflowError",
+        ErrorKind::Cancelled => "CancelledError",
+        ErrorKind::Internal => "InternalError",
+        ErrorKind::PermissionDenied => "PermissionDeniedError",
+    }
+}
+
+/// The Python exception for `e`.
+pub fn to_py(py: Python<'_>, e: &Error) -> PyErr {
+    let kind = e.kind();
+    let made = (|| -> PyResult<PyErr> {
+        let cls = py.import("woolly._errors")?.getattr(class_name(kind))?;
+        let exc = cls.call1((e.to_string(), kind.code(), kind.status()))?;
+        Ok(PyErr::from_value(exc))
+    })();
+    made.unwrap_or_else(|import_err| {
+        PyRuntimeError::new_err(format!("{e} (and woolly._errors failed: {import_err})"))
+    })
+}
+
+/// `Result<T, woolly_core::Error>` to `PyResult<T>`.
+pub trait IntoPy<T> {
+    fn py_err(self, py: Python<'_>) -> PyResult<T>;
+}
+
+impl<T> IntoPy<T> for Result<T, Error> {
+    fn py_err(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| to_py(py, &e))
+    }
+}
