@@ -29,47 +29,6 @@ pub struct BenchArgs {
     /// Pin worker threads to distinct physical cores.
     #[arg(long)]
     pub pin: bool,
-    /// Measure the tokenizer instead: 128 KiB to 1 MiB of text, time per size (linear growth
-    /// means a constant MB/s).
-    #[arg(long)]
-    pub tokenizer: bool,
-}
-
-/// Mixed text for the tokenizer benchmark: prose, code, numbers, whitespace runs and non-ASCII.
-const TOKENIZER_TEXT: &str =
-    "The quick brown fox jumps over the lazy dog; 1234567 apples cost $89.50.\n\
-    fn main() {\n    println!(\"{}\", (0..10).map(|x| x * x).sum::<u32>());\n}\n\
-    Ça coûte 12,50 € — naïve café, 東京タワー, Привет мир, γειά σου κόσμε!   \t  \n\n\
-    <start_of_turn>user\nWhy is the sky blue?<end_of_turn>\n";
-
-fn bench_tokenizer(model: &Model, repetitions: usize, json: bool) -> super::CliResult {
-    let mut rows = Vec::new();
-    for kib in [128usize, 256, 512, 1024] {
-        let mut text = String::with_capacity(kib * 1024 + TOKENIZER_TEXT.len());
-        while text.len() < kib * 1024 {
-            text.push_str(TOKENIZER_TEXT);
-        }
-        let mut times = Vec::new();
-        let mut n_tokens = 0;
-        for _ in 0..repetitions {
-            let t = Instant::now();
-            n_tokens = model.tokenize(&text, true, true)?.len();
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        let (ms, sd) = mean_sd(&times);
-        let mb_s = text.len() as f64 / 1e6 / (ms / 1e3);
-        rows.push(serde_json::json!({"bytes": text.len(), "tokens": n_tokens, "ms": ms, "sd_ms": sd, "mb_s": mb_s}));
-        if !json {
-            println!(
-                "tokenize {:>5} KiB: {:>7} tokens in {:>8.1} ± {:>5.1} ms  ({:.2} MB/s)",
-                kib, n_tokens, ms, sd, mb_s
-            );
-        }
-    }
-    if json {
-        println!("{}", serde_json::json!({ "tokenizer": rows }));
-    }
-    Ok(())
 }
 
 /// Mean and sample standard deviation.
@@ -113,9 +72,6 @@ pub fn run(a: BenchArgs) -> super::CliResult {
     let t0 = Instant::now();
     let model = Model::load(Some(&path), &ModelParams::default())?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-    if a.tokenizer {
-        return bench_tokenizer(&model, a.repetitions, a.json);
-    }
     let hw = Hardware::detect();
     let ctx = (a.n_prompt + a.n_gen + 16).max(64);
     if !a.json {
