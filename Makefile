@@ -34,9 +34,15 @@ demo: build model
 	@echo "== woolly run \"$(DEMO_STORY)\""
 	@$(WOOLLY) run --model "$(MODEL)" -n 64 --seed 2 "$(DEMO_STORY)"
 
+BINDINGS := bindings/python bindings/node
+
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@for b in $(BINDINGS); do \
+		$(CARGO) fmt --manifest-path $$b/Cargo.toml -- --check && \
+		$(CARGO) clippy -q --manifest-path $$b/Cargo.toml -- -D warnings || exit 1; \
+	done
 
 test-rust: deps model
 	$(CARGO) test --workspace
@@ -94,7 +100,8 @@ bench-llama: build model
 
 fmt:
 	$(CARGO) fmt --all
+	@for b in $(BINDINGS); do $(CARGO) fmt --manifest-path $$b/Cargo.toml; done
 
 clean:
 	$(CARGO) clean
-	rm -rf build
+	rm -rf build bindings/python/target bindings/node/target bindings/node/node_modules

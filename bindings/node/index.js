@@ -1,0 +1,542 @@
+'use strict';
+// Woolly for Node.js and Electron. The native addon (woolly.node, built by `npm install`) does the
+// work on its own threads; this file is the public API: promises, AbortSignal, the async iterator
+// of `stream()`, option checks and errors with a `code`.
+
+const path = require('node:path');
+
+function loadNative() {
+  const file = path.join(__dirname, 'woolly.node');
+  try {
+    return require(file);
+  } catch (e) {
+    const err = new Error(
+      `woolly: cannot load the native addon ${file} (${e.message}). It is built when the package is ` +
+        'installed; run `npm install` (or `npm run build`) in the woolly package again and check its ' +
+        'output. In a packaged Electron app, the .node file must be outside the asar archive ' +
+        '(asarUnpack: ["**/*.node"]).',
+    );
+    err.code = 'WOOLLY_ERR_INTERNAL';
+    err.cause = e;
+    throw err;
+  }
+}
+
+const native = loadNative();
+
+/** The status names of the C ABI (`woolly_status_name`), which `error.code` mirrors. */
+const codes = Object.freeze({
+  INVALID_ARGUMENT: 'WOOLLY_ERR_INVALID_ARGUMENT',
+  IO: 'WOOLLY_ERR_IO',
+  INVALID_MODEL: 'WOOLLY_ERR_INVALID_MODEL',
+  UNSUPPORTED: 'WOOLLY_ERR_UNSUPPORTED',
+  MODEL_NOT_FOUND: 'WOOLLY_ERR_MODEL_NOT_FOUND',
+  TOKENIZER: 'WOOLLY_ERR_TOKENIZER',
+  CONTEXT_OVERFLOW: 'WOOLLY_ERR_CONTEXT_OVERFLOW',
+  CANCELLED: 'WOOLLY_ERR_CANCELLED',
+  PERMISSION_DENIED: 'WOOLLY_ERR_PERMISSION_DENIED',
+  INTERNAL: 'WOOLLY_ERR_INTERNAL',
+});
+
+/** Every error Woolly rejects or throws with: an `Error` whose `code` is a C status name. */
+class WoollyError extends Error {
+  constructor(code, message, options) {
+    super(message, options);
+    this.code = code;
+    // Cancellation also answers to the platform's convention for aborted operations.
+    this.name = code === codes.CANCELLED ? 'AbortError' : 'WoollyError';
+  }
+}
+
+function invalid(message) {
+  return new WoollyError(codes.INVALID_ARGUMENT, `invalid argument: ${message}`);
+}
+
+/** A native error (`[WOOLLY_ERR_X] message`) or error event as a WoollyError. */
+function fromNative(e) {
+  if (e instanceof WoollyError) return e;
+  const m = /^\[(WOOLLY_[A-Z_]+)\] ([\s\S]*)$/.exec(e && e.message);
+  if (m) return new WoollyError(m[1], m[2]);
+  // napi-rs's own argument conversions ("Failed to convert JavaScript value ...").
+  if (e && (e.code === 'InvalidArg' || /expected|convert/i.test(e.message))) {
+    return new WoollyError(codes.INVALID_ARGUMENT, `invalid argument: ${e.message}`, { cause: e });
+  }
+  return new WoollyError(codes.INTERNAL, `internal error: ${e && e.message}`, { cause: e });
+}
+
+function callNative(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+function cancelledError(signal) {
+  const reason = signal && signal.reason;
+  return new WoollyError(
+    codes.CANCELLED,
+    'cancelled: the operation was aborted',
+    reason !== undefined ? { cause: reason } : undefined,
+  );
+}
+
+// ---- option checks ---------------------------------------------------------------------------
+
+const U32_MAX = 0xffffffff;
+
+function checkObject(what, value) {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw invalid(`${what} must be an object, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function describe(v) {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return `a ${typeof v}`;
+}
+
+const checks = {
+  int: (min, max) => (name, v) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw invalid(`${name} must be an integer in [${min}, ${max}], got ${describe(v)}`);
+    }
+    return v;
+  },
+  num: (test, range) => (name, v) => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || !test(v)) {
+      throw invalid(`${name} must be a number ${range}, got ${describe(v)}`);
+    }
+    return v;
+  },
+  bool: (name, v) => {
+    if (typeof v !== 'boolean') throw invalid(`${name} must be a boolean, got ${describe(v)}`);
+    return v;
+  },
+  fn: (name, v) => {
+    if (typeof v !== 'function') throw invalid(`${name} must be a function, got ${describe(v)}`);
+    return v;
+  },
+  signal: (name, v) => {
+    if (
+      typeof v !== 'object' ||
+      v === null ||
+      typeof v.aborted !== 'boolean' ||
+      typeof v.addEventListener !== 'function'
+    ) {
+      throw invalid(`${name} must be an AbortSignal, got ${describe(v)}`);
+    }
+    return v;
+  },
+  seed: (name, v) => {
+    if (typeof v === 'bigint' && v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+      throw invalid(`${name} must be a non-negative safe integer, got ${describe(v)}`);
+    }
+    return v;
+  },
+  stop: (name, v) => {
+    const list = typeof v === 'string' ? [v] : v;
+    if (!Array.isArray(list) || list.some((s) => typeof s !== 'string')) {
+      throw invalid(`${name} must be a string or an array of strings, got ${describe(v)}`);
+    }
+    return list.filter((s) => s.length > 0);
+  },
+};
+
+const loadSchema = {
+  progress: checks.fn,
+  signal: checks.signal,
+  preload: checks.bool,
+  mlock: checks.bool,
+  repack: checks.bool,
+  contextSize: checks.int(0, 1 << 22),
+  threads: checks.int(0, 1024),
+  interactive: checks.bool,
+  background: checks.bool,
+  batchSize: checks.int(1, 1 << 16),
+  maxIdleSessions: checks.int(0, 64),
+};
+
+const generateSchema = {
+  maxTokens: checks.int(0, U32_MAX),
+  temperature: checks.num((x) => x >= 0, '>= 0'),
+  topK: checks.int(0, U32_MAX),
+  topP: checks.num((x) => x > 0 && x <= 1, 'in (0, 1]'),
+  minP: checks.num((x) => x >= 0 && x <= 1, 'in [0, 1]'),
+  repetitionPenalty: checks.num((x) => x > 0, '> 0'),
+  frequencyPenalty: checks.num(() => true, '(finite)'),
+  presencePenalty: checks.num(() => true, '(finite)'),
+  penaltyLastN: checks.int(0, U32_MAX),
+  seed: checks.seed,
+  stop: checks.stop,
+  ignoreEos: checks.bool,
+  addSpecial: checks.bool,
+  parseSpecial: checks.bool,
+  signal: checks.signal,
+};
+
+/** Checks `options` against `schema`: unknown keys and wrong types throw WOOLLY_ERR_INVALID_ARGUMENT. */
+function checkOptions(what, options, schema) {
+  const o = checkObject(what, options);
+  const out = {};
+  for (const key of Object.keys(o)) {
+    const check = schema[key];
+    if (!check) {
+      const camel = key.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+      const hint = camel !== key && schema[camel] ? ` (did you mean ${camel}?)` : '';
+      throw invalid(`unknown option ${what}.${key}${hint}; known: ${Object.keys(schema).join(', ')}`);
+    }
+    if (o[key] === undefined) continue;
+    out[key] = check(`${what}.${key}`, o[key]);
+  }
+  return out;
+}
+
+function splitGenerateOptions(options) {
+  const { signal, ...rest } = checkOptions('options', options, generateSchema);
+  return { signal, nativeOptions: rest };
+}
+
+function checkPrompt(prompt) {
+  if (typeof prompt !== 'string') throw invalid(`prompt must be a string, got ${describe(prompt)}`);
+  return prompt;
+}
+
+function checkMessages(messages) {
+  if (!Array.isArray(messages) || messages.length === 0) {
+    throw invalid(`messages must be a non-empty array of { role, content }, got ${describe(messages)}`);
+  }
+  return messages.map((m, i) => {
+    if (typeof m !== 'object' || m === null || typeof m.role !== 'string' || typeof m.content !== 'string') {
+      throw invalid(`messages[${i}] must be { role: string, content: string }, got ${describe(m)}`);
+    }
+    return { role: m.role, content: m.content };
+  });
+}
+
+// ---- running native tasks --------------------------------------------------------------------
+
+/**
+ * Starts a native task and settles when its last event comes. `onEvent` sees the other events;
+ * `signal` cancels it. Returns { promise, task }.
+ */
+function runTask(start, { signal, onEvent } = {}) {
+  let task = null;
+  let onAbort = null;
+  const promise = new Promise((resolve, reject) => {
+    if (signal && signal.aborted) {
+      reject(cancelledError(signal));
+      return;
+    }
+    let settled = false;
+    const settle = () => {
+      settled = true;
+      if (signal && onAbort) signal.removeEventListener('abort', onAbort);
+    };
+    const handler = (ev) => {
+      if (settled) return;
+      try {
+        switch (ev.kind) {
+          case 'error': {
+            settle();
+            const aborted = ev.code === codes.CANCELLED && signal && signal.aborted;
+            reject(aborted ? cancelledError(signal) : new WoollyError(ev.code, ev.message));
+            break;
+          }
+          case 'done':
+          case 'loaded':
+            settle();
+            resolve(ev);
+            break;
+          default:
+            if (onEvent) onEvent(ev, task);
+        }
+      } catch (e) {
+        // A throwing user callback (progress) fails the operation instead of escaping into the
+        // native module.
+        if (task) task.cancel();
+        settle();
+        reject(e);
+      }
+    };
+    try {
+      task = start(handler);
+    } catch (e) {
+      settle();
+      reject(fromNative(e));
+      return;
+    }
+    if (signal) {
+      onAbort = () => task.cancel();
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+  return { promise, task };
+}
+
+/** The async iterator `stream()` returns; `result` settles with the whole generation. */
+class TokenStream {
+  #queue = [];
+  #waiters = [];
+  #error = null;
+  #finished = false;
+  #task = null;
+
+  constructor(start, signal) {
+    let run;
+    try {
+      run = runTask((cb) => start(cb), {
+        signal,
+        onEvent: (ev) => {
+          if (ev.kind === 'token') this.#push(ev.text);
+        },
+      });
+    } catch (e) {
+      run = { promise: Promise.reject(e), task: null };
+    }
+    this.#task = run.task;
+    /** The finished generation ({ text, generatedIds, stopReason, timings, ... }). */
+    this.result = run.promise.then(toResult);
+    this.result.catch(() => {}); // rejections are reported through next(); this one is optional
+    run.promise.then(
+      () => this.#finish(null),
+      (e) => this.#finish(e),
+    );
+  }
+
+  #push(text) {
+    const w = this.#waiters.shift();
+    if (w) w.resolve({ value: text, done: false });
+    else this.#queue.push(text);
+  }
+
+  #finish(error) {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#error = error;
+    for (const w of this.#waiters.splice(0)) {
+      if (error) {
+        w.reject(error);
+        this.#error = null; // reported once
+      } else {
+        w.resolve({ value: undefined, done: true });
+      }
+    }
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+
+  next() {
+    if (this.#queue.length) return Promise.resolve({ value: this.#queue.shift(), done: false });
+    if (this.#finished) {
+      if (this.#error) {
+        const e = this.#error;
+        this.#error = null;
+        return Promise.reject(e);
+      }
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** Leaving a `for await` loop early cancels the generation. */
+  return() {
+    if (!this.#finished && this.#task) this.#task.cancel();
+    this.#queue.length = 0;
+    this.#error = null;
+    this.#finished = true;
+    for (const w of this.#waiters.splice(0)) w.resolve({ value: undefined, done: true });
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  /** Cancels the generation; the iterator then ends with the cancellation error. */
+  cancel() {
+    if (this.#task) this.#task.cancel();
+  }
+}
+
+function toResult(ev) {
+  return {
+    text: ev.text,
+    promptIds: ev.promptIds,
+    generatedIds: ev.generatedIds,
+    stopReason: ev.stopReason,
+    timings: ev.timings,
+  };
+}
+
+// ---- the API -----------------------------------------------------------------------------------
+
+class Model {
+  #native;
+
+  /** Use `await Model.load(...)`. */
+  constructor(nativeModel) {
+    if (!(nativeModel instanceof native.NativeModel)) {
+      throw invalid('use `await Model.load(path, options)` to create a Model');
+    }
+    this.#native = nativeModel;
+  }
+
+  /**
+   * Loads a GGUF model off the JS thread. `path` undefined/null: the default model (WOOLLY_MODEL or
+   * ~/.cache/woolly/models/gemma-3-270m-q4_k_m.gguf).
+   */
+  static async load(modelPath, options) {
+    if (
+      options === undefined &&
+      typeof modelPath === 'object' &&
+      modelPath !== null &&
+      !(modelPath instanceof URL)
+    ) {
+      options = modelPath;
+      modelPath = undefined;
+    }
+    if (modelPath instanceof URL) {
+      modelPath = require('node:url').fileURLToPath(modelPath);
+    }
+    if (modelPath !== undefined && modelPath !== null && (typeof modelPath !== 'string' || modelPath === '')) {
+      throw invalid(`path must be a non-empty string (or undefined for the default model), got ${describe(modelPath)}`);
+    }
+    const { progress, signal, ...nativeOptions } = checkOptions('options', options, loadSchema);
+    const m = new native.NativeModel();
+    const { promise } = runTask(
+      (cb) => m.load(modelPath ?? undefined, nativeOptions, !!progress, cb),
+      {
+        signal,
+        onEvent: (ev, task) => {
+          if (ev.kind === 'progress' && progress && progress(ev.progress) === false) task.cancel();
+        },
+      },
+    );
+    await promise;
+    return new Model(m);
+  }
+
+  #start(input, options, stream) {
+    const { signal, nativeOptions } = splitGenerateOptions(options);
+    const start = Array.isArray(input)
+      ? (cb) => this.#native.chat(input, nativeOptions, stream, cb)
+      : (cb) => this.#native.generate(input, nativeOptions, stream, cb);
+    return { start, signal };
+  }
+
+  /** The whole generation: { text, promptIds, generatedIds, stopReason, timings }. */
+  async complete(prompt, options) {
+    const { start, signal } = this.#start(checkPrompt(prompt), options, false);
+    return toResult(await runTask(start, { signal }).promise);
+  }
+
+  /** The generated text. `temperature: 0` is greedy; the default sampling is Woolly's. */
+  async generate(prompt, options) {
+    return (await this.complete(prompt, options)).text;
+  }
+
+  /** The generated text piece by piece: `for await (const piece of model.stream(prompt))`. */
+  stream(prompt, options) {
+    try {
+      const { start, signal } = this.#start(checkPrompt(prompt), options, true);
+      return new TokenStream(start, signal);
+    } catch (e) {
+      return new TokenStream(() => {
+        throw e;
+      });
+    }
+  }
+
+  /** The assistant's reply to `messages` ([{ role, content }]), with the model's chat template. */
+  async chat(messages, options) {
+    const { start, signal } = this.#start(checkMessages(messages), options, false);
+    return toResult(await runTask(start, { signal }).promise).text;
+  }
+
+  /** The assistant's reply, streamed. */
+  chatStream(messages, options) {
+    try {
+      const { start, signal } = this.#start(checkMessages(messages), options, true);
+      return new TokenStream(start, signal);
+    } catch (e) {
+      return new TokenStream(() => {
+        throw e;
+      });
+    }
+  }
+
+  /** Token ids of `text` (BOS as the model asks, special-token text parsed, by default). */
+  tokenize(text, options) {
+    if (typeof text !== 'string') throw invalid(`text must be a string, got ${describe(text)}`);
+    const o = checkOptions('options', options, { addSpecial: checks.bool, parseSpecial: checks.bool });
+    return callNative(() => this.#native.tokenize(text, o.addSpecial, o.parseSpecial));
+  }
+
+  /** The text of token ids (special tokens render as nothing). */
+  detokenize(ids) {
+    if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) {
+      throw invalid(`ids must be an array of token ids, got ${describe(ids)}`);
+    }
+    const list = Array.from(ids);
+    list.forEach((id, i) => checks.int(0, U32_MAX)(`ids[${i}]`, id));
+    return callNative(() => this.#native.detokenize(list));
+  }
+
+  /** The prompt text the chat template makes of `messages`. */
+  applyChatTemplate(messages) {
+    return callNative(() => this.#native.applyChatTemplate(checkMessages(messages)));
+  }
+
+  /** Path, hyperparameters, chat format, load time, context size. */
+  info() {
+    return callNative(() => this.#native.info());
+  }
+
+  /** Counters of the generations on this model (same keys as the C API's metrics JSON). */
+  metrics() {
+    return callNative(() => this.#native.metrics());
+  }
+
+  /** The diagnostics report, with this model's section. */
+  diagnostics() {
+    return callNative(() => this.#native.diagnostics());
+  }
+
+  /** Releases the model (after the running generations end); later calls fail. */
+  close() {
+    this.#native.close();
+  }
+
+  get closed() {
+    return !this.#native.loadedState;
+  }
+}
+
+/** What Woolly detected about this machine (cores, caches, SIMD, memory). */
+function hardware() {
+  return native.hardware();
+}
+
+/** The diagnostics report of this process; with `model`, its section too. */
+function diagnostics(model) {
+  if (model !== undefined && model !== null) {
+    if (!(model instanceof Model)) throw invalid(`model must be a Model, got ${describe(model)}`);
+    return model.diagnostics();
+  }
+  return native.diagnostics();
+}
+
+module.exports = {
+  Model,
+  WoollyError,
+  codes,
+  hardware,
+  diagnostics,
+  version: native.version(),
+  defaultModelPath: native.defaultModelPath,
+};
