@@ -1045,9 +1045,9 @@ pub unsafe extern "C" fn woolly_session_free(session: *mut woolly_session) {
 }
 
 /// Runs `prompt` on a session handle and records the result.
-fn session_run(
+fn session_run<'a>(
     session: *const woolly_session,
-    prompt: impl FnOnce() -> Result<Prompt<'static>, Failure>,
+    prompt: impl FnOnce() -> Result<Prompt<'a>, Failure>,
     params: &woolly_generate_params,
     on_token: woolly_token_callback,
     user_data: *mut c_void,
