@@ -37,14 +37,32 @@ if (!fs.existsSync(path.join(root, '..', '..', 'woolly-core', 'Cargo.toml'))) {
   );
 }
 
-let cli;
-try {
-  // The CLI's package exports hide its files: find them from its package.json's `bin`.
-  const pkg = require.resolve('@napi-rs/cli/package.json', { paths: [root] });
-  const bin = require(pkg).bin;
-  cli = path.join(path.dirname(pkg), typeof bin === 'string' ? bin : bin.napi);
-} catch {
-  fail('cannot find @napi-rs/cli (a dependency of this package); run npm install again.');
+// The CLI's package exports hide its files: find them from its package.json's `bin`.
+function findCli() {
+  try {
+    const pkg = require.resolve('@napi-rs/cli/package.json', { paths: [root] });
+    const bin = require(pkg).bin;
+    return path.join(path.dirname(pkg), typeof bin === 'string' ? bin : bin.napi);
+  } catch {
+    return null;
+  }
+}
+
+let cli = findCli();
+if (!cli) {
+  // `npm install <folder>` links the folder without installing the folder's own dependencies
+  // first: fetch them into it (build tools only, no scripts), then look again.
+  console.error('woolly: installing the build tools (@napi-rs/cli) into the package folder');
+  const npmCli = process.env.npm_execpath;
+  const npmArgs = ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--no-package-lock'];
+  const r = npmCli && npmCli.endsWith('.js')
+    ? spawnSync(process.execPath, [npmCli, ...npmArgs], { cwd: root, stdio: 'inherit' })
+    : spawnSync('npm', npmArgs, { cwd: root, stdio: 'inherit' });
+  if (r.error || r.status !== 0) {
+    fail('cannot install @napi-rs/cli (a dependency of this package); run npm install in bindings/node.');
+  }
+  cli = findCli();
+  if (!cli) fail('cannot find @napi-rs/cli after installing it; run npm install in bindings/node.');
 }
 
 const args = [cli, 'build', '--cwd', root, '--dts', 'native.d.ts'];
