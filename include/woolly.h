@@ -310,8 +310,8 @@ woolly_status woolly_tokenize(const woolly_model *model,
 // random seed, no stop strings.
 woolly_generate_params woolly_generate_default_params(void);
 
-// Generates a reply to the UTF-8 `prompt` with a temporary session (threads as the model was
-// loaded with), calling `on_token` (may be NULL) for each piece. Blocks until done. To cancel,
+// Generates a reply to the UTF-8 `prompt` on a session the model keeps for these calls
+// (threads as the model was loaded with; concurrent calls each get their own), calling `on_token` (may be NULL) for each piece. Blocks until done. To cancel,
 // return false from `on_token`; to cancel also during the prompt, use a session and
 // [`woolly_abort`].
 //
@@ -358,6 +358,16 @@ woolly_status woolly_diagnostics_json(const woolly_model *model,
                                       char *buf,
                                       size_t capacity,
                                       size_t *len);
+
+// The model's facts (architecture, hyperparameters, tensor types and sizes, vocabulary, chat
+// format, load time) as JSON, written like [`woolly_detokenize`] writes text.
+//
+// # Safety
+// `model` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_model_info_json(const woolly_model *model,
+                                     char *buf,
+                                     size_t capacity,
+                                     size_t *len);
 
 // The model's counters (generations, failures, cancellations, tokens, times, rates) as JSON,
 // written like [`woolly_detokenize`] writes text.

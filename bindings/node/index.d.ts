@@ -112,8 +112,24 @@ export interface TokenStream extends AsyncIterableIterator<string> {
   cancel(): void;
 }
 
+/** The model's facts; the same report as C's woolly_model_info_json and Python's Model.info. */
 export interface ModelInfo {
   path: string;
+  name: string | null;
+  architecture: string;
+  gguf_version: number;
+  file_size: number;
+  n_params: number;
+  n_tensors: number;
+  n_layer: number;
+  n_vocab: number;
+  n_ctx_train: number;
+  /** Tensor counts and bytes by type name, e.g. "Q4_K". */
+  tensor_types: Record<string, { tensors: number; bytes: number }>;
+  vocab_kind: string | null;
+  vocab_pre: string | null;
+  vocab_size: number;
+  has_chat_template: boolean;
   hparams: Record<string, unknown> & { architecture: string; n_vocab: number; n_ctx_train: number; n_layer: number };
   chatTemplate: string;
   fileBytes: number;

@@ -386,6 +386,10 @@ int main(int argc, char **argv) {
     CHECK(woolly_diagnostics_json(model, big, sizeof big, &jlen) == WOOLLY_OK, "diagnostics");
     CHECK(strstr(big, "\"thread_policy\"") && strstr(big, "\"architecture\":\"gemma3\""), "diagnostics: %s", big);
     CHECK(woolly_diagnostics_json(NULL, big, sizeof big, &jlen) == WOOLLY_OK && !strstr(big, "\"model\":"), "diagnostics without a model");
+    CHECK(woolly_model_info_json(model, big, sizeof big, &jlen) == WOOLLY_OK, "info");
+    CHECK(strstr(big, "\"architecture\":\"gemma3\"") && strstr(big, "\"Q4_K\"") && strstr(big, "\"chat_template\""),
+          "info: %s", big);
+    CHECK(woolly_model_info_json(NULL, big, sizeof big, &jlen) == WOOLLY_ERR_NULL_ARGUMENT, "info model NULL");
     CHECK(woolly_hardware_json(big, sizeof big, &jlen) == WOOLLY_OK && strstr(big, "\"logical_cores\""), "hardware: %s", big);
     CHECK(woolly_hardware_json(big, sizeof big, NULL) == WOOLLY_ERR_NULL_ARGUMENT, "hardware len NULL");
     CHECK(woolly_model_metrics_json(NULL, big, sizeof big, &jlen) == WOOLLY_ERR_NULL_ARGUMENT, "metrics model NULL");

@@ -33,17 +33,11 @@ pub fn report(model: Option<&Model>) -> Value {
         "system_changes": "none (Woolly adapts its own threads and memory; it never changes system settings)",
     });
     if let Some(m) = model {
-        r["model"] = json!({
-            "path": m.file().path().display().to_string(),
-            "architecture": m.hparams().architecture.name(),
-            "n_layer": m.hparams().n_layer,
-            "n_vocab": m.hparams().n_vocab,
-            "n_ctx_train": m.hparams().n_ctx_train,
-            "file_bytes": m.file().bytes().len(),
-            "repacked_bytes": m.packed_bytes(),
-            "load_ms": m.load_time().as_secs_f64() * 1e3,
-            "metrics": m.metrics().snapshot().to_json(),
-        });
+        let mut info = m
+            .info()
+            .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        info["metrics"] = m.metrics().snapshot().to_json();
+        r["model"] = info;
     }
     r
 }

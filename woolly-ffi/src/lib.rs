@@ -16,11 +16,11 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use woolly_core::generate::{
     CancelHandle, ChatMessage, GenerateParams, Generation, SamplingParams, Session, SessionParams,
-    StopReason,
+    SessionPool, StopReason,
 };
 use woolly_core::model::{Model, ModelParams, Preload};
 use woolly_core::{Error, ErrorKind};
@@ -281,6 +281,28 @@ pub struct woolly_model {
     model: Arc<Model>,
     /// Thread settings from the load params, for `woolly_generate` and sessions that inherit.
     threads: ThreadSettings,
+    /// Sessions `woolly_generate` reuses (opened on its first call).
+    generate_pool: OnceLock<SessionPool>,
+}
+
+/// Idle sessions a model keeps for `woolly_generate` (each holds a KV cache and threads).
+const MAX_IDLE_SESSIONS: usize = 4;
+
+impl woolly_model {
+    /// The pool of sessions for `woolly_generate`, opened on first use.
+    fn generate_pool(&self) -> Result<&SessionPool, Failure> {
+        if let Some(p) = self.generate_pool.get() {
+            return Ok(p);
+        }
+        let mut sp = SessionParams::default();
+        self.threads.apply(&mut sp);
+        let pool = SessionPool::new(self.model.clone(), sp, MAX_IDLE_SESSIONS)?;
+        // Two first calls at once: one pool wins, the other is dropped.
+        let _ = self.generate_pool.set(pool);
+        self.generate_pool
+            .get()
+            .map_or_else(|| fail(WOOLLY_ERR_INTERNAL, "session pool vanished"), Ok)
+    }
 }
 
 /// How a session spreads its work over threads (Woolly's own policy, `tune::threads`).
@@ -447,7 +469,14 @@ pub unsafe extern "C" fn woolly_model_load(
             n_threads: 0,
             policy: woolly_thread_policy::WOOLLY_THREADS_AUTO,
         });
-        put_handle(out_model, woolly_model { model, threads });
+        put_handle(
+            out_model,
+            woolly_model {
+                model,
+                threads,
+                generate_pool: OnceLock::new(),
+            },
+        );
         Ok(())
     })
 }
@@ -759,8 +788,8 @@ fn run(
     Ok(g)
 }
 
-/// Generates a reply to the UTF-8 `prompt` with a temporary session (threads as the model was
-/// loaded with), calling `on_token` (may be NULL) for each piece. Blocks until done. To cancel,
+/// Generates a reply to the UTF-8 `prompt` on a session the model keeps for these calls
+/// (threads as the model was loaded with; concurrent calls each get their own), calling `on_token` (may be NULL) for each piece. Blocks until done. To cancel,
 /// return false from `on_token`; to cancel also during the prompt, use a session and
 /// [`woolly_abort`].
 ///
@@ -778,9 +807,7 @@ pub unsafe extern "C" fn woolly_generate(
     guard(|| {
         let m = required(model, "model")?;
         let prompt = required_str(prompt, "prompt")?;
-        let mut sp = SessionParams::default();
-        m.threads.apply(&mut sp);
-        let mut session = Session::new(m.model.clone(), &sp)?;
+        let mut session = m.generate_pool()?.acquire()?;
         run(
             &mut session,
             Prompt::Text(prompt),
@@ -913,6 +940,24 @@ pub unsafe extern "C" fn woolly_diagnostics_json(
             capacity,
             len,
         )
+    })
+}
+
+/// The model's facts (architecture, hyperparameters, tensor types and sizes, vocabulary, chat
+/// format, load time) as JSON, written like [`woolly_detokenize`] writes text.
+///
+/// # Safety
+/// `model` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_model_info_json(
+    model: *const woolly_model,
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> woolly_status {
+    guard(|| {
+        let m = required(model, "model")?;
+        write_string(&m.model.info()?.to_string(), buf, capacity, len)
     })
 }
 

@@ -346,20 +346,26 @@ impl NativeModel {
             .map_err(|e| to_js(&e))
     }
 
-    /// The model's facts: path, hyperparameters, chat format, load time.
+    /// The model's facts (woolly-core's `Model::info`, the same as C and Python report), with
+    /// the names this API uses in camelCase, and the context size of its sessions.
     #[napi]
     pub fn info(&self) -> napi::Result<Value> {
         let loaded = self.loaded()?;
-        let m = loaded.pool.model();
-        Ok(json!({
-            "path": m.file().path().display().to_string(),
-            "hparams": serde_json::to_value(m.hparams()).unwrap_or(Value::Null),
-            "chatTemplate": m.chat_template().name(),
-            "fileBytes": m.file().bytes().len(),
-            "repackedBytes": m.packed_bytes(),
-            "loadMs": m.load_time().as_secs_f64() * 1e3,
-            "contextSize": loaded.context_size,
-        }))
+        let mut info = loaded.pool.model().info().map_err(|e| to_js(&e))?;
+        if let Value::Object(map) = &mut info {
+            for (snake, camel) in [
+                ("chat_template", "chatTemplate"),
+                ("file_bytes", "fileBytes"),
+                ("repacked_bytes", "repackedBytes"),
+                ("load_ms", "loadMs"),
+            ] {
+                if let Some(v) = map.remove(snake) {
+                    map.insert(camel.into(), v);
+                }
+            }
+            map.insert("contextSize".into(), loaded.context_size.into());
+        }
+        Ok(info)
     }
 
     /// Counters of every generation on this model (woolly-core's snapshot JSON).

@@ -169,13 +169,7 @@ impl NativeModel {
 
     /// Facts about the model, as JSON.
     fn info_json(&self, py: Python<'_>) -> PyResult<String> {
-        let model = self.pool.model();
-        let mut v =
-            serde_json::to_value(model.summary().py_err(py)?).unwrap_or(serde_json::Value::Null);
-        v["architecture"] = model.hparams().architecture.name().into();
-        v["load_ms"] = (model.load_time().as_secs_f64() * 1e3).into();
-        v["repacked_bytes"] = model.packed_bytes().into();
-        Ok(v.to_string())
+        Ok(self.pool.model().info().py_err(py)?.to_string())
     }
 
     /// The model's counters, as JSON.

@@ -192,6 +192,25 @@ impl Model {
         self.load_time
     }
 
+    /// The facts every front end reports about a loaded model, as JSON: the file's summary
+    /// ([`ModelSummary`]) plus `architecture`, `chat_template`, `file_bytes`, `repacked_bytes`
+    /// and `load_ms`, with `n_layer`, `n_vocab` and `n_ctx_train` also at the top.
+    ///
+    /// # Errors
+    /// As [`Model::summary`].
+    pub fn info(&self) -> Result<serde_json::Value> {
+        let mut v = serde_json::to_value(self.summary()?).unwrap_or(serde_json::Value::Null);
+        v["architecture"] = self.hparams.architecture.name().into();
+        v["n_layer"] = self.hparams.n_layer.into();
+        v["n_vocab"] = self.hparams.n_vocab.into();
+        v["n_ctx_train"] = self.hparams.n_ctx_train.into();
+        v["chat_template"] = self.chat_template.name().into();
+        v["file_bytes"] = self.file.bytes().len().into();
+        v["repacked_bytes"] = self.packed_bytes().into();
+        v["load_ms"] = (self.load_time.as_secs_f64() * 1e3).into();
+        Ok(v)
+    }
+
     /// Counters of the generations run on this model (by every session).
     pub fn metrics(&self) -> &crate::metrics::ModelMetrics {
         &self.metrics
