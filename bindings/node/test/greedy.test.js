@@ -12,16 +12,9 @@ before(async () => {
 });
 after(() => model && model.close());
 
-// Known woolly-core discrepancy (reported): a fresh session evaluates the whole 831-token prompt in
-// batches, and its greedy tokens then differ from llama.cpp at step 4 (margin 0.28); woolly-core's
-// own reference test evaluates the last prompt token on its own and matches. Reported as a todo so
-// it stays visible (and passes as soon as core is fixed) without failing the run.
-const KNOWN = {
-  long_inventory: 'woolly-core: batched prompt evaluation differs from single-token at step 4',
-};
 
 for (const name of referenceNames()) {
-  test(`greedy ${name} equals the reference`, { todo: KNOWN[name] }, async () => {
+  test(`greedy ${name} equals the reference`, async () => {
     const ref = reference(name);
     assert.deepEqual(model.tokenize(ref.prompt), ref.prompt_ids, `${name}: prompt tokenization`);
     const r = await model.complete(ref.prompt, greedy(ref.n));

@@ -15,15 +15,7 @@ CASES = [
     "code_fib",
     "count",
     "story",
-    pytest.param(
-        "long_inventory",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="from a fresh session, the 831-token prompt prefilled in batches of 512 diverges "
-            "from llama.cpp at step 4 (its margin is 0.28); with the last prompt token evaluated "
-            "alone it matches (see the closing note of this change)",
-        ),
-    ),
+    "long_inventory",
 ]
 
 

@@ -651,8 +651,6 @@ fn attention(
     let q_w = c.n_head * hk;
     let n = q.len() / q_w;
     let group = c.n_head / c.n_head_kv;
-    let k_w = c.n_head_kv * hk;
-    let v_w = c.n_head_kv * hv;
     let first_pos = len - n;
     if n >= ATTN_TILE {
         return attention_tiled(c, window, q, k, v, len, out, pool);
@@ -665,44 +663,109 @@ fn attention(
     // arithmetic as llama.cpp's CPU flash attention over an f16 cache: the reference logits were
     // computed that way, and the tiny models then agree with them to about 1e-5.
     let ops = ops::vec_ops();
+    // A single query over a long cache: llama.cpp splits the keys into chunks, each with its
+    // own f16 accumulator, merged in f32 (see [`decode_chunks`]).
+    let chunks = if n == 1 { decode_chunks(len) } else { None };
     // Items are (token, head) pairs, handed out dynamically: later tokens see more keys.
     par_items_dynamic(
         pool,
         out,
         hv,
         4,
-        || (),
-        |_, item, o| {
+        || vec![0f32; hv],
+        |part, item, o| {
             let (t, h) = (item / c.n_head, item % c.n_head);
             let kvh = h / group;
             let pos = first_pos + t;
             let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
             // Already rounded to f16 by the caller.
             let q16 = &q[t * q_w + h * hk..t * q_w + (h + 1) * hk];
-            // `o` doubles as the accumulator; its values stay representable in f16.
-            o.fill(0.0);
-            let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-            for j in lo..=pos {
-                let kj = &k[j * k_w + kvh * hk..j * k_w + (kvh + 1) * hk];
-                let score = (ops.dot)(q16, kj) * c.kq_scale;
-                // Rescale what is accumulated when a new maximum arrives; otherwise weight the
-                // new value by its distance from the maximum.
-                let (mut rescale, mut weight) = (1f32, 1f32);
-                if score > max {
-                    rescale = (max - score).exp();
-                    max = score;
-                    (ops.f16_scale)(o, rescale);
-                } else {
-                    weight = (score - max).exp();
+            let keys = |acc: &mut [f32], from: usize, to: usize| {
+                online_softmax_f16(&ops, c, q16, k, v, kvh, from, to, acc)
+            };
+            let (_, sum) = match chunks {
+                None => keys(o, lo, pos + 1),
+                Some(size) => {
+                    // Merge the chunks' (max, sum, accumulator) in f32, in chunk order.
+                    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+                    o.fill(0.0);
+                    let mut from = 0;
+                    while from <= pos {
+                        let to = (from + size).min(pos + 1);
+                        let (m_c, s_c) = keys(part, from.max(lo), to);
+                        from += size;
+                        if s_c == 0.0 {
+                            continue;
+                        }
+                        let m = max.max(m_c);
+                        let (a, b) = ((max - m).exp(), (m_c - m).exp());
+                        for (x, &y) in o.iter_mut().zip(part.iter()) {
+                            *x = *x * a + y * b;
+                        }
+                        sum = sum * a + s_c * b;
+                        max = m;
+                    }
+                    (max, sum)
                 }
-                let vj = &v[j * v_w + kvh * hv..j * v_w + (kvh + 1) * hv];
-                (ops.f16_axpy)(o, vj, weight);
-                sum = sum * rescale + weight;
-            }
+            };
             let inv = 1.0 / sum;
             o.iter_mut().for_each(|x| *x *= inv);
         },
     );
+}
+
+/// The key chunk size llama.cpp uses for one query over `len` cached keys, or `None` when it
+/// takes them in one pass. Its CPU flash attention splits a decode step (one query, an f16
+/// cache of at least 512 cells) into one chunk per thread, each accumulating the values in f16,
+/// then merges the chunks in f32. Woolly fixes the split at two chunks (what llama.cpp does
+/// with two threads, as the references were computed), so that its answer does not depend on
+/// its own thread count. llama.cpp's cell count is the used cache rounded up to 256.
+fn decode_chunks(len: usize) -> Option<usize> {
+    const SPLIT: usize = 2;
+    const PAD: usize = 256;
+    const MIN_CELLS: usize = 512;
+    let n_kv = len.div_ceil(PAD) * PAD;
+    (n_kv >= MIN_CELLS).then(|| n_kv.div_ceil(SPLIT))
+}
+
+/// Keys `from..to` of KV head `kvh` for the f16 query `q16`: an online softmax whose value
+/// accumulator `acc` stays in f16. Returns the running maximum and sum (0 when the range is
+/// empty).
+#[allow(clippy::too_many_arguments)]
+fn online_softmax_f16(
+    ops: &ops::VecOps,
+    c: &Config,
+    q16: &[f32],
+    k: &[f32],
+    v: &[f32],
+    kvh: usize,
+    from: usize,
+    to: usize,
+    acc: &mut [f32],
+) -> (f32, f32) {
+    let (hk, hv) = (c.head_dim_k, c.head_dim_v);
+    let k_w = c.n_head_kv * hk;
+    let v_w = c.n_head_kv * hv;
+    acc.fill(0.0);
+    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+    for j in from..to {
+        let kj = &k[j * k_w + kvh * hk..j * k_w + (kvh + 1) * hk];
+        let score = (ops.dot)(q16, kj) * c.kq_scale;
+        // Rescale what is accumulated when a new maximum arrives; otherwise weight the new
+        // value by its distance from the maximum.
+        let (mut rescale, mut weight) = (1f32, 1f32);
+        if score > max {
+            rescale = (max - score).exp();
+            max = score;
+            (ops.f16_scale)(acc, rescale);
+        } else {
+            weight = (score - max).exp();
+        }
+        let vj = &v[j * v_w + kvh * hv..j * v_w + (kvh + 1) * hv];
+        (ops.f16_axpy)(acc, vj, weight);
+        sum = sum * rescale + weight;
+    }
+    (max, sum)
 }
 
 /// Query and key tile size of the batched attention path (llama.cpp's `GGML_FA_TILE_Q/KV`).
@@ -857,4 +920,21 @@ fn attention_tiled(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_chunks;
+
+    #[test]
+    fn decode_steps_split_like_llama_cpp() {
+        // Under 512 cells (after rounding up to 256) one pass; from there two chunks of half
+        // the rounded cell count.
+        assert_eq!(decode_chunks(1), None);
+        assert_eq!(decode_chunks(256), None);
+        assert_eq!(decode_chunks(257), Some(256));
+        assert_eq!(decode_chunks(512), Some(256));
+        assert_eq!(decode_chunks(832), Some(512));
+        assert_eq!(decode_chunks(1025), Some(640));
+    }
 }
