@@ -29,8 +29,15 @@ pub enum ErrorKind {
     Cancelled,
     /// A bug inside Woolly.
     Internal,
-    /// The operating system refused an operation the caller opted into (mlock, priorities).
+    /// The operating system refused an operation the caller opted into (priorities, governor).
     PermissionDenied,
+    /// What was asked for does not fit in the memory Woolly may use, even after evicting what
+    /// it could.
+    InsufficientMemory,
+    /// The request queue is full; try again later.
+    Busy,
+    /// The request's deadline passed before it finished.
+    DeadlineExceeded,
 }
 
 impl ErrorKind {
@@ -48,6 +55,9 @@ impl ErrorKind {
             ErrorKind::Cancelled => "WOOLLY_ERR_CANCELLED",
             ErrorKind::Internal => "WOOLLY_ERR_INTERNAL",
             ErrorKind::PermissionDenied => "WOOLLY_ERR_PERMISSION_DENIED",
+            ErrorKind::InsufficientMemory => "WOOLLY_ERR_INSUFFICIENT_MEMORY",
+            ErrorKind::Busy => "WOOLLY_ERR_BUSY",
+            ErrorKind::DeadlineExceeded => "WOOLLY_ERR_DEADLINE_EXCEEDED",
         }
     }
 
@@ -63,12 +73,15 @@ impl ErrorKind {
             ErrorKind::ContextOverflow => 8,
             ErrorKind::Cancelled => 9,
             ErrorKind::PermissionDenied => 12,
+            ErrorKind::InsufficientMemory => 13,
+            ErrorKind::Busy => 14,
+            ErrorKind::DeadlineExceeded => 15,
             ErrorKind::Internal => 100,
         }
     }
 
     /// Every kind.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::InvalidArgument,
         ErrorKind::Io,
         ErrorKind::InvalidModel,
@@ -79,6 +92,9 @@ impl ErrorKind {
         ErrorKind::Cancelled,
         ErrorKind::Internal,
         ErrorKind::PermissionDenied,
+        ErrorKind::InsufficientMemory,
+        ErrorKind::Busy,
+        ErrorKind::DeadlineExceeded,
     ];
 }
 
@@ -119,9 +135,44 @@ pub enum Error {
     Internal(String),
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    #[error("not enough memory for {what}: it needs {} but only {} may be used (available memory less the reserve for other programs{}); free memory, unload a model, lower the context size or raise the budget", mib(*required), mib(*available), if *budgeted { ", within the memory budget" } else { "" })]
+    InsufficientMemory {
+        what: String,
+        required: u64,
+        available: u64,
+        /// Whether a hard budget set by the host application was the limit.
+        budgeted: bool,
+    },
+    #[error("busy: {0}")]
+    Busy(String),
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
 impl Error {
+    /// Structured figures of the error, for front ends that expose them as fields:
+    /// `{"required": bytes, "available": bytes, "budgeted": bool}` for
+    /// [`Error::InsufficientMemory`]; `None` for the others.
+    pub fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            Error::InsufficientMemory {
+                required,
+                available,
+                budgeted,
+                ..
+            } => Some(serde_json::json!({
+                "required": required,
+                "available": available,
+                "budgeted": budgeted,
+            })),
+            _ => None,
+        }
+    }
+
     /// The stable category of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -139,6 +190,9 @@ impl Error {
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,
             Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            Error::InsufficientMemory { .. } => ErrorKind::InsufficientMemory,
+            Error::Busy(_) => ErrorKind::Busy,
+            Error::DeadlineExceeded(_) => ErrorKind::DeadlineExceeded,
         }
     }
 }

@@ -1,17 +1,143 @@
 //! The key/value cache of one sequence.
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use serde::Serialize;
+
+/// How keys and values are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvPrecision {
+    /// Half precision (2 bytes a value), the default: what llama.cpp keeps too, so the
+    /// answers match its references.
+    #[default]
+    F16,
+    /// Full precision (4 bytes a value): twice the memory; keys and values are not rounded.
+    F32,
+}
+
+impl KvPrecision {
+    /// Bytes per stored value.
+    pub fn bytes(self) -> usize {
+        match self {
+            KvPrecision::F16 => 2,
+            KvPrecision::F32 => 4,
+        }
+    }
+
+    /// The name front ends use (`"f16"`, `"f32"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KvPrecision::F16 => "f16",
+            KvPrecision::F32 => "f32",
+        }
+    }
+
+    /// The precision called `name`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] for another name.
+    pub fn from_name(name: &str) -> crate::Result<KvPrecision> {
+        match name {
+            "f16" => Ok(KvPrecision::F16),
+            "f32" => Ok(KvPrecision::F32),
+            other => Err(crate::Error::InvalidArgument(format!(
+                "kv precision must be \"f16\" or \"f32\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Layers {
+    F16(Vec<Vec<f16>>),
+    F32(Vec<Vec<f32>>),
+}
+
+impl Layers {
+    fn new(p: KvPrecision, n: usize) -> Layers {
+        match p {
+            KvPrecision::F16 => Layers::F16(vec![Vec::new(); n]),
+            KvPrecision::F32 => Layers::F32(vec![Vec::new(); n]),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Layers::F16(l) => l.iter().map(|v| v.capacity() * 2).sum(),
+            Layers::F32(l) => l.iter().map(|v| v.capacity() * 4).sum(),
+        }
+    }
+
+    fn grow(&mut self, len: usize) {
+        fn grow<T: Copy + Default>(l: &mut [Vec<T>], len: usize) {
+            for v in l {
+                if v.len() < len {
+                    v.resize(len, T::default());
+                    crate::tune::memory::advise_huge_pages(v.as_mut_slice());
+                }
+            }
+        }
+        match self {
+            Layers::F16(l) => grow(l, len),
+            Layers::F32(l) => grow(l, len),
+        }
+    }
+
+    fn view(&self, il: usize) -> KvView<'_> {
+        match self {
+            Layers::F16(l) => KvView::F16(&l[il]),
+            Layers::F32(l) => KvView::F32(&l[il]),
+        }
+    }
+
+    fn write(&mut self, il: usize, at: usize, x: &[f32]) {
+        match self {
+            Layers::F16(l) => l[il][at..at + x.len()].convert_from_f32_slice(x),
+            Layers::F32(l) => l[il][at..at + x.len()].copy_from_slice(x),
+        }
+    }
+}
+
+/// One layer's keys or values, as attention reads them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KvView<'a> {
+    F16(&'a [f16]),
+    F32(&'a [f32]),
+}
+
+impl<'a> KvView<'a> {
+    /// Values `start..start + len` as f32: borrowed when stored so, else converted into `buf`
+    /// (at least `len` long).
+    #[inline]
+    pub(crate) fn row<'b>(&self, start: usize, len: usize, buf: &'b mut [f32]) -> &'b [f32]
+    where
+        'a: 'b,
+    {
+        match *self {
+            KvView::F32(s) => &s[start..start + len],
+            KvView::F16(s) => {
+                let out = &mut buf[..len];
+                s[start..start + len].convert_to_f32_slice(out);
+                out
+            }
+        }
+    }
+}
+
 /// Keys and values of every layer for the positions a sequence has seen.
 ///
 /// Storage grows with the sequence (in steps) up to `capacity` positions, so a large context costs
 /// memory only when it is used. Layout per layer: `[position][kv_head][head_dim]`.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Layers,
+    v: Layers,
     k_width: usize,
     v_width: usize,
     len: usize,
     capacity: usize,
+    precision: KvPrecision,
 }
 
 /// Positions added to the storage at a time.
@@ -19,16 +145,40 @@ const GROW_STEP: usize = 256;
 
 impl KvCache {
     /// An empty cache for `n_layer` layers holding up to `capacity` positions, with `k_width` and
-    /// `v_width` floats per position per layer (kv heads times head size).
-    pub fn new(n_layer: usize, k_width: usize, v_width: usize, capacity: usize) -> KvCache {
+    /// `v_width` values per position per layer (kv heads times head size).
+    pub fn new(
+        n_layer: usize,
+        k_width: usize,
+        v_width: usize,
+        capacity: usize,
+        precision: KvPrecision,
+    ) -> KvCache {
         KvCache {
-            k: vec![Vec::new(); n_layer],
-            v: vec![Vec::new(); n_layer],
+            k: Layers::new(precision, n_layer),
+            v: Layers::new(precision, n_layer),
             k_width,
             v_width,
             len: 0,
             capacity,
+            precision,
         }
+    }
+
+    /// Bytes a full cache of `capacity` positions takes.
+    pub fn bytes_for(
+        n_layer: usize,
+        k_width: usize,
+        v_width: usize,
+        capacity: usize,
+        precision: KvPrecision,
+    ) -> u64 {
+        let cap = capacity.div_ceil(GROW_STEP) * GROW_STEP;
+        (n_layer * (k_width + v_width) * precision.bytes()) as u64 * cap as u64
+    }
+
+    /// How values are stored.
+    pub fn precision(&self) -> KvPrecision {
+        self.precision
     }
 
     /// Positions filled.
@@ -58,7 +208,7 @@ impl KvCache {
 
     /// Bytes of storage currently held.
     pub fn bytes(&self) -> usize {
-        self.k.iter().chain(&self.v).map(|l| l.capacity() * 4).sum()
+        self.k.bytes() + self.v.bytes()
     }
 
     /// Makes room for positions up to `end` (exclusive). The caller checked `end <= capacity`.
@@ -66,16 +216,8 @@ impl KvCache {
         debug_assert!(end <= self.capacity);
         let want = end.div_ceil(GROW_STEP) * GROW_STEP;
         let want = want.min(self.capacity);
-        for (layer, width) in self
-            .k
-            .iter_mut()
-            .map(|l| (l, self.k_width))
-            .chain(self.v.iter_mut().map(|l| (l, self.v_width)))
-        {
-            if layer.len() < want * width {
-                layer.resize(want * width, 0.0);
-            }
-        }
+        self.k.grow(want * self.k_width);
+        self.v.grow(want * self.v_width);
     }
 
     /// Marks positions up to `end` as filled.
@@ -84,23 +226,47 @@ impl KvCache {
     }
 
     /// Keys of layer `il` (all reserved positions).
-    pub(crate) fn k(&self, il: usize) -> &[f32] {
-        &self.k[il]
+    pub(crate) fn k(&self, il: usize) -> KvView<'_> {
+        self.k.view(il)
     }
 
     /// Values of layer `il`.
-    pub(crate) fn v(&self, il: usize) -> &[f32] {
-        &self.v[il]
+    pub(crate) fn v(&self, il: usize) -> KvView<'_> {
+        self.v.view(il)
     }
 
     /// Writes the key and value of position `pos` in layer `il`.
     pub(crate) fn write(&mut self, il: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let round = crate::kernels::cpu::ops::vec_ops().round_to_f16;
-        let kd = &mut self.k[il][pos * self.k_width..(pos + 1) * self.k_width];
-        kd.copy_from_slice(&k[..self.k_width]);
-        round(kd);
-        let vd = &mut self.v[il][pos * self.v_width..(pos + 1) * self.v_width];
-        vd.copy_from_slice(&v[..self.v_width]);
-        round(vd);
+        self.k.write(il, pos * self.k_width, &k[..self.k_width]);
+        self.v.write(il, pos * self.v_width, &v[..self.v_width]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_storage_rounds_like_the_f32_path_and_halves_memory() {
+        let k: Vec<f32> = (0..8).map(|i| 0.1 + i as f32 * 1.0001).collect();
+        let v: Vec<f32> = (0..8).map(|i| -3.3 * i as f32).collect();
+        let mut a = KvCache::new(2, 8, 8, 300, KvPrecision::F16);
+        let mut b = KvCache::new(2, 8, 8, 300, KvPrecision::F32);
+        for c in [&mut a, &mut b] {
+            c.reserve_to(1);
+            c.write(1, 0, &k, &v);
+            c.set_len(1);
+        }
+        assert_eq!(a.bytes() * 2, b.bytes());
+        let mut buf = [0f32; 8];
+        let got = a.k(1).row(0, 8, &mut buf).to_vec();
+        let mut want = k.clone();
+        super::super::super::kernels::cpu::ops::scalar_vec::round_to_f16(&mut want);
+        assert_eq!(got, want);
+        assert_eq!(b.k(1).row(0, 8, &mut buf), &k[..]);
+        assert_eq!(
+            KvCache::bytes_for(2, 8, 8, 300, KvPrecision::F16),
+            2 * 16 * 2 * 512
+        );
     }
 }

@@ -1,13 +1,13 @@
 //! Generation: the KV cache, sampling, chat templates and the session that ties them together.
 
 pub mod chat;
-mod kv_cache;
+pub mod kv_cache;
 mod pool;
 pub mod sampler;
 mod session;
 
 pub use chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvPrecision};
 pub use pool::{PooledSession, SessionPool};
 pub use sampler::{Sampler, SamplingParams};
 pub use session::{

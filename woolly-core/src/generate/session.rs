@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::chat::ChatMessage;
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvPrecision};
 use super::sampler::{Sampler, SamplingParams};
 use crate::model::transformer::{Scratch, SeqBatch};
 use crate::model::Model;
@@ -18,8 +18,11 @@ use crate::{Error, Result};
 /// How to open a session.
 #[derive(Debug, Clone)]
 pub struct SessionParams {
-    /// Context size in tokens (0 = the smaller of 4096 and the model's trained context).
+    /// Context size in tokens (0 = the smaller of 4096 and the model's trained context, less
+    /// when the memory budget has no room for that much KV cache).
     pub context_size: usize,
+    /// How the KV cache stores keys and values (f16 by default, as llama.cpp does).
+    pub kv_precision: KvPrecision,
     /// Threads for everything, the caller's included (0 = Woolly's policy per phase, see
     /// [`crate::tune::threads`]: one per physical core for the prompt, capped for generation).
     pub threads: usize,
@@ -38,6 +41,7 @@ impl Default for SessionParams {
     fn default() -> Self {
         SessionParams {
             context_size: 0,
+            kv_precision: KvPrecision::F16,
             threads: 0,
             interactive: false,
             background: false,
@@ -180,6 +184,14 @@ pub struct Session {
     logits: Vec<f32>,
     prompt_threads: usize,
     gen_threads: usize,
+    /// Bytes charged to the model's memory account for the KV cache and scratch.
+    charged: u64,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.model.memory_account().release(self.charged);
+    }
 }
 
 /// Threads for the prompt and for generation.
@@ -212,8 +224,9 @@ impl Session {
     /// Opens a session on `model`.
     pub fn new(model: Arc<Model>, params: &SessionParams) -> Result<Session> {
         let hp = model.hparams();
-        let n_ctx = match params.context_size {
-            0 => hp.n_ctx_train.min(4096),
+        let explicit = params.context_size != 0;
+        let mut n_ctx = match params.context_size {
+            0 => crate::model::default_context(hp),
             n => n,
         };
         if n_ctx > hp.n_ctx_train.max(4096) * 4 || n_ctx > 1 << 22 {
@@ -222,11 +235,49 @@ impl Session {
                 hp.n_ctx_train
             )));
         }
-        if params.batch_size == 0 {
-            return Err(Error::InvalidArgument(
-                "batch_size must be at least 1".into(),
-            ));
+        if params.batch_size == 0 || params.batch_size > 1 << 16 {
+            return Err(Error::InvalidArgument(format!(
+                "batch_size {} must be in 1..=65536",
+                params.batch_size
+            )));
         }
+        // The KV cache and scratch are charged to the model's memory account up front (the
+        // cache grows as it is used, but its whole capacity is promised). Without an explicit
+        // context, the default one shrinks (in steps of 256) to what the headroom allows.
+        let account = model.memory_account().clone();
+        let scratch_bytes = crate::model::scratch_bytes(hp, params.batch_size.min(n_ctx));
+        let need = |n: usize| crate::model::kv_bytes(hp, n, params.kv_precision) + scratch_bytes;
+        if !explicit {
+            let room = account.headroom();
+            while n_ctx > 256 && need(n_ctx) > room {
+                n_ctx = (n_ctx - 1) / 256 * 256;
+            }
+            if n_ctx < crate::model::default_context(hp) {
+                crate::log!(
+                    crate::log::Level::Info,
+                    "memory budget: the session's context is {n_ctx} tokens (default {})",
+                    crate::model::default_context(hp)
+                );
+            }
+        }
+        let charged = need(n_ctx);
+        account.charge(&format!("a session's {n_ctx}-token KV cache"), charged)?;
+        let release = |r: Result<Session>| {
+            if r.is_err() {
+                account.release(charged);
+            }
+            r
+        };
+        release(Self::open(model.clone(), params, n_ctx, charged))
+    }
+
+    fn open(
+        model: Arc<Model>,
+        params: &SessionParams,
+        n_ctx: usize,
+        charged: u64,
+    ) -> Result<Session> {
+        let hp = model.hparams();
         let (prompt_threads, gen_threads) = thread_plan(params)?;
         let threads = prompt_threads.max(gen_threads);
         let hw_cpus = params
@@ -239,6 +290,7 @@ impl Session {
             c.n_head_kv * c.head_dim_k,
             c.n_head_kv * c.head_dim_v,
             n_ctx,
+            params.kv_precision,
         );
         Ok(Session {
             model,
@@ -264,6 +316,7 @@ impl Session {
             gen_threads,
             batch_size: params.batch_size,
             logits: Vec::new(),
+            charged,
         })
     }
 
@@ -275,6 +328,17 @@ impl Session {
     /// The context size in tokens.
     pub fn context_size(&self) -> usize {
         self.cache.capacity()
+    }
+
+    /// Bytes the KV cache holds now (it grows with the positions used).
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
+    /// Bytes charged to the model's memory account for this session (its whole KV capacity
+    /// and scratch).
+    pub fn charged_bytes(&self) -> u64 {
+        self.charged
     }
 
     /// Threads used for prompt processing and for generation, the caller's included.

@@ -13,6 +13,8 @@ pub mod writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use memmap2::Mmap;
 
 pub use parse::{
@@ -89,7 +91,7 @@ pub enum GgufError {
 /// A GGUF file mapped into memory.
 pub struct GgufFile {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
     header: Header,
     tensor_index: std::collections::HashMap<String, usize>,
 }
@@ -149,7 +151,7 @@ impl GgufFile {
             .collect();
         Ok(GgufFile {
             path,
-            mmap,
+            mmap: Arc::new(mmap),
             header,
             tensor_index,
         })
@@ -185,14 +187,67 @@ impl GgufFile {
         &self.mmap
     }
 
+    /// The mapping, shared (a background preload keeps it alive while it runs).
+    pub(crate) fn mapping(&self) -> Arc<Mmap> {
+        self.mmap.clone()
+    }
+
     /// Reads every page of the file now (so that later use does not wait for the disk).
     pub fn prefault(&self) {
         let _ = self.mmap.advise(memmap2::Advice::WillNeed);
-        let mut sum = 0u8;
-        for chunk in self.mmap.chunks(4096) {
-            sum = sum.wrapping_add(chunk[0]);
+        touch_pages(&self.mmap, 0, self.mmap.len(), &|_| true);
+    }
+
+    /// Tells the kernel how the mapping will be read: `Sequential` also widens read-ahead,
+    /// `WillNeed` starts reading in the background.
+    pub fn advise(&self, advice: memmap2::Advice) {
+        let _ = self.mmap.advise(advice);
+    }
+
+    /// [`GgufFile::advise`] for the bytes `offset..offset + len` only (rounded out to pages).
+    pub fn advise_range(&self, advice: memmap2::Advice, offset: usize, len: usize) {
+        let page = crate::tune::memory::page_size() as usize;
+        let start = offset / page * page;
+        let end = offset.saturating_add(len).min(self.mmap.len());
+        if end > start {
+            let _ = self.mmap.advise_range(advice, start, end - start);
         }
-        std::hint::black_box(sum);
+    }
+
+    /// Pages of the mapping in memory (in this process or the page cache) and in all, from
+    /// `mincore` (Linux); `None` where it is not available.
+    pub fn residency(&self) -> Option<(usize, usize)> {
+        residency(&self.mmap, 0, self.mmap.len())
+    }
+
+    /// Like [`GgufFile::residency`], for the bytes `offset..offset + len` of the file.
+    pub fn residency_of(&self, offset: usize, len: usize) -> Option<(usize, usize)> {
+        residency(&self.mmap, offset, len)
+    }
+
+    /// Asks the kernel to drop this file's clean pages from the page cache
+    /// (`posix_fadvise(DONTNEED)`, this file only, never system-wide): a cold start for
+    /// benchmarks and tests. Pages mapped by a process stay.
+    pub fn evict_page_cache(path: &Path) -> std::io::Result<()> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use std::os::fd::AsRawFd;
+            let f = File::open(path)?;
+            // SAFETY: the descriptor is open for the duration of the call.
+            let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            if rc != 0 {
+                return Err(std::io::Error::from_raw_os_error(rc));
+            }
+            Ok(())
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let _ = path;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "evicting a file's pages is implemented on Linux only",
+            ))
+        }
     }
 
     /// Locks the mapping in memory (`mlock`), an explicit opt-in of the host application.
@@ -371,6 +426,54 @@ impl GgufFile {
     pub fn architecture(&self) -> Result<&str> {
         self.require("general.architecture", self.get_str("general.architecture"))
     }
+}
+
+const PAGE: usize = 4096;
+
+/// Reads one byte of every page of `map[from..to]`, calling `keep_going(bytes_done)` every
+/// megabyte; stops early when it returns false.
+pub(crate) fn touch_pages(map: &[u8], from: usize, to: usize, keep_going: &dyn Fn(usize) -> bool) {
+    let to = to.min(map.len());
+    let mut sum = 0u8;
+    let mut at = from / PAGE * PAGE;
+    while at < to {
+        let end = (at + (1 << 20)).min(to);
+        while at < end {
+            sum = sum.wrapping_add(map[at]);
+            at += PAGE;
+        }
+        if !keep_going(at.min(to) - from) {
+            break;
+        }
+    }
+    std::hint::black_box(sum);
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn residency(map: &[u8], offset: usize, len: usize) -> Option<(usize, usize)> {
+    let page = crate::tune::memory::page_size() as usize;
+    let end = offset.saturating_add(len).min(map.len());
+    let start = offset / page * page;
+    if end <= start {
+        return Some((0, 0));
+    }
+    let pages = (end - start).div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `start` is page-aligned (the mapping itself is) and the range lies inside the
+    // mapping; `vec` has one byte per page.
+    let rc = unsafe {
+        libc::mincore(
+            map.as_ptr().add(start) as *mut libc::c_void,
+            end - start,
+            vec.as_mut_ptr(),
+        )
+    };
+    (rc == 0).then(|| (vec.iter().filter(|&&b| b & 1 != 0).count(), pages))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn residency(_map: &[u8], _offset: usize, _len: usize) -> Option<(usize, usize)> {
+    None
 }
 
 fn describe(v: &Value) -> String {

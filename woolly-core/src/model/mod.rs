@@ -1,5 +1,7 @@
 //! Models: where to find them, their hyperparameters and (one file per architecture) their weights.
 
+mod cache;
+mod estimate;
 pub mod gemma3;
 mod hparams;
 pub mod llama;
@@ -10,16 +12,21 @@ pub mod transformer;
 pub mod weights;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use cache::ModelCache;
+pub use estimate::{kv_bytes, scratch_bytes, MemoryEstimate};
 pub use hparams::{Architecture, HParams, RopeScaling};
 pub use resolve::{default_model_path, resolve_model_path, DEFAULT_MODEL_FILE, MODEL_ENV};
 pub use summary::{ModelSummary, TypeCount};
 
 use crate::generate::chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
+use crate::generate::KvPrecision;
 use crate::gguf::GgufFile;
 use crate::tokenizer::{TokenId, Tokenizer, TokenizerKind};
+use crate::tune::memory::{MemoryAccount, MemoryPolicy};
 use crate::Result;
 use transformer::Transformer;
 
@@ -27,14 +34,65 @@ use transformer::Transformer;
 /// load, which then fails with [`crate::Error::Cancelled`].
 pub type ProgressFn = Arc<dyn Fn(f32) -> bool + Send + Sync>;
 
-/// When the model's pages are read from disk.
+/// When the model's pages are read from disk, and what the kernel is told about them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Preload {
-    /// On first use (the mapping is lazy); the fastest load.
+    /// None: pages are read on first use (the fastest load; the first generation waits for
+    /// the disk when the file is not in the page cache).
     #[default]
     Lazy,
-    /// All of them during the load, so that the first generation does not wait for the disk.
-    Prefault,
+    /// Sequential read-ahead: `MADV_SEQUENTIAL` over the mapping, and `MADV_WILLNEED` over
+    /// it chunk by chunk from a background thread, so the kernel reads the file into the page
+    /// cache while the load returns; [`Model::preload_progress`] reports how far it got.
+    Sequential,
+    /// The header and the first layers (a quarter of them, at least one) are read during the
+    /// load; the rest on first use.
+    Critical,
+    /// Every page, read by a background thread after the load returns;
+    /// [`Model::preload_progress`] reports how far it got.
+    Full,
+    /// Every page, read during the load (which reports it as progress).
+    FullBlocking,
+}
+
+impl Preload {
+    /// The name front ends use: `lazy`, `sequential`, `critical`, `full`, `full_blocking`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preload::Lazy => "lazy",
+            Preload::Sequential => "sequential",
+            Preload::Critical => "critical",
+            Preload::Full => "full",
+            Preload::FullBlocking => "full_blocking",
+        }
+    }
+
+    /// Every strategy.
+    pub const ALL: [Preload; 5] = [
+        Preload::Lazy,
+        Preload::Sequential,
+        Preload::Critical,
+        Preload::Full,
+        Preload::FullBlocking,
+    ];
+
+    /// The strategy called `name` (`none` is `lazy`).
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] naming the choices.
+    pub fn from_name(name: &str) -> Result<Preload> {
+        if name == "none" {
+            return Ok(Preload::Lazy);
+        }
+        Preload::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                crate::Error::InvalidArgument(format!(
+                    "preload must be one of lazy, sequential, critical, full, full_blocking, not {name:?}"
+                ))
+            })
+    }
 }
 
 /// How to load a model.
@@ -44,12 +102,18 @@ pub struct ModelParams {
     pub progress: Option<ProgressFn>,
     /// When to read the file.
     pub preload: Preload,
-    /// Lock the model's memory so the system cannot page it out (`mlock`). An explicit opt-in:
-    /// when the system refuses (limits, permissions) the load fails with
-    /// [`crate::Error::PermissionDenied`] rather than going on silently.
+    /// Lock the model's memory so the system cannot page it out (`mlock`). When the system
+    /// refuses (`RLIMIT_MEMLOCK`, permissions) the load goes on unlocked with a warning in the
+    /// log, and [`Model::is_locked`] says so.
     pub mlock: bool,
     /// Copy the weights that have a faster layout on this CPU into it (the default).
     pub repack: bool,
+    /// What a model loaded on its own may use (a [`ModelCache`]'s models share the cache's).
+    pub memory: MemoryPolicy,
+    /// The context the load plans for (0: [`default_context`]): it fails early with
+    /// [`crate::Error::InsufficientMemory`] when the model plus one session of this context do
+    /// not fit.
+    pub context_size: usize,
 }
 
 impl Default for ModelParams {
@@ -59,6 +123,8 @@ impl Default for ModelParams {
             preload: Preload::Lazy,
             mlock: false,
             repack: true,
+            memory: MemoryPolicy::default(),
+            context_size: 0,
         }
     }
 }
@@ -70,7 +136,65 @@ impl std::fmt::Debug for ModelParams {
             .field("preload", &self.preload)
             .field("mlock", &self.mlock)
             .field("repack", &self.repack)
+            .field("memory", &self.memory)
+            .field("context_size", &self.context_size)
             .finish()
+    }
+}
+
+/// The context size a session gets when it asks for none: the smaller of 4096 and the
+/// model's trained context.
+pub fn default_context(hp: &HParams) -> usize {
+    hp.n_ctx_train.clamp(1, 4096)
+}
+
+/// Batch size the load's estimate assumes (the sessions' default).
+const ESTIMATE_BATCH: usize = 512;
+
+/// How far a background preload got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PreloadProgress {
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    pub finished: bool,
+}
+
+#[derive(Default)]
+struct PreloadTask {
+    total: u64,
+    done: Arc<AtomicU64>,
+    finished: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl PreloadTask {
+    /// Reads the file on a background thread, front to back: `touch` reads a byte of every
+    /// page (the pages join the process), otherwise it asks the kernel to read ahead
+    /// (`MADV_WILLNEED`, in chunks: the kernel reads at most its read-ahead window per call)
+    /// so the pages wait in the page cache.
+    fn spawn(&mut self, file: &GgufFile, touch: bool) -> Result<()> {
+        const CHUNK: usize = 4 << 20;
+        let map = file.mapping();
+        let (done, finished, stop) = (self.done.clone(), self.finished.clone(), self.stop.clone());
+        let t = std::thread::Builder::new()
+            .name("woolly-preload".into())
+            .spawn(move || {
+                let mut at = 0;
+                while at < map.len() && !stop.load(Ordering::Relaxed) {
+                    let len = CHUNK.min(map.len() - at);
+                    let _ = map.advise_range(memmap2::Advice::WillNeed, at, len);
+                    if touch {
+                        crate::gguf::touch_pages(&map, at, at + len, &|_| true);
+                    }
+                    at += len;
+                    done.store(at as u64, Ordering::Relaxed);
+                }
+                finished.store(true, Ordering::Relaxed);
+            })
+            .map_err(|e| crate::Error::Internal(format!("cannot start the preload thread: {e}")))?;
+        *self.thread.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(t);
+        Ok(())
     }
 }
 
@@ -84,6 +208,27 @@ pub struct Model {
     chat_template: ChatTemplate,
     load_time: Duration,
     metrics: crate::metrics::ModelMetrics,
+    estimate: MemoryEstimate,
+    account: Arc<MemoryAccount>,
+    charged: u64,
+    preload: PreloadTask,
+    locked: bool,
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        self.preload.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self
+            .preload
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = t.join();
+        }
+        self.account.release(self.charged);
+    }
 }
 
 impl std::fmt::Debug for Model {
@@ -97,7 +242,41 @@ impl std::fmt::Debug for Model {
 
 impl Model {
     /// Loads the model at `path`, or (with `None`) the one [`resolve_model_path`] finds.
+    ///
+    /// # Errors
+    /// Besides a missing or invalid file: [`crate::Error::InsufficientMemory`] when the
+    /// model and one session of `params.context_size` do not fit in `params.memory`, and
+    /// [`crate::Error::Cancelled`] when the progress callback says so.
     pub fn load(path: Option<&Path>, params: &ModelParams) -> Result<Arc<Model>> {
+        params.memory.validate()?;
+        Model::load_charged(path, params, Arc::new(MemoryAccount::new(params.memory)))
+    }
+
+    /// What loading the model at `path` with `params` would take, from its header alone.
+    ///
+    /// # Errors
+    /// As [`Model::load`] for the file.
+    pub fn estimate(path: Option<&Path>, params: &ModelParams) -> Result<MemoryEstimate> {
+        let path = resolve_model_path(path)?;
+        let file = GgufFile::open(&path)?;
+        let hparams = HParams::from_gguf(&file)?;
+        Ok(Self::estimate_file(&file, &hparams, params))
+    }
+
+    fn estimate_file(file: &GgufFile, hp: &HParams, params: &ModelParams) -> MemoryEstimate {
+        let n_ctx = match params.context_size {
+            0 => default_context(hp),
+            n => n,
+        };
+        MemoryEstimate::for_file(file, hp, n_ctx, ESTIMATE_BATCH, KvPrecision::F16)
+    }
+
+    /// [`Model::load`] charging `account` (a cache's, or the model's own).
+    pub(crate) fn load_charged(
+        path: Option<&Path>,
+        params: &ModelParams,
+        account: Arc<MemoryAccount>,
+    ) -> Result<Arc<Model>> {
         let start = Instant::now();
         let report = |f: f32| -> Result<()> {
             match &params.progress {
@@ -108,14 +287,93 @@ impl Model {
         report(0.0)?;
         let path = resolve_model_path(path)?;
         let file = GgufFile::open(&path)?;
-        if params.preload == Preload::Prefault {
-            file.prefault();
+        let hparams = HParams::from_gguf(&file)?;
+        // Fail before anything is committed when the model and one session cannot fit.
+        let estimate = Self::estimate_file(&file, &hparams, params);
+        let what = format!(
+            "{} and a {}-token context",
+            path.display(),
+            estimate.context_size
+        );
+        account.charge(&what, estimate.total_bytes)?;
+        account.release(estimate.session_bytes());
+        let charged = estimate.model_bytes();
+        // From here on the charge is returned on every path (the Model's Drop, or this guard).
+        struct Charge<'a>(&'a MemoryAccount, u64, bool);
+        impl Drop for Charge<'_> {
+            fn drop(&mut self) {
+                if !self.2 {
+                    self.0.release(self.1);
+                }
+            }
         }
+        let mut charge = Charge(&account, charged, false);
+
+        let mut preload = PreloadTask {
+            total: file.file_size(),
+            ..Default::default()
+        };
+        // While the load reads its few small tensors (norms, biases), the kernel's read-around
+        // would pull in megabytes beside each of them; the lazy strategies read only what they
+        // touch until the load is done, then the normal read-ahead applies again.
+        let quiet_load = matches!(params.preload, Preload::Lazy | Preload::Critical);
+        if quiet_load {
+            file.advise(memmap2::Advice::Random);
+        }
+        match params.preload {
+            Preload::Lazy => {}
+            Preload::Sequential => {
+                file.advise(memmap2::Advice::Sequential);
+                preload.spawn(&file, false)?;
+            }
+            Preload::Critical => {
+                let n = hparams.n_layer.div_ceil(4).max(1);
+                let data = file.data_offset() as usize;
+                let map = file.bytes();
+                crate::gguf::touch_pages(map, 0, data, &|_| true);
+                for t in file.tensors() {
+                    let critical = t
+                        .name
+                        .strip_prefix("blk.")
+                        .and_then(|r| r.split('.').next())
+                        .and_then(|l| l.parse::<usize>().ok())
+                        .is_some_and(|l| l < n)
+                        || t.name == "output_norm.weight";
+                    if critical {
+                        let (off, len) = (t.offset as usize, t.size as usize);
+                        file.advise_range(memmap2::Advice::WillNeed, off, len);
+                        crate::gguf::touch_pages(map, off, off + len, &|_| true);
+                    }
+                }
+                preload.done.store(0, Ordering::Relaxed);
+            }
+            Preload::FullBlocking => {
+                file.advise(memmap2::Advice::WillNeed);
+                let total = file.file_size() as f32;
+                let cancelled = AtomicBool::new(false);
+                crate::gguf::touch_pages(file.bytes(), 0, file.bytes().len(), &|done| {
+                    let ok = report(0.1 * done as f32 / total).is_ok();
+                    if !ok {
+                        cancelled.store(true, Ordering::Relaxed);
+                    }
+                    ok
+                });
+                if cancelled.load(Ordering::Relaxed) {
+                    return Err(crate::Error::Cancelled);
+                }
+                preload.done.store(preload.total, Ordering::Relaxed);
+                preload.finished.store(true, Ordering::Relaxed);
+            }
+            Preload::Full => preload.spawn(&file, true)?,
+        }
+        let mut locked = false;
         if params.mlock {
-            file.lock_in_memory()?;
+            match file.lock_in_memory() {
+                Ok(()) => locked = true,
+                Err(e) => crate::log!(crate::log::Level::Warn, "{e}; the model stays unlocked"),
+            }
         }
         report(0.1)?;
-        let hparams = HParams::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         report(0.2)?;
         let mut transformer = match hparams.architecture {
@@ -124,19 +382,23 @@ impl Model {
             Architecture::Qwen2 => qwen2::load(&file, &hparams)?,
         };
         report(0.3)?;
-        if params.repack && !params.mlock {
+        if params.repack && !locked {
             // (With mlock the mapping stays resident anyway; a copy would only double it.)
             transformer.pack_weights(&file, &|f| report(0.3 + 0.7 * f))?;
+        }
+        if quiet_load {
+            file.advise(memmap2::Advice::Normal);
         }
         report(1.0)?;
         crate::log!(
             crate::log::Level::Info,
-            "loaded {} ({}, {} layers) in {:.0} ms; {} MiB repacked",
+            "loaded {} ({}, {} layers) in {:.0} ms; {} MiB repacked; preload {}",
             path.display(),
             hparams.architecture.name(),
             hparams.n_layer,
             start.elapsed().as_secs_f64() * 1e3,
-            transformer.packed_bytes() >> 20
+            transformer.packed_bytes() >> 20,
+            params.preload.name()
         );
         let chat_template = match file.get_str("tokenizer.chat_template")? {
             Some(src) => ChatTemplate::Jinja(src.to_string()),
@@ -146,6 +408,8 @@ impl Model {
                 _ => BuiltinTemplate::ChatMl,
             }),
         };
+        charge.2 = true;
+        drop(charge);
         Ok(Arc::new(Model {
             file,
             hparams,
@@ -154,7 +418,81 @@ impl Model {
             chat_template,
             load_time: start.elapsed(),
             metrics: Default::default(),
+            estimate,
+            account,
+            charged,
+            preload,
+            locked,
         }))
+    }
+
+    /// The memory this model was estimated to need (with one session of the planned context).
+    pub fn memory_estimate(&self) -> &MemoryEstimate {
+        &self.estimate
+    }
+
+    /// The account this model and its sessions charge.
+    pub fn memory_account(&self) -> &Arc<MemoryAccount> {
+        &self.account
+    }
+
+    /// Whether the model's memory is locked (`mlock` was asked for and allowed).
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+
+    /// How far the background read of [`Preload::Full`] or [`Preload::Sequential`] got
+    /// (finished at once for the other strategies, which do not read in the background).
+    pub fn preload_progress(&self) -> PreloadProgress {
+        let has_thread = self
+            .preload
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        PreloadProgress {
+            done_bytes: self.preload.done.load(Ordering::Relaxed),
+            total_bytes: self.preload.total,
+            finished: !has_thread || self.preload.finished.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until a background preload has read every page (at once when there is none).
+    pub fn wait_preloaded(&self) {
+        if let Some(t) = self
+            .preload
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = t.join();
+        }
+        self.preload.finished.store(true, Ordering::Relaxed);
+    }
+
+    /// This model's memory as JSON: the estimate, what is charged and left, the file's
+    /// residency, the preload and lock state, and the process's RSS.
+    pub fn memory_report(&self) -> serde_json::Value {
+        let b = self.account.budget();
+        let residency = self.file.residency();
+        serde_json::json!({
+            "estimate": self.estimate,
+            "charged_bytes": self.charged,
+            "account_held_bytes": self.account.held(),
+            "headroom_bytes": b.headroom(self.account.held()),
+            "budget_bytes": b.budget_bytes,
+            "reserve_bytes": b.reserve_bytes,
+            "available_bytes": b.available_bytes,
+            "under_pressure": b.under_pressure(),
+            "file_bytes": self.file.file_size(),
+            "file_resident_bytes":
+                residency.map(|(r, _)| (r as u64 * crate::tune::memory::page_size()).min(self.file.file_size())),
+            "repacked_bytes": self.packed_bytes(),
+            "locked": self.locked,
+            "preload": self.preload_progress(),
+            "process_rss_bytes": crate::tune::process::rss_bytes(),
+        })
     }
 
     /// The mapped file.

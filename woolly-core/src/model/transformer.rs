@@ -5,6 +5,7 @@
 //! sequence are stacked, so each weight matrix is read once per pass for all of them, and
 //! attention runs per sequence over its own [`KvCache`].
 
+use crate::generate::kv_cache::KvView;
 use crate::generate::KvCache;
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::cpu::parallel::{par_for_dynamic, par_items_dynamic, SharedOut};
@@ -641,8 +642,8 @@ fn attention(
     c: &Config,
     window: Option<usize>,
     q: &mut [f32],
-    k: &[f32],
-    v: &[f32],
+    k: KvView<'_>,
+    v: KvView<'_>,
     len: usize,
     out: &mut [f32],
     pool: &ThreadPool,
@@ -672,16 +673,16 @@ fn attention(
         out,
         hv,
         4,
-        || vec![0f32; hv],
-        |part, item, o| {
+        || (vec![0f32; hv], vec![0f32; hk.max(hv)]),
+        |(part, row), item, o| {
             let (t, h) = (item / c.n_head, item % c.n_head);
             let kvh = h / group;
             let pos = first_pos + t;
             let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
             // Already rounded to f16 by the caller.
             let q16 = &q[t * q_w + h * hk..t * q_w + (h + 1) * hk];
-            let keys = |acc: &mut [f32], from: usize, to: usize| {
-                online_softmax_f16(&ops, c, q16, k, v, kvh, from, to, acc)
+            let mut keys = |acc: &mut [f32], from: usize, to: usize| {
+                online_softmax_f16(&ops, c, q16, k, v, kvh, from, to, acc, row)
             };
             let (_, sum) = match chunks {
                 None => keys(o, lo, pos + 1),
@@ -736,12 +737,13 @@ fn online_softmax_f16(
     ops: &ops::VecOps,
     c: &Config,
     q16: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: KvView<'_>,
+    v: KvView<'_>,
     kvh: usize,
     from: usize,
     to: usize,
     acc: &mut [f32],
+    row: &mut [f32],
 ) -> (f32, f32) {
     let (hk, hv) = (c.head_dim_k, c.head_dim_v);
     let k_w = c.n_head_kv * hk;
@@ -749,8 +751,7 @@ fn online_softmax_f16(
     acc.fill(0.0);
     let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
     for j in from..to {
-        let kj = &k[j * k_w + kvh * hk..j * k_w + (kvh + 1) * hk];
-        let score = (ops.dot)(q16, kj) * c.kq_scale;
+        let score = (ops.dot)(q16, k.row(j * k_w + kvh * hk, hk, row)) * c.kq_scale;
         // Rescale what is accumulated when a new maximum arrives; otherwise weight the new
         // value by its distance from the maximum.
         let (mut rescale, mut weight) = (1f32, 1f32);
@@ -761,8 +762,7 @@ fn online_softmax_f16(
         } else {
             weight = (score - max).exp();
         }
-        let vj = &v[j * v_w + kvh * hv..j * v_w + (kvh + 1) * hv];
-        (ops.f16_axpy)(acc, vj, weight);
+        (ops.f16_axpy)(acc, v.row(j * v_w + kvh * hv, hv, row), weight);
         sum = sum * rescale + weight;
     }
     (max, sum)
@@ -780,8 +780,8 @@ fn attention_tiled(
     c: &Config,
     window: Option<usize>,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: KvView<'_>,
+    v: KvView<'_>,
     len: usize,
     out: &mut [f32],
     pool: &ThreadPool,
@@ -806,8 +806,10 @@ fn attention_tiled(
         kq: Vec<f32>,
         v: Vec<f32>,
         acc: Vec<f32>,
+        row: Vec<f32>,
     }
     let init = || Buf {
+        row: vec![0.0; hk.max(hv)],
         q: vec![0.0; T * hk],
         kt: vec![0.0; hk * T],
         kq: vec![0.0; T * T],
@@ -853,7 +855,7 @@ fn attention_tiled(
                 // K tile transposed (dk-major), zero-padded.
                 b.kt.fill(0.0);
                 for tk in 0..kv {
-                    let kj = &k[(ic + tk) * k_w + kvh * hk..(ic + tk) * k_w + (kvh + 1) * hk];
+                    let kj = k.row((ic + tk) * k_w + kvh * hk, hk, &mut b.row);
                     for (dk, &x) in kj.iter().enumerate() {
                         b.kt[dk * T + tk] = x;
                     }
@@ -901,8 +903,16 @@ fn attention_tiled(
                 if any.iter().any(|&a| a) {
                     b.v.fill(0.0);
                     for tk in 0..kv {
-                        let vj = &v[(ic + tk) * v_w + kvh * hv..(ic + tk) * v_w + (kvh + 1) * hv];
-                        b.v[tk * hv..(tk + 1) * hv].copy_from_slice(vj);
+                        let dst = &mut b.v[tk * hv..(tk + 1) * hv];
+                        match v {
+                            KvView::F32(s) => {
+                                dst.copy_from_slice(&s[(ic + tk) * v_w + kvh * hv..][..hv])
+                            }
+                            KvView::F16(_) => {
+                                let vj = v.row((ic + tk) * v_w + kvh * hv, hv, &mut b.row);
+                                dst.copy_from_slice(vj);
+                            }
+                        }
                     }
                     (ops.gemm_acc)(&mut b.acc, &b.kq, &b.v, T, T, hv);
                 }

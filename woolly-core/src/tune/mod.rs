@@ -1,6 +1,7 @@
 //! Tuning Woolly to the machine it runs on.
 
 pub mod hardware;
+pub mod memory;
 pub mod pool;
 pub mod process;
 pub mod threads;

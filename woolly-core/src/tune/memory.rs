@@ -1,0 +1,492 @@
+//! Memory: what the machine has, what Woolly may use of it, and when it is under pressure.
+//!
+//! Desktop memory belongs to the user's other programs too. Woolly keeps a *reserve* for them
+//! (tiered by total RAM, see [`default_reserve`]), treats the machine as *under pressure* once a
+//! fraction of it is in use (85% by default), and lets the host application override every
+//! figure, including a hard *budget* for everything Woolly holds. Nothing here changes the
+//! system: the figures are read from `/proc/meminfo` (Linux) or `sysconf`, and only Woolly's own
+//! behaviour adapts to them.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Used fraction of total memory from which the machine counts as under pressure.
+pub const DEFAULT_PRESSURE_THRESHOLD: f64 = 0.85;
+
+const GIB: u64 = 1 << 30;
+
+/// Memory left to the operating system and the user's other programs, by total RAM: 25% up to
+/// 8 GiB, 20% up to 16 GiB, 1/6 (about 17%) up to 32 GiB, 12.5% above.
+pub fn default_reserve(total: u64) -> u64 {
+    match total {
+        t if t <= 8 * GIB => t / 4,
+        t if t <= 16 * GIB => t / 5,
+        t if t <= 32 * GIB => t / 6,
+        t => t / 8,
+    }
+}
+
+/// The machine's memory at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemoryInfo {
+    /// Physical memory.
+    pub total_bytes: u64,
+    /// Memory the system can give to programs without swapping (Linux `MemAvailable`: free
+    /// memory plus reclaimable caches).
+    pub available_bytes: u64,
+    /// The base page size.
+    pub page_size: u64,
+    /// The size of a transparent or explicit huge page, when the system has them.
+    pub huge_page_size: Option<u64>,
+}
+
+impl MemoryInfo {
+    /// The figures now.
+    pub fn detect() -> MemoryInfo {
+        MemoryInfo::detect_with_root(Path::new("/"))
+    }
+
+    /// The figures from `root/proc/meminfo` (tests pass a fake tree), or from `sysconf` when
+    /// that file is missing.
+    pub fn detect_with_root(root: &Path) -> MemoryInfo {
+        let page_size = page_size();
+        let text = std::fs::read_to_string(root.join("proc/meminfo")).unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        };
+        let (sys_total, sys_avail) = sysconf_memory(page_size);
+        let total_bytes = field("MemTotal:").or(sys_total).unwrap_or(0);
+        let available_bytes = field("MemAvailable:")
+            .or_else(|| Some(field("MemFree:")? + field("Cached:").unwrap_or(0)))
+            .or(sys_avail)
+            .unwrap_or(0)
+            .min(total_bytes);
+        let huge_page_size = field("Hugepagesize:").filter(|&h| h > 0);
+        MemoryInfo {
+            total_bytes,
+            available_bytes,
+            page_size,
+            huge_page_size,
+        }
+    }
+
+    /// The fraction of memory in use (0 to 1).
+    pub fn used_fraction(&self) -> f64 {
+        if self.total_bytes == 0 {
+            return 0.0;
+        }
+        1.0 - self.available_bytes as f64 / self.total_bytes as f64
+    }
+}
+
+/// The base page size of this system.
+pub fn page_size() -> u64 {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if p > 0 {
+            return p as u64;
+        }
+    }
+    4096
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sysconf_memory(page: u64) -> (Option<u64>, Option<u64>) {
+    // SAFETY: sysconf has no preconditions.
+    let (total, avail) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_AVPHYS_PAGES),
+        )
+    };
+    let bytes = |n: libc::c_long| (n > 0).then(|| n as u64 * page);
+    (bytes(total), bytes(avail))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn sysconf_memory(page: u64) -> (Option<u64>, Option<u64>) {
+    // Untested here: macOS and the BSDs have _SC_PHYS_PAGES but no portable "available"
+    // figure, so the whole of it counts as available; Windows has neither (0: no figure).
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let total = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+        let total = (total > 0).then(|| total as u64 * page);
+        (total, total)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = page;
+        (None, None)
+    }
+}
+
+/// What Woolly may use: every figure the host application can override.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MemoryPolicy {
+    /// A hard limit on the memory of everything Woolly holds (models, KV caches, scratch), in
+    /// bytes. `None`: no limit beyond what the system has.
+    pub budget_bytes: Option<u64>,
+    /// Memory left to the system and other programs (`None`: [`default_reserve`]).
+    pub reserve_bytes: Option<u64>,
+    /// Used fraction from which the machine counts as under pressure (`None`: 0.85).
+    pub pressure_threshold: Option<f64>,
+    /// Take these as the machine's total and available memory instead of measuring them.
+    pub total_bytes: Option<u64>,
+    pub available_bytes: Option<u64>,
+}
+
+impl MemoryPolicy {
+    /// A policy with a hard budget and everything else measured.
+    pub fn with_budget(bytes: u64) -> MemoryPolicy {
+        MemoryPolicy {
+            budget_bytes: Some(bytes),
+            ..MemoryPolicy::default()
+        }
+    }
+
+    /// Checks the figures a caller set.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] for a threshold outside (0, 1] or an available figure
+    /// above the total.
+    pub fn validate(&self) -> crate::Result<()> {
+        if let Some(t) = self.pressure_threshold {
+            if !(t > 0.0 && t <= 1.0) {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "pressure_threshold {t} must be in (0, 1]"
+                )));
+            }
+        }
+        if let (Some(t), Some(a)) = (self.total_bytes, self.available_bytes) {
+            if a > t {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "available memory {a} exceeds total memory {t}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The figures now: measured ones with this policy's overrides applied.
+    pub fn resolve(&self) -> MemoryBudget {
+        self.resolve_with(MemoryInfo::detect())
+    }
+
+    /// The figures for `info` with this policy's overrides applied.
+    pub fn resolve_with(&self, info: MemoryInfo) -> MemoryBudget {
+        let total = self.total_bytes.unwrap_or(info.total_bytes);
+        let available = self
+            .available_bytes
+            .unwrap_or(info.available_bytes)
+            .min(total);
+        MemoryBudget {
+            total_bytes: total,
+            available_bytes: available,
+            reserve_bytes: self.reserve_bytes.unwrap_or_else(|| default_reserve(total)),
+            pressure_threshold: self
+                .pressure_threshold
+                .unwrap_or(DEFAULT_PRESSURE_THRESHOLD),
+            budget_bytes: self.budget_bytes,
+        }
+    }
+}
+
+/// A [`MemoryPolicy`] resolved against the machine's figures at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MemoryBudget {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    pub reserve_bytes: u64,
+    pub pressure_threshold: f64,
+    pub budget_bytes: Option<u64>,
+}
+
+impl MemoryBudget {
+    /// Bytes Woolly may still take when it already holds `in_use`: what the system has beyond
+    /// the reserve, and no more than what is left of the budget.
+    pub fn headroom(&self, in_use: u64) -> u64 {
+        let system = self.available_bytes.saturating_sub(self.reserve_bytes);
+        match self.budget_bytes {
+            Some(b) => system.min(b.saturating_sub(in_use)),
+            None => system,
+        }
+    }
+
+    /// Whether the machine uses at least the pressure threshold of its memory.
+    pub fn under_pressure(&self) -> bool {
+        self.total_bytes > 0
+            && 1.0 - self.available_bytes as f64 / self.total_bytes as f64
+                >= self.pressure_threshold
+    }
+
+    /// Bytes that would have to be freed for the machine to drop below the pressure threshold.
+    pub fn pressure_excess(&self) -> u64 {
+        let allowed_used = (self.total_bytes as f64 * self.pressure_threshold) as u64;
+        let used = self.total_bytes.saturating_sub(self.available_bytes);
+        used.saturating_sub(allowed_used)
+    }
+}
+
+/// Memory charged to one owner of a [`MemoryPolicy`]: a model loaded on its own, or every
+/// model of a [`crate::model::ModelCache`]. Loads and sessions charge what they estimate they
+/// hold and release it when dropped; a charge that would exceed the headroom fails.
+#[derive(Debug, Default)]
+pub struct MemoryAccount {
+    policy: MemoryPolicy,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryAccount {
+    /// An account with nothing charged.
+    pub fn new(policy: MemoryPolicy) -> MemoryAccount {
+        MemoryAccount {
+            policy,
+            held: Default::default(),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &MemoryPolicy {
+        &self.policy
+    }
+
+    /// Bytes charged now.
+    pub fn held(&self) -> u64 {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The policy resolved now.
+    pub fn budget(&self) -> MemoryBudget {
+        self.policy.resolve()
+    }
+
+    /// Bytes that may still be charged.
+    pub fn headroom(&self) -> u64 {
+        self.budget().headroom(self.held())
+    }
+
+    /// Charges `bytes` for `what` when they fit the headroom.
+    ///
+    /// # Errors
+    /// [`crate::Error::InsufficientMemory`] with the figures when they do not.
+    pub fn charge(&self, what: &str, bytes: u64) -> crate::Result<()> {
+        let b = self.budget();
+        let available = b.headroom(self.held());
+        if bytes > available {
+            let system = b.available_bytes.saturating_sub(b.reserve_bytes);
+            return Err(crate::Error::InsufficientMemory {
+                what: what.to_string(),
+                required: bytes,
+                available,
+                budgeted: available < system,
+            });
+        }
+        self.held
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Returns a charge.
+    pub fn release(&self, bytes: u64) {
+        let _ = self.held.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |h| Some(h.saturating_sub(bytes)),
+        );
+    }
+}
+
+/// Parses a size such as `512MB`, `1.5GiB`, `800k` or `1048576` (bytes). Decimal and binary
+/// suffixes both mean powers of 1024, as memory sizes usually do.
+///
+/// # Errors
+/// [`crate::Error::InvalidArgument`] for anything else.
+pub fn parse_size(text: &str) -> crate::Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        crate::Error::InvalidArgument(format!(
+            "{text:?} is not a size (try 512MB, 2GB or a byte count)"
+        ))
+    };
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let bytes = value * mult as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// Asks for transparent huge pages on an anonymous buffer Woolly owns (KV cache, scratch):
+/// `madvise(MADV_HUGEPAGE)` over the 2 MiB-aligned part of it. Only advice about Woolly's own
+/// memory; it has an effect when the system's THP mode is `madvise` or `always`, and none
+/// (silently) otherwise.
+pub fn advise_huge_pages<T>(buf: &mut [T]) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = buf.as_mut_ptr() as usize;
+        let end = start + std::mem::size_of_val(buf);
+        let lo = start.div_ceil(HUGE) * HUGE;
+        let hi = end / HUGE * HUGE;
+        if hi > lo {
+            // SAFETY: the range lies inside `buf`, which this process owns; MADV_HUGEPAGE does
+            // not change its contents.
+            unsafe {
+                libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = buf;
+}
+
+/// The memory picture as JSON: the machine, the policy's figures and this process.
+pub fn report(policy: &MemoryPolicy) -> serde_json::Value {
+    let info = MemoryInfo::detect();
+    let b = policy.resolve_with(info);
+    serde_json::json!({
+        "total_bytes": b.total_bytes,
+        "available_bytes": b.available_bytes,
+        "reserve_bytes": b.reserve_bytes,
+        "pressure_threshold": b.pressure_threshold,
+        "under_pressure": b.under_pressure(),
+        "budget_bytes": b.budget_bytes,
+        "headroom_bytes": b.headroom(0),
+        "page_size": info.page_size,
+        "huge_page_size": info.huge_page_size,
+        "process_rss_bytes": super::process::rss_bytes(),
+        "process_peak_rss_bytes": super::process::peak_rss_bytes(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_tiers() {
+        assert_eq!(default_reserve(4 * GIB), GIB);
+        assert_eq!(default_reserve(8 * GIB), 2 * GIB);
+        assert_eq!(default_reserve(16 * GIB), 16 * GIB / 5);
+        assert_eq!(default_reserve(24 * GIB), 4 * GIB);
+        assert_eq!(default_reserve(64 * GIB), 8 * GIB);
+    }
+
+    #[test]
+    fn meminfo_from_a_fake_tree() {
+        let dir = std::env::temp_dir().join(format!("woolly-meminfo-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("proc")).unwrap();
+        std::fs::write(
+            dir.join("proc/meminfo"),
+            "MemTotal:       8000000 kB\nMemFree:  100 kB\nMemAvailable:   1000000 kB\nHugepagesize:       2048 kB\n",
+        )
+        .unwrap();
+        let info = MemoryInfo::detect_with_root(&dir);
+        assert_eq!(info.total_bytes, 8_000_000 * 1024);
+        assert_eq!(info.available_bytes, 1_000_000 * 1024);
+        assert_eq!(info.huge_page_size, Some(2 << 20));
+        let b = MemoryPolicy::default().resolve_with(info);
+        assert_eq!(b.reserve_bytes, info.total_bytes / 4);
+        // 87.5% in use: above the default threshold.
+        assert!(b.under_pressure());
+        assert!(b.pressure_excess() > 0);
+        // Less available than the reserve: no headroom at all.
+        assert_eq!(b.headroom(0), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn overrides_and_budget() {
+        let p = MemoryPolicy {
+            budget_bytes: Some(1000),
+            reserve_bytes: Some(100),
+            pressure_threshold: Some(0.5),
+            total_bytes: Some(10_000),
+            available_bytes: Some(6_000),
+        };
+        p.validate().unwrap();
+        let b = p.resolve();
+        assert_eq!(b.headroom(0), 1000);
+        assert_eq!(b.headroom(700), 300);
+        assert_eq!(b.headroom(5000), 0);
+        assert!(!b.under_pressure());
+        let b = MemoryPolicy {
+            budget_bytes: None,
+            ..p
+        }
+        .resolve();
+        assert_eq!(b.headroom(123), 5900);
+        assert!(MemoryPolicy {
+            pressure_threshold: Some(1.5),
+            ..p
+        }
+        .validate()
+        .is_err());
+        assert!(MemoryPolicy {
+            available_bytes: Some(20_000),
+            ..p
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn the_real_machine_has_figures() {
+        let info = MemoryInfo::detect();
+        assert!(info.total_bytes > 0 && info.available_bytes <= info.total_bytes);
+        assert!(info.page_size >= 4096);
+        #[cfg(target_os = "linux")]
+        {
+            let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+            let kb: u64 = text
+                .lines()
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(info.total_bytes, kb * 1024);
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512MB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("800k").unwrap(), 800 << 10);
+        assert_eq!(parse_size(" 4096 ").unwrap(), 4096);
+        for bad in ["", "MB", "12 parsecs", "-5MB", "1e999", "nan"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn huge_page_advice_on_a_large_buffer_keeps_contents() {
+        let mut v = vec![7u8; 5 << 20];
+        advise_huge_pages(&mut v);
+        assert!(v.iter().all(|&x| x == 7));
+        advise_huge_pages(&mut [0u8; 16]);
+    }
+}
