@@ -40,7 +40,7 @@
 
 // Version of the C ABI: raised only when a change breaks binaries built against an older
 // header (never within a major version).
-#define WOOLLY_ABI_VERSION 1
+#define WOOLLY_ABI_VERSION 2
 
 // `woolly_generate_params.seed` value that asks for a fresh random seed.
 #define WOOLLY_SEED_RANDOM UINT64_MAX
@@ -72,8 +72,15 @@ typedef enum {
   WOOLLY_ERR_BUFFER_TOO_SMALL = 10,
   // A string argument is not valid UTF-8.
   WOOLLY_ERR_INVALID_UTF8 = 11,
-  // The system refused an opt-in operation (such as mlock).
+  // The system refused an opt-in operation (such as a change of thread priority).
   WOOLLY_ERR_PERMISSION_DENIED = 12,
+  // What was asked for does not fit in the memory Woolly may use (the message gives the
+  // required and available figures).
+  WOOLLY_ERR_INSUFFICIENT_MEMORY = 13,
+  // The request queue is full; try again later.
+  WOOLLY_ERR_BUSY = 14,
+  // The request's deadline passed before it finished.
+  WOOLLY_ERR_DEADLINE_EXCEEDED = 15,
   // A bug inside Woolly (a panic was caught at the boundary).
   WOOLLY_ERR_INTERNAL = 100,
 } woolly_status;
@@ -92,6 +99,13 @@ typedef enum {
   WOOLLY_PRELOAD_LAZY = 0,
   // All of them during the load, so that the first generation does not wait for the disk.
   WOOLLY_PRELOAD_FULL = 1,
+  // Sequential read-ahead into the page cache by a background thread; the load does not
+  // wait ([`woolly_model_preload_progress`] tells how far it got).
+  WOOLLY_PRELOAD_SEQUENTIAL = 2,
+  // The header and the first quarter of the layers during the load, the rest on first use.
+  WOOLLY_PRELOAD_CRITICAL = 3,
+  // Every page, read by a background thread after the load returns.
+  WOOLLY_PRELOAD_FULL_BACKGROUND = 4,
 } woolly_preload;
 
 // How a session spreads its work over threads (Woolly's own policy, `tune::threads`).
@@ -106,6 +120,14 @@ typedef enum {
   WOOLLY_THREADS_BACKGROUND = 3,
 } woolly_thread_policy;
 
+// How a session's KV cache stores keys and values.
+typedef enum {
+  // Half precision, as llama.cpp keeps it (the default).
+  WOOLLY_KV_F16 = 0,
+  // Full precision: twice the memory.
+  WOOLLY_KV_F32 = 1,
+} woolly_kv_precision;
+
 // How a generation ended.
 typedef enum {
   // No generation has finished on this session yet (or the last one failed).
@@ -119,6 +141,11 @@ typedef enum {
   // The token callback returned false.
   WOOLLY_STOP_CALLBACK = 4,
 } woolly_stop_reason;
+
+// Models by id within one memory policy (opaque). Thread-safe: any call from any thread.
+// When a load would exceed the budget, the least recently used model that no handle or
+// session holds (and that is not pinned) is evicted first; a model in use never is.
+typedef struct woolly_cache woolly_cache;
 
 // A loaded model (opaque). Immutable: any number of threads and sessions may use one model at
 // once.
@@ -136,12 +163,24 @@ typedef void (*woolly_log_callback)(woolly_log_level level, const char *message,
 // (`WOOLLY_ERR_CANCELLED`). Called on the loading thread.
 typedef bool (*woolly_progress_callback)(float progress, void *user_data);
 
+// What Woolly may use of the machine's memory. Zero in a field means its default.
+typedef struct {
+  // A hard limit on what Woolly holds for this model (or for every model of a
+  // `woolly_cache`) and its sessions, in bytes (0: none beyond what the system has).
+  uint64_t budget_bytes;
+  // Memory left to the system and other programs (0: 25% of RAM up to 8 GiB, 20% up to
+  // 16 GiB, about 17% up to 32 GiB, 12.5% above).
+  uint64_t reserve_bytes;
+  // Used fraction of RAM from which the machine counts as under pressure (0: 0.85).
+  float pressure_threshold;
+} woolly_memory_policy;
+
 // How to load a model. Start from [`woolly_model_default_params`].
 typedef struct {
   // When the file is read from disk.
   woolly_preload preload;
-  // Lock the model in memory (mlock): an explicit opt-in; if the system refuses, the load
-  // fails with `WOOLLY_ERR_PERMISSION_DENIED`.
+  // Lock the model in memory (mlock). When the system refuses (RLIMIT_MEMLOCK), the load
+  // goes on unlocked with a warning to the log callback; [`woolly_model_is_locked`] says.
   bool use_mlock;
   // Copy weights into faster layouts for this CPU (default true).
   bool repack;
@@ -153,6 +192,12 @@ typedef struct {
   // Optional progress callback, and its user data.
   woolly_progress_callback progress_callback;
   void *progress_user_data;
+  // The context the load plans memory for (0: the smaller of 4096 and the model's): the
+  // load fails with `WOOLLY_ERR_INSUFFICIENT_MEMORY` when the model and one session of it
+  // do not fit.
+  uint32_t context_size;
+  // The memory policy of this model (ignored by `woolly_cache_load`: the cache's applies).
+  woolly_memory_policy memory;
 } woolly_model_params;
 
 // What to generate. Start from [`woolly_generate_default_params`].
@@ -204,6 +249,8 @@ typedef struct {
   bool pin_threads;
   // Prompt tokens per forward pass (0: 512); woolly_abort is checked between layers.
   uint32_t batch_size;
+  // How the KV cache stores keys and values.
+  woolly_kv_precision kv_precision;
 } woolly_session_params;
 
 // One chat message: a role (`"system"`, `"user"`, `"assistant"`) and its content, both
@@ -230,6 +277,21 @@ typedef struct {
   double generation_tok_s;
 } woolly_result;
 
+// What a model needs in memory, estimated from its file's header (see [`woolly_model_estimate`]).
+typedef struct {
+  // Tensor data the forward pass reads.
+  uint64_t weights_bytes;
+  // Tokenizer tables and other per-model structures.
+  uint64_t overhead_bytes;
+  // One session's KV cache at `context_size`.
+  uint64_t kv_cache_bytes;
+  // One session's activations.
+  uint64_t scratch_bytes;
+  // The sum of the above: what the load checks against the budget.
+  uint64_t total_bytes;
+  uint32_t context_size;
+} woolly_memory_estimate;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -253,7 +315,7 @@ const char *woolly_status_name(woolly_status status);
 void woolly_set_log_callback(woolly_log_callback callback, void *user_data);
 
 // Default load parameters: lazy mapping, no mlock, repacking on, automatic threads, no
-// progress callback.
+// progress callback, the default context and memory policy.
 woolly_model_params woolly_model_default_params(void);
 
 // Loads the GGUF model at `path` (NULL: `$WOOLLY_MODEL`, then the default model installed by
@@ -445,6 +507,128 @@ woolly_status woolly_session_reset(const woolly_session *session);
 // # Safety
 // `session` is NULL or a live handle.
 void woolly_abort(const woolly_session *session);
+
+// Estimates what loading `path` (NULL: the default model) with `params` takes, from the
+// file's header alone, into `*out`.
+//
+// # Safety
+// `path` NULL or a NUL-terminated string; `out` writable.
+woolly_status woolly_model_estimate(const char *path,
+                                    woolly_model_params params,
+                                    woolly_memory_estimate *out);
+
+// The figures of the calling thread's last failure when it was
+// `WOOLLY_ERR_INSUFFICIENT_MEMORY`: bytes required and bytes Woolly could use. Returns false
+// (and leaves the outputs alone) when the last failure was another one.
+//
+// # Safety
+// `required` and `available` NULL or writable.
+bool woolly_last_error_memory(uint64_t *required, uint64_t *available);
+
+// The machine's memory as Woolly sees it under `policy` (total, available, reserve,
+// pressure, budget, headroom, page sizes, this process's RSS and peak RSS) as JSON, written
+// like `woolly_detokenize` writes text.
+//
+// # Safety
+// `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_memory_report_json(woolly_memory_policy policy,
+                                        char *buf,
+                                        size_t capacity,
+                                        size_t *len);
+
+// The model's memory (its estimate, what it and its sessions are charged, headroom, the
+// file's resident bytes, lock and preload state, RSS) as JSON, written like
+// `woolly_detokenize` writes text.
+//
+// # Safety
+// `model` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_model_memory_json(const woolly_model *model,
+                                       char *buf,
+                                       size_t capacity,
+                                       size_t *len);
+
+// How far a background preload (`WOOLLY_PRELOAD_SEQUENTIAL`, `_FULL_BACKGROUND`) got: the
+// fraction of the file read (1 for the other strategies) and whether it finished.
+//
+// # Safety
+// `model` a live handle; `fraction` and `finished` NULL or writable.
+woolly_status woolly_model_preload_progress(const woolly_model *model,
+                                            float *fraction,
+                                            bool *finished);
+
+// Whether the model's memory is locked (`use_mlock` was asked for and the system allowed it).
+// False for NULL.
+//
+// # Safety
+// `model` NULL or a live handle.
+bool woolly_model_is_locked(const woolly_model *model);
+
+// Creates a cache whose models share `policy` into `*out_cache` (NULL on failure); release it
+// with [`woolly_cache_free`].
+//
+// # Safety
+// `out_cache` writable.
+woolly_status woolly_cache_create(woolly_memory_policy policy, woolly_cache **out_cache);
+
+// Releases a cache (NULL is allowed). Model handles taken from it stay valid until freed.
+//
+// # Safety
+// `cache` NULL or a handle from [`woolly_cache_create`] not freed before.
+void woolly_cache_free(woolly_cache *cache);
+
+// The model `id`, loaded from `path` (NULL: the default model) when the cache does not hold
+// it (the same id from another path swaps the model), as a new handle in `*out_model` (NULL on
+// failure). The caller owns the handle and frees it with `woolly_model_free`; while it (or a
+// session on it) lives, the model counts as in use and is never evicted. `params.memory` is
+// ignored: the cache's policy applies. Fails with `WOOLLY_ERR_INSUFFICIENT_MEMORY` when the
+// model does not fit even after evicting every idle model.
+//
+// # Safety
+// `cache` a live handle; `id` a NUL-terminated string; `path` NULL or one; `out_model`
+// writable.
+woolly_status woolly_cache_load(const woolly_cache *cache,
+                                const char *id,
+                                const char *path,
+                                woolly_model_params params,
+                                woolly_model **out_model);
+
+// The model `id` as a new handle in `*out_model`, or NULL there when the cache does not hold
+// it (still `WOOLLY_OK`). Thread settings are automatic.
+//
+// # Safety
+// `cache` a live handle; `id` a NUL-terminated string; `out_model` writable.
+woolly_status woolly_cache_get(const woolly_cache *cache, const char *id, woolly_model **out_model);
+
+// Removes `id` from the cache; `*was_loaded` (may be NULL) says whether it was there. Its
+// memory returns when the last handle and session on it are freed.
+//
+// # Safety
+// `cache` a live handle; `id` a NUL-terminated string; `was_loaded` NULL or writable.
+woolly_status woolly_cache_unload(const woolly_cache *cache, const char *id, bool *was_loaded);
+
+// Keeps `id` from eviction (`pinned` true) or allows it again. `WOOLLY_ERR_INVALID_ARGUMENT`
+// when `id` is not loaded.
+//
+// # Safety
+// `cache` a live handle; `id` a NUL-terminated string.
+woolly_status woolly_cache_pin(const woolly_cache *cache, const char *id, bool pinned);
+
+// Evicts idle, unpinned models while the machine is under memory pressure; `*evicted` (may
+// be NULL) gets how many went.
+//
+// # Safety
+// `cache` a live handle; `evicted` NULL or writable.
+woolly_status woolly_cache_relieve_pressure(const woolly_cache *cache, uint32_t *evicted);
+
+// The cache (each model's id, path, size, in use and pinned; evictions; held bytes,
+// headroom, budget, reserve, pressure) as JSON, written like `woolly_detokenize` writes text.
+//
+// # Safety
+// `cache` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_cache_report_json(const woolly_cache *cache,
+                                       char *buf,
+                                       size_t capacity,
+                                       size_t *len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -104,8 +104,30 @@ struct RunArgs {
     /// Print one JSON line at the end (ids, text, timings) instead of streaming text.
     #[arg(long)]
     json: bool,
+    /// The most memory the model and its session may use, e.g. `512MB` or `2GB`; a model that
+    /// does not fit is refused with the required and available figures.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory_budget: Option<u64>,
+    /// When the model file is read: lazy, sequential, critical, full, full_blocking.
+    #[arg(long, default_value = "lazy", value_parser = parse_preload)]
+    preload: woolly_core::model::Preload,
+    /// KV cache precision: f16 (as llama.cpp) or f32.
+    #[arg(long, default_value = "f16", value_parser = parse_kv)]
+    kv: woolly_core::generate::KvPrecision,
     /// The prompt; `-` or nothing reads standard input.
     prompt: Option<String>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    woolly_core::tune::memory::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn parse_preload(s: &str) -> Result<woolly_core::model::Preload, String> {
+    woolly_core::model::Preload::from_name(s).map_err(|e| e.to_string())
+}
+
+fn parse_kv(s: &str) -> Result<woolly_core::generate::KvPrecision, String> {
+    woolly_core::generate::KvPrecision::from_name(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -140,12 +162,24 @@ fn read_text(text: Option<&str>) -> Result<String, Box<dyn std::error::Error>> {
 fn run_generate(a: RunArgs) -> CliResult {
     let prompt = read_text(a.prompt.as_deref())?;
     let path = resolve_model_path(a.model.model.as_deref())?;
-    let model = Model::load(Some(&path), &ModelParams::default())?;
+    let model = Model::load(
+        Some(&path),
+        &ModelParams {
+            preload: a.preload,
+            context_size: a.ctx_size,
+            memory: woolly_core::tune::memory::MemoryPolicy {
+                budget_bytes: a.memory_budget,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )?;
     let mut session = Session::new(
         model.clone(),
         &SessionParams {
             context_size: a.ctx_size,
             threads: a.threads,
+            kv_precision: a.kv,
             ..Default::default()
         },
     )?;
@@ -173,6 +207,21 @@ fn run_generate(a: RunArgs) -> CliResult {
             hw.physical_cores,
             hw.logical_cores,
             model.packed_bytes() as f64 / (1 << 20) as f64,
+        );
+        let b = model.memory_account().budget();
+        let mib = |x: u64| x as f64 / (1 << 20) as f64;
+        eprintln!(
+            "[memory: model {:.0} MiB + session {:.0} MiB ({}-token context, {} KV); {:.0} MiB available, {:.0} MiB kept for other programs{}; preload {}]",
+            mib(model.memory_estimate().model_bytes()),
+            mib(session.charged_bytes()),
+            session.context_size(),
+            a.kv.name(),
+            mib(b.available_bytes),
+            mib(b.reserve_bytes),
+            b.budget_bytes
+                .map(|x| format!(", budget {:.0} MiB", mib(x)))
+                .unwrap_or_default(),
+            a.preload.name(),
         );
     }
     let mut out = std::io::stdout().lock();

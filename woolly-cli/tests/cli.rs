@@ -167,3 +167,48 @@ fn errors_go_to_stderr_with_a_failure_status() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn run_refuses_a_model_over_the_memory_budget_with_the_figures() {
+    let o = woolly(&["run", "--memory-budget", "128MB", "-n", "4", "hello"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not enough memory")
+            && err.contains("only 128.0 MiB")
+            && err.contains("needs"),
+        "{err}"
+    );
+    // A budget that fits runs, and the memory line shows the choices.
+    let o = woolly(&[
+        "run",
+        "--memory-budget",
+        "1GB",
+        "--preload",
+        "critical",
+        "--kv",
+        "f32",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "hello",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("budget 1024 MiB")
+            && err.contains("f32 KV")
+            && err.contains("preload critical"),
+        "{err}"
+    );
+    // Sizes and names are checked.
+    for bad in [
+        ["--memory-budget", "lots"],
+        ["--preload", "eager"],
+        ["--kv", "f8"],
+    ] {
+        let o = woolly(&["run", bad[0], bad[1], "hello"]);
+        assert!(!o.status.success(), "{bad:?}");
+    }
+}

@@ -33,7 +33,7 @@ pub const WOOLLY_VERSION_MINOR: u32 = 1;
 pub const WOOLLY_VERSION_PATCH: u32 = 0;
 /// Version of the C ABI: raised only when a change breaks binaries built against an older
 /// header (never within a major version).
-pub const WOOLLY_ABI_VERSION: u32 = 1;
+pub const WOOLLY_ABI_VERSION: u32 = 2;
 /// `woolly_generate_params.seed` value that asks for a fresh random seed.
 pub const WOOLLY_SEED_RANDOM: u64 = u64::MAX;
 
@@ -66,12 +66,22 @@ pub enum woolly_status {
     WOOLLY_ERR_BUFFER_TOO_SMALL = 10,
     /// A string argument is not valid UTF-8.
     WOOLLY_ERR_INVALID_UTF8 = 11,
-    /// The system refused an opt-in operation (such as mlock).
+    /// The system refused an opt-in operation (such as a change of thread priority).
     WOOLLY_ERR_PERMISSION_DENIED = 12,
+    /// What was asked for does not fit in the memory Woolly may use (the message gives the
+    /// required and available figures).
+    WOOLLY_ERR_INSUFFICIENT_MEMORY = 13,
+    /// The request queue is full; try again later.
+    WOOLLY_ERR_BUSY = 14,
+    /// The request's deadline passed before it finished.
+    WOOLLY_ERR_DEADLINE_EXCEEDED = 15,
     /// A bug inside Woolly (a panic was caught at the boundary).
     WOOLLY_ERR_INTERNAL = 100,
 }
 use woolly_status::*;
+
+mod memory;
+pub use memory::*;
 
 /// A failure on its way out: a status and a message for `woolly_last_error`.
 struct Failure(woolly_status, String);
@@ -89,7 +99,14 @@ impl From<Error> for Failure {
             ErrorKind::Cancelled => WOOLLY_ERR_CANCELLED,
             ErrorKind::Internal => WOOLLY_ERR_INTERNAL,
             ErrorKind::PermissionDenied => WOOLLY_ERR_PERMISSION_DENIED,
+            ErrorKind::InsufficientMemory => WOOLLY_ERR_INSUFFICIENT_MEMORY,
+            ErrorKind::Busy => WOOLLY_ERR_BUSY,
+            ErrorKind::DeadlineExceeded => WOOLLY_ERR_DEADLINE_EXCEEDED,
         };
+        if let Some(d) = e.details() {
+            let get = |k: &str| d[k].as_u64().unwrap_or(0);
+            PENDING_MEMORY.with(|m| m.set(Some((get("required"), get("available")))));
+        }
         Failure(status, e.to_string())
     }
 }
@@ -100,18 +117,25 @@ fn fail<T>(status: woolly_status, msg: impl Into<String>) -> Result<T, Failure> 
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// The figures of an InsufficientMemory error on its way out, then of the last failure.
+    static PENDING_MEMORY: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+    static LAST_MEMORY: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
 }
 
 fn set_last_error(msg: &str) {
     let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    LAST_MEMORY.with(|l| l.set(PENDING_MEMORY.with(|p| p.take())));
 }
 
 /// Runs `f` at the boundary: its error becomes a status and the thread's last error message,
 /// and a panic becomes `WOOLLY_ERR_INTERNAL`.
 fn guard(f: impl FnOnce() -> Result<(), Failure>) -> woolly_status {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => WOOLLY_OK,
+        Ok(Ok(())) => {
+            PENDING_MEMORY.with(|p| p.set(None));
+            WOOLLY_OK
+        }
         Ok(Err(Failure(status, msg))) => {
             set_last_error(&msg);
             status
@@ -196,7 +220,7 @@ pub extern "C" fn woolly_last_error() -> *const c_char {
 /// `"WOOLLY_STATUS_UNKNOWN"` for a number this library does not know.
 #[no_mangle]
 pub extern "C" fn woolly_status_name(status: woolly_status) -> *const c_char {
-    let known = matches!(raw_enum(&status), 0..=12 | 100);
+    let known = matches!(raw_enum(&status), 0..=15 | 100);
     if !known {
         return c"WOOLLY_STATUS_UNKNOWN".as_ptr();
     }
@@ -214,6 +238,9 @@ pub extern "C" fn woolly_status_name(status: woolly_status) -> *const c_char {
         WOOLLY_ERR_BUFFER_TOO_SMALL => "WOOLLY_ERR_BUFFER_TOO_SMALL\0",
         WOOLLY_ERR_INVALID_UTF8 => "WOOLLY_ERR_INVALID_UTF8\0",
         WOOLLY_ERR_PERMISSION_DENIED => "WOOLLY_ERR_PERMISSION_DENIED\0",
+        WOOLLY_ERR_INSUFFICIENT_MEMORY => "WOOLLY_ERR_INSUFFICIENT_MEMORY\0",
+        WOOLLY_ERR_BUSY => "WOOLLY_ERR_BUSY\0",
+        WOOLLY_ERR_DEADLINE_EXCEEDED => "WOOLLY_ERR_DEADLINE_EXCEEDED\0",
         WOOLLY_ERR_INTERNAL => "WOOLLY_ERR_INTERNAL\0",
     };
     s.as_ptr() as *const c_char
@@ -327,6 +354,57 @@ pub enum woolly_preload {
     WOOLLY_PRELOAD_LAZY = 0,
     /// All of them during the load, so that the first generation does not wait for the disk.
     WOOLLY_PRELOAD_FULL = 1,
+    /// Sequential read-ahead into the page cache by a background thread; the load does not
+    /// wait ([`woolly_model_preload_progress`] tells how far it got).
+    WOOLLY_PRELOAD_SEQUENTIAL = 2,
+    /// The header and the first quarter of the layers during the load, the rest on first use.
+    WOOLLY_PRELOAD_CRITICAL = 3,
+    /// Every page, read by a background thread after the load returns.
+    WOOLLY_PRELOAD_FULL_BACKGROUND = 4,
+}
+
+impl woolly_preload {
+    fn core(self) -> Preload {
+        match self {
+            woolly_preload::WOOLLY_PRELOAD_LAZY => Preload::Lazy,
+            woolly_preload::WOOLLY_PRELOAD_FULL => Preload::FullBlocking,
+            woolly_preload::WOOLLY_PRELOAD_SEQUENTIAL => Preload::Sequential,
+            woolly_preload::WOOLLY_PRELOAD_CRITICAL => Preload::Critical,
+            woolly_preload::WOOLLY_PRELOAD_FULL_BACKGROUND => Preload::Full,
+        }
+    }
+}
+
+/// What Woolly may use of the machine's memory. Zero in a field means its default.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct woolly_memory_policy {
+    /// A hard limit on what Woolly holds for this model (or for every model of a
+    /// `woolly_cache`) and its sessions, in bytes (0: none beyond what the system has).
+    pub budget_bytes: u64,
+    /// Memory left to the system and other programs (0: 25% of RAM up to 8 GiB, 20% up to
+    /// 16 GiB, about 17% up to 32 GiB, 12.5% above).
+    pub reserve_bytes: u64,
+    /// Used fraction of RAM from which the machine counts as under pressure (0: 0.85).
+    pub pressure_threshold: f32,
+}
+
+impl woolly_memory_policy {
+    fn core(&self) -> Result<woolly_core::tune::memory::MemoryPolicy, Failure> {
+        let t = self.pressure_threshold;
+        if t != 0.0 && !(t > 0.0 && t <= 1.0) {
+            return fail(
+                WOOLLY_ERR_INVALID_ARGUMENT,
+                format!("pressure_threshold = {t} must be 0 (default) or in (0, 1]"),
+            );
+        }
+        Ok(woolly_core::tune::memory::MemoryPolicy {
+            budget_bytes: (self.budget_bytes != 0).then_some(self.budget_bytes),
+            reserve_bytes: (self.reserve_bytes != 0).then_some(self.reserve_bytes),
+            pressure_threshold: (t != 0.0).then_some(t as f64),
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -367,8 +445,8 @@ pub type woolly_progress_callback =
 pub struct woolly_model_params {
     /// When the file is read from disk.
     pub preload: woolly_preload,
-    /// Lock the model in memory (mlock): an explicit opt-in; if the system refuses, the load
-    /// fails with `WOOLLY_ERR_PERMISSION_DENIED`.
+    /// Lock the model in memory (mlock). When the system refuses (RLIMIT_MEMLOCK), the load
+    /// goes on unlocked with a warning to the log callback; [`woolly_model_is_locked`] says.
     pub use_mlock: bool,
     /// Copy weights into faster layouts for this CPU (default true).
     pub repack: bool,
@@ -380,10 +458,54 @@ pub struct woolly_model_params {
     /// Optional progress callback, and its user data.
     pub progress_callback: woolly_progress_callback,
     pub progress_user_data: *mut c_void,
+    /// The context the load plans memory for (0: the smaller of 4096 and the model's): the
+    /// load fails with `WOOLLY_ERR_INSUFFICIENT_MEMORY` when the model and one session of it
+    /// do not fit.
+    pub context_size: u32,
+    /// The memory policy of this model (ignored by `woolly_cache_load`: the cache's applies).
+    pub memory: woolly_memory_policy,
+}
+
+impl woolly_model_params {
+    /// The core's params (enums checked).
+    fn core(&self) -> Result<ModelParams, Failure> {
+        check_enum(raw_enum(&self.preload), 4, "preload")?;
+        check_enum(raw_enum(&self.thread_policy), 3, "thread_policy")?;
+        if self.n_threads > 1024 {
+            return fail(
+                WOOLLY_ERR_INVALID_ARGUMENT,
+                format!("n_threads = {} is absurd (at most 1024)", self.n_threads),
+            );
+        }
+        let progress = self.progress_callback.map(|f| {
+            let ud = UserData(self.progress_user_data);
+            Arc::new(move |p: f32| f(p, ud.get())) as woolly_core::model::ProgressFn
+        });
+        Ok(ModelParams {
+            progress,
+            preload: self.preload.core(),
+            mlock: self.use_mlock,
+            repack: self.repack,
+            memory: self.memory.core()?,
+            context_size: self.context_size as usize,
+        })
+    }
+
+    /// The thread settings the handle keeps.
+    fn threads(&self) -> ThreadSettings {
+        ThreadSettings {
+            n_threads: self.n_threads,
+            policy: self.thread_policy,
+        }
+        .or(ThreadSettings {
+            n_threads: 0,
+            policy: woolly_thread_policy::WOOLLY_THREADS_AUTO,
+        })
+    }
 }
 
 /// Default load parameters: lazy mapping, no mlock, repacking on, automatic threads, no
-/// progress callback.
+/// progress callback, the default context and memory policy.
 #[no_mangle]
 pub extern "C" fn woolly_model_default_params() -> woolly_model_params {
     woolly_model_params {
@@ -394,6 +516,8 @@ pub extern "C" fn woolly_model_default_params() -> woolly_model_params {
         thread_policy: woolly_thread_policy::WOOLLY_THREADS_AUTO,
         progress_callback: None,
         progress_user_data: std::ptr::null_mut(),
+        context_size: 0,
+        memory: woolly_memory_policy::default(),
     }
 }
 
@@ -434,41 +558,14 @@ pub unsafe extern "C" fn woolly_model_load(
         }
         // SAFETY: checked non-NULL above; the caller provides writable storage.
         unsafe { *out_model = std::ptr::null_mut() };
-        check_enum(raw_enum(&params.preload), 1, "preload")?;
-        check_enum(raw_enum(&params.thread_policy), 3, "thread_policy")?;
-        if params.n_threads > 1024 {
-            return fail(
-                WOOLLY_ERR_INVALID_ARGUMENT,
-                format!("n_threads = {} is absurd (at most 1024)", params.n_threads),
-            );
-        }
+        let mp = params.core()?;
         let path = if path.is_null() {
             None
         } else {
             Some(PathBuf::from(required_str(path, "path")?))
         };
-        let progress = params.progress_callback.map(|f| {
-            let ud = UserData(params.progress_user_data);
-            Arc::new(move |p: f32| f(p, ud.get())) as woolly_core::model::ProgressFn
-        });
-        let mp = ModelParams {
-            progress,
-            preload: match params.preload {
-                woolly_preload::WOOLLY_PRELOAD_FULL => Preload::Prefault,
-                woolly_preload::WOOLLY_PRELOAD_LAZY => Preload::Lazy,
-            },
-            mlock: params.use_mlock,
-            repack: params.repack,
-        };
         let model = Model::load(path.as_deref(), &mp)?;
-        let threads = ThreadSettings {
-            n_threads: params.n_threads,
-            policy: params.thread_policy,
-        }
-        .or(ThreadSettings {
-            n_threads: 0,
-            policy: woolly_thread_policy::WOOLLY_THREADS_AUTO,
-        });
+        let threads = params.threads();
         put_handle(
             out_model,
             woolly_model {
@@ -1014,6 +1111,18 @@ pub struct woolly_session_params {
     pub pin_threads: bool,
     /// Prompt tokens per forward pass (0: 512); woolly_abort is checked between layers.
     pub batch_size: u32,
+    /// How the KV cache stores keys and values.
+    pub kv_precision: woolly_kv_precision,
+}
+
+/// How a session's KV cache stores keys and values.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum woolly_kv_precision {
+    /// Half precision, as llama.cpp keeps it (the default).
+    WOOLLY_KV_F16 = 0,
+    /// Full precision: twice the memory.
+    WOOLLY_KV_F32 = 1,
 }
 
 /// Defaults: context 0 (automatic), threads as the model was loaded with, no pinning,
@@ -1026,6 +1135,7 @@ pub extern "C" fn woolly_session_default_params() -> woolly_session_params {
         thread_policy: woolly_thread_policy::WOOLLY_THREADS_DEFAULT,
         pin_threads: false,
         batch_size: 0,
+        kv_precision: woolly_kv_precision::WOOLLY_KV_F16,
     }
 }
 
@@ -1048,8 +1158,13 @@ pub unsafe extern "C" fn woolly_session_create(
         unsafe { *out_session = std::ptr::null_mut() };
         let m = required(model, "model")?;
         check_enum(raw_enum(&params.thread_policy), 3, "thread_policy")?;
+        check_enum(raw_enum(&params.kv_precision), 1, "kv_precision")?;
         let mut sp = SessionParams {
             context_size: params.context_size as usize,
+            kv_precision: match params.kv_precision {
+                woolly_kv_precision::WOOLLY_KV_F16 => woolly_core::generate::KvPrecision::F16,
+                woolly_kv_precision::WOOLLY_KV_F32 => woolly_core::generate::KvPrecision::F32,
+            },
             pin_threads: params.pin_threads,
             batch_size: match params.batch_size {
                 0 => SessionParams::default().batch_size,
@@ -1259,6 +1374,14 @@ mod tests {
                 ErrorKind::Cancelled => Error::Cancelled,
                 ErrorKind::Internal => Error::Internal(String::new()),
                 ErrorKind::PermissionDenied => Error::PermissionDenied(String::new()),
+                ErrorKind::Busy => Error::Busy(String::new()),
+                ErrorKind::DeadlineExceeded => Error::DeadlineExceeded(String::new()),
+                ErrorKind::InsufficientMemory => Error::InsufficientMemory {
+                    what: String::new(),
+                    required: 2,
+                    available: 1,
+                    budgeted: false,
+                },
                 _ => continue,
             });
             assert_eq!(status as u32, kind.status());
