@@ -92,6 +92,9 @@ pub enum GgufError {
 pub struct GgufFile {
     path: PathBuf,
     mmap: Arc<Mmap>,
+    /// Page-aligned ranges given back with [`GgufFile::release_range`] (their contents live
+    /// elsewhere now), sorted by start.
+    released: std::sync::Mutex<Vec<(usize, usize)>>,
     header: Header,
     tensor_index: std::collections::HashMap<String, usize>,
 }
@@ -152,6 +155,7 @@ impl GgufFile {
         Ok(GgufFile {
             path,
             mmap: Arc::new(mmap),
+            released: Default::default(),
             header,
             tensor_index,
         })
@@ -187,15 +191,37 @@ impl GgufFile {
         &self.mmap
     }
 
+    /// The parts of the file still read through the mapping: everything but the ranges given
+    /// back with [`GgufFile::release_range`], as sorted `(start, end)` byte ranges.
+    pub fn mapped_ranges(&self) -> Vec<(usize, usize)> {
+        let released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &(s, e) in released.iter() {
+            if s > at {
+                out.push((at, s));
+            }
+            at = at.max(e);
+        }
+        if at < self.mmap.len() {
+            out.push((at, self.mmap.len()));
+        }
+        out
+    }
+
     /// The mapping, shared (a background preload keeps it alive while it runs).
     pub(crate) fn mapping(&self) -> Arc<Mmap> {
         self.mmap.clone()
     }
 
-    /// Reads every page of the file now (so that later use does not wait for the disk).
+    /// Reads every page of the file still read through the mapping now (so that later use
+    /// does not wait for the disk); ranges given back with [`GgufFile::release_range`] are
+    /// skipped.
     pub fn prefault(&self) {
-        let _ = self.mmap.advise(memmap2::Advice::WillNeed);
-        touch_pages(&self.mmap, 0, self.mmap.len(), &|_| true);
+        for (s, e) in self.mapped_ranges() {
+            let _ = self.mmap.advise_range(memmap2::Advice::WillNeed, s, e - s);
+            touch_pages(&self.mmap, s, e, &|_| true);
+        }
     }
 
     /// Tells the kernel how the mapping will be read: `Sequential` also widens read-ahead,
@@ -277,6 +303,11 @@ impl GgufFile {
             let start = offset.div_ceil(PAGE) * PAGE;
             let end = end / PAGE * PAGE;
             if end > start {
+                {
+                    let mut r = self.released.lock().unwrap_or_else(|e| e.into_inner());
+                    let at = r.partition_point(|&(s, _)| s < start);
+                    r.insert(at, (start, end));
+                }
                 // SAFETY: the mapping is private and read-only; dropping its pages makes later
                 // reads fault them in again from the same file, with the same contents.
                 let _ = unsafe {

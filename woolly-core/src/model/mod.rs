@@ -48,10 +48,11 @@ pub enum Preload {
     /// The header and the first layers (a quarter of them, at least one) are read during the
     /// load; the rest on first use.
     Critical,
-    /// Every page, read by a background thread after the load returns;
-    /// [`Model::preload_progress`] reports how far it got.
+    /// Every page of the weights the model multiplies from the file (repacked ones live in
+    /// their copies), read by a background thread after the load returns, and the embedding
+    /// brought into the page cache; [`Model::preload_progress`] reports how far it got.
     Full,
-    /// Every page, read during the load (which reports it as progress).
+    /// Every such page, read during the load (which reports it as progress).
     FullBlocking,
 }
 
@@ -169,26 +170,35 @@ struct PreloadTask {
 }
 
 impl PreloadTask {
-    /// Reads the file on a background thread, front to back: `touch` reads a byte of every
-    /// page (the pages join the process), otherwise it asks the kernel to read ahead
-    /// (`MADV_WILLNEED`, in chunks: the kernel reads at most its read-ahead window per call)
-    /// so the pages wait in the page cache.
-    fn spawn(&mut self, file: &GgufFile, touch: bool) -> Result<()> {
+    /// Reads `ranges` of the file on a background thread, in order: for a range marked
+    /// `touch` it reads a byte of every page (the pages join the process), otherwise it asks
+    /// the kernel to read
+    /// ahead (`MADV_WILLNEED`, in chunks: the kernel reads at most its read-ahead window per
+    /// call) so the pages wait in the page cache.
+    fn spawn(&mut self, file: &GgufFile, ranges: Vec<(usize, usize, bool)>) -> Result<()> {
         const CHUNK: usize = 4 << 20;
         let map = file.mapping();
+        self.total = ranges.iter().map(|(s, e, _)| (e - s) as u64).sum();
         let (done, finished, stop) = (self.done.clone(), self.finished.clone(), self.stop.clone());
         let t = std::thread::Builder::new()
             .name("woolly-preload".into())
             .spawn(move || {
-                let mut at = 0;
-                while at < map.len() && !stop.load(Ordering::Relaxed) {
-                    let len = CHUNK.min(map.len() - at);
-                    let _ = map.advise_range(memmap2::Advice::WillNeed, at, len);
-                    if touch {
-                        crate::gguf::touch_pages(&map, at, at + len, &|_| true);
+                let mut n = 0;
+                'ranges: for (start, end, touch) in ranges {
+                    let mut at = start;
+                    while at < end {
+                        if stop.load(Ordering::Relaxed) {
+                            break 'ranges;
+                        }
+                        let len = CHUNK.min(end - at);
+                        let _ = map.advise_range(memmap2::Advice::WillNeed, at, len);
+                        if touch {
+                            crate::gguf::touch_pages(&map, at, at + len, &|_| true);
+                        }
+                        at += len;
+                        n += len as u64;
+                        done.store(n, Ordering::Relaxed);
                     }
-                    at += len;
-                    done.store(at as u64, Ordering::Relaxed);
                 }
                 finished.store(true, Ordering::Relaxed);
             })
@@ -324,7 +334,8 @@ impl Model {
             Preload::Lazy => {}
             Preload::Sequential => {
                 file.advise(memmap2::Advice::Sequential);
-                preload.spawn(&file, false)?;
+                let all = vec![(0, file.bytes().len(), false)];
+                preload.spawn(&file, all)?;
             }
             Preload::Critical => {
                 let n = hparams.n_layer.div_ceil(4).max(1);
@@ -347,24 +358,9 @@ impl Model {
                 }
                 preload.done.store(0, Ordering::Relaxed);
             }
-            Preload::FullBlocking => {
-                file.advise(memmap2::Advice::WillNeed);
-                let total = file.file_size() as f32;
-                let cancelled = AtomicBool::new(false);
-                crate::gguf::touch_pages(file.bytes(), 0, file.bytes().len(), &|done| {
-                    let ok = report(0.1 * done as f32 / total).is_ok();
-                    if !ok {
-                        cancelled.store(true, Ordering::Relaxed);
-                    }
-                    ok
-                });
-                if cancelled.load(Ordering::Relaxed) {
-                    return Err(crate::Error::Cancelled);
-                }
-                preload.done.store(preload.total, Ordering::Relaxed);
-                preload.finished.store(true, Ordering::Relaxed);
-            }
-            Preload::Full => preload.spawn(&file, true)?,
+            // After the weights are repacked (below): only what is still read from the file.
+            Preload::FullBlocking => {}
+            Preload::Full => {}
         }
         let mut locked = false;
         if params.mlock {
@@ -381,13 +377,65 @@ impl Model {
             Architecture::Llama => llama::load(&file, &hparams)?,
             Architecture::Qwen2 => qwen2::load(&file, &hparams)?,
         };
+        if quiet_load {
+            // Repacking reads whole tensors: the normal read-ahead serves it best.
+            file.advise(memmap2::Advice::Normal);
+        }
         report(0.3)?;
+        let full = matches!(params.preload, Preload::Full | Preload::FullBlocking);
+        let repack_share = if params.preload == Preload::FullBlocking {
+            0.5
+        } else {
+            0.7
+        };
         if params.repack && !locked {
             // (With mlock the mapping stays resident anyway; a copy would only double it.)
-            transformer.pack_weights(&file, &|f| report(0.3 + 0.7 * f))?;
+            transformer.pack_weights(&file, &|f| report(0.3 + repack_share * f))?;
         }
-        if quiet_load {
-            file.advise(memmap2::Advice::Normal);
+        if full {
+            // Every page the forward pass reads through the mapping (repacked weights live in
+            // their copies), in the background or now. The embedding, read a few rows per
+            // token, is only brought into the page cache: mapping all of it would put pages
+            // into the process that no token needs.
+            let (touch, embd) = transformer.file_ranges();
+            if params.preload == Preload::Full {
+                let mut ranges: Vec<_> = touch.into_iter().map(|(s, e)| (s, e, true)).collect();
+                if !ranges.iter().any(|r| r.0 == embd.0) {
+                    ranges.push((embd.0, embd.1, false));
+                }
+                preload.spawn(&file, ranges)?;
+            } else {
+                if !touch.iter().any(|r| r.0 == embd.0) {
+                    let mut at = embd.0;
+                    while at < embd.1 {
+                        let len = (4 << 20).min(embd.1 - at);
+                        file.advise_range(memmap2::Advice::WillNeed, at, len);
+                        at += len;
+                    }
+                }
+                let total: usize = touch.iter().map(|(s, e)| e - s).sum::<usize>().max(1);
+                let base = 0.3 + repack_share;
+                let mut done = 0;
+                for (s, e) in touch {
+                    file.advise_range(memmap2::Advice::WillNeed, s, e - s);
+                    let cancelled = AtomicBool::new(false);
+                    crate::gguf::touch_pages(file.bytes(), s, e, &|n| {
+                        let f = base + (0.999 - base) * (done + n) as f32 / total as f32;
+                        let ok = report(f).is_ok();
+                        if !ok {
+                            cancelled.store(true, Ordering::Relaxed);
+                        }
+                        ok
+                    });
+                    if cancelled.load(Ordering::Relaxed) {
+                        return Err(crate::Error::Cancelled);
+                    }
+                    done += e - s;
+                }
+                preload.total = total as u64;
+                preload.done.store(total as u64, Ordering::Relaxed);
+                preload.finished.store(true, Ordering::Relaxed);
+            }
         }
         report(1.0)?;
         crate::log!(

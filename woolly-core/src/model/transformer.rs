@@ -125,7 +125,12 @@ pub struct Scratch {
 }
 
 fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    let grew = n > v.capacity();
     v.resize(n, 0.0);
+    if grew {
+        // Woolly's own scratch: transparent huge pages where the system allows them.
+        crate::tune::memory::advise_huge_pages(v.as_mut_slice());
+    }
     &mut v[..n]
 }
 
@@ -312,6 +317,23 @@ impl Transformer {
         pack(&mut self.output);
         self.packed = packed;
         progress(1.0)
+    }
+
+    /// What the forward pass reads from the file's mapping: the byte ranges of the matrices
+    /// it multiplies from there (not repacked), and the embedding's, whose rows are looked up
+    /// a few per token (from the mapping even when its copy serves as the output).
+    pub fn file_ranges(&self) -> (Vec<(usize, usize)>, (usize, usize)) {
+        let mut v: Vec<(usize, usize)> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .chain([&self.output])
+            .filter(|m| m.packed.is_none())
+            .map(|m| m.range())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        (v, self.tok_embd.range())
     }
 
     /// Bytes held by packed copies of weights.

@@ -17,6 +17,11 @@ pub struct Matrix {
 }
 
 impl Matrix {
+    /// The byte range of the matrix in the file.
+    pub fn range(&self) -> (usize, usize) {
+        (self.offset, self.offset + self.len)
+    }
+
     /// The matrix's bytes within `file`'s mapping.
     #[inline]
     pub fn data<'a>(&self, file: &'a GgufFile) -> &'a [u8] {
