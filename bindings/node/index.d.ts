@@ -11,11 +11,20 @@ export type WoollyErrorCode =
   | 'WOOLLY_ERR_CONTEXT_OVERFLOW'
   | 'WOOLLY_ERR_CANCELLED'
   | 'WOOLLY_ERR_PERMISSION_DENIED'
+  | 'WOOLLY_ERR_INSUFFICIENT_MEMORY'
+  | 'WOOLLY_ERR_BUSY'
+  | 'WOOLLY_ERR_DEADLINE_EXCEEDED'
   | 'WOOLLY_ERR_INTERNAL';
 
 /** Every error Woolly throws or rejects with. Cancellation has name 'AbortError'. */
 export declare class WoollyError extends Error {
   readonly code: WoollyErrorCode;
+  /** WOOLLY_ERR_INSUFFICIENT_MEMORY: the bytes asked for. */
+  readonly required?: number;
+  /** WOOLLY_ERR_INSUFFICIENT_MEMORY: the bytes that could be had. */
+  readonly available?: number;
+  /** WOOLLY_ERR_INSUFFICIENT_MEMORY: whether the memory budget (not the system) was the limit. */
+  readonly budgeted?: boolean;
 }
 
 export declare const codes: Readonly<{
@@ -28,20 +37,53 @@ export declare const codes: Readonly<{
   CONTEXT_OVERFLOW: 'WOOLLY_ERR_CONTEXT_OVERFLOW';
   CANCELLED: 'WOOLLY_ERR_CANCELLED';
   PERMISSION_DENIED: 'WOOLLY_ERR_PERMISSION_DENIED';
+  INSUFFICIENT_MEMORY: 'WOOLLY_ERR_INSUFFICIENT_MEMORY';
+  BUSY: 'WOOLLY_ERR_BUSY';
+  DEADLINE_EXCEEDED: 'WOOLLY_ERR_DEADLINE_EXCEEDED';
   INTERNAL: 'WOOLLY_ERR_INTERNAL';
 }>;
 
-export interface LoadOptions {
+/** Bytes, or a size such as "512MB" or "1.5GiB" (binary units). */
+export type Size = number | bigint | string;
+
+/**
+ * When the model file is read: 'lazy' (or 'none': on first use, the default), 'sequential' (the
+ * kernel reads ahead in the background), 'critical' (the first layers during the load),
+ * 'full' (every page, by a background thread after the load resolves) or 'full_blocking'
+ * (every page, during the load).
+ */
+export type PreloadStrategy = 'lazy' | 'none' | 'sequential' | 'critical' | 'full' | 'full_blocking';
+
+/** What Woolly may use of the machine's memory. */
+export interface MemoryOptions {
+  /**
+   * The most memory Woolly may hold (models, KV caches, scratch). A load or session that would
+   * exceed it rejects with WOOLLY_ERR_INSUFFICIENT_MEMORY. Default: no budget beyond what the
+   * system has less the reserve.
+   */
+  memoryBudget?: Size;
+  /** Memory left to the system and other programs (default: 25% of RAM up to 8 GiB, less above). */
+  memoryReserve?: Size;
+  /** Used fraction of RAM, in (0, 1], from which the machine is under pressure (default 0.85). */
+  pressureThreshold?: number;
+}
+
+export interface ModelLoadOptions {
   /** Load progress, 0 to 1; returning false cancels the load. */
   progress?: (fraction: number) => boolean | void;
   signal?: AbortSignal;
-  /** Read the whole file during the load (default false: lazily). */
-  preload?: boolean;
-  /** Lock the model in memory; fails with WOOLLY_ERR_PERMISSION_DENIED when refused. */
+  /** A strategy (default 'lazy'), or a boolean: true = 'full_blocking', false = 'lazy'. */
+  preload?: PreloadStrategy | boolean;
+  /** Lock the model in memory; when the system refuses, a warning is logged and `isLocked` is false. */
   mlock?: boolean;
+  /** How the KV cache stores keys and values: 'f16' (default, as llama.cpp) or 'f32' (twice the memory). */
+  kvPrecision?: 'f16' | 'f32';
   /** Copy weights into this CPU's faster layout (default true). */
   repack?: boolean;
-  /** Context of each generation in tokens (0 = min(4096, trained context)). */
+  /**
+   * Context of each generation in tokens (0 = min(4096, trained context), less when the memory
+   * budget has no room for it). The load checks that the model and one session of it fit.
+   */
   contextSize?: number;
   /** Threads per generation (0 = Woolly's policy). */
   threads?: number;
@@ -53,6 +95,75 @@ export interface LoadOptions {
   batchSize?: number;
   /** Sessions (KV caches) kept for reuse between generations (default 2). */
   maxIdleSessions?: number;
+}
+
+export interface LoadOptions extends ModelLoadOptions, MemoryOptions {}
+
+/** What a model needs in memory, from its file's header (snake_case, as in every front end). */
+export interface MemoryEstimate {
+  /** Tensor data (the model part, with overhead_bytes). */
+  weights_bytes: number;
+  /** Tokenizer tables and other per-model structures. */
+  overhead_bytes: number;
+  /** One session's KV cache at context_size (the session part, with scratch_bytes). */
+  kv_cache_bytes: number;
+  scratch_bytes: number;
+  context_size: number;
+  batch_size: number;
+  total_bytes: number;
+}
+
+export interface PreloadProgress {
+  done_bytes: number;
+  total_bytes: number;
+  finished: boolean;
+}
+
+/** The machine's memory under a policy, and this process's. */
+export interface MemoryReport {
+  total_bytes: number;
+  available_bytes: number;
+  reserve_bytes: number;
+  pressure_threshold: number;
+  under_pressure: boolean;
+  budget_bytes: number | null;
+  headroom_bytes: number;
+  page_size: number;
+  huge_page_size: number | null;
+  process_rss_bytes: number;
+  process_peak_rss_bytes: number;
+  [key: string]: unknown;
+}
+
+/** A model's memory: its estimate, its account's charges, residency, preload and lock. */
+export interface ModelMemoryReport {
+  estimate: MemoryEstimate;
+  charged_bytes: number;
+  account_held_bytes: number;
+  headroom_bytes: number;
+  budget_bytes: number | null;
+  reserve_bytes: number;
+  available_bytes: number;
+  under_pressure: boolean;
+  file_bytes: number;
+  file_resident_bytes: number | null;
+  repacked_bytes: number;
+  locked: boolean;
+  preload: PreloadProgress;
+  process_rss_bytes: number;
+  [key: string]: unknown;
+}
+
+export interface ModelCacheReport {
+  models: Array<{ id: string; path: string; model_bytes: number; in_use: boolean; pinned: boolean; last_used: number }>;
+  evictions: number;
+  held_bytes: number;
+  headroom_bytes: number;
+  budget_bytes: number | null;
+  reserve_bytes: number;
+  available_bytes: number;
+  total_bytes: number;
+  under_pressure: boolean;
 }
 
 export interface GenerateOptions {
@@ -168,10 +279,43 @@ export declare class Model {
     [key: string]: unknown;
   };
   diagnostics(): Record<string, any>;
-  /** Releases the model once running generations end; later calls fail. */
+  memoryReport(): ModelMemoryReport;
+  preloadProgress(): PreloadProgress;
+  /** Resolves once a background preload ('full', 'sequential') has read the whole file. */
+  waitPreloaded(): Promise<void>;
+  /** Whether the model's memory is locked (mlock asked for and allowed). */
+  readonly isLocked: boolean;
+  /**
+   * Releases the model once running generations end; later calls fail. A model from a
+   * ModelCache becomes idle (evictable) once every Model object on it is closed.
+   */
   close(): void;
   readonly closed: boolean;
 }
+
+/**
+ * Models by id within one memory budget. A load that does not fit evicts the least recently used
+ * idle model (no open Model object on it, not pinned); a model in use is never evicted.
+ */
+export declare class ModelCache {
+  constructor(options?: MemoryOptions);
+  /** Loads `id` off the JS thread unless it is loaded (the same id from another path swaps it). */
+  load(id: string, path?: string | URL | null, options?: ModelLoadOptions): Promise<Model>;
+  load(id: string, options: ModelLoadOptions): Promise<Model>;
+  get(id: string): Model | null;
+  unload(id: string): boolean;
+  pin(id: string, pinned?: boolean): void;
+  /** Most recently used first. */
+  ids(): string[];
+  report(): ModelCacheReport;
+  relievePressure(): string[];
+}
+
+/** What loading a model would take (read off the JS thread from its header). */
+export declare function estimate(path?: string | URL | null, options?: Omit<LoadOptions, 'progress' | 'signal'>): Promise<MemoryEstimate>;
+export declare function estimate(options: Omit<LoadOptions, 'progress' | 'signal'>): Promise<MemoryEstimate>;
+/** The machine's memory as Woolly sees it under `options`' policy. */
+export declare function memoryReport(options?: MemoryOptions): MemoryReport;
 
 /** What Woolly detected about this machine (snake_case keys, as in every front end). */
 export declare function hardware(): {

@@ -35,6 +35,9 @@ const codes = Object.freeze({
   CONTEXT_OVERFLOW: 'WOOLLY_ERR_CONTEXT_OVERFLOW',
   CANCELLED: 'WOOLLY_ERR_CANCELLED',
   PERMISSION_DENIED: 'WOOLLY_ERR_PERMISSION_DENIED',
+  INSUFFICIENT_MEMORY: 'WOOLLY_ERR_INSUFFICIENT_MEMORY',
+  BUSY: 'WOOLLY_ERR_BUSY',
+  DEADLINE_EXCEEDED: 'WOOLLY_ERR_DEADLINE_EXCEEDED',
   INTERNAL: 'WOOLLY_ERR_INTERNAL',
 });
 
@@ -55,13 +58,19 @@ function invalid(message) {
 /** A native error (`[WOOLLY_ERR_X] message`) or error event as a WoollyError. */
 function fromNative(e) {
   if (e instanceof WoollyError) return e;
-  const m = /^\[(WOOLLY_[A-Z_]+)\] ([\s\S]*)$/.exec(e && e.message);
-  if (m) return new WoollyError(m[1], m[2]);
+  const m = /^\[(WOOLLY_[A-Z_]+)(?: (\{[^\]]*\}))?\] ([\s\S]*)$/.exec(e && e.message);
+  if (m) return withDetails(new WoollyError(m[1], m[3]), m[2] && JSON.parse(m[2]));
   // napi-rs's own argument conversions ("Failed to convert JavaScript value ...").
   if (e && (e.code === 'InvalidArg' || /expected|convert/i.test(e.message))) {
     return new WoollyError(codes.INVALID_ARGUMENT, `invalid argument: ${e.message}`, { cause: e });
   }
   return new WoollyError(codes.INTERNAL, `internal error: ${e && e.message}`, { cause: e });
+}
+
+/** Structured figures of an error (`required`, `available`, `budgeted` bytes) as fields. */
+function withDetails(err, details) {
+  if (details && typeof details === 'object') Object.assign(err, details);
+  return err;
 }
 
 function callNative(fn) {
@@ -149,10 +158,44 @@ const checks = {
   },
 };
 
+/** The preload strategies (woolly-core's `Preload::from_name`); `none` is `lazy`. */
+const PRELOAD = ['lazy', 'none', 'sequential', 'critical', 'full', 'full_blocking'];
+
+checks.preload = (name, v) => {
+  // Booleans as before the strategies: true read the whole file during the load.
+  if (v === true) return 'full_blocking';
+  if (v === false) return 'lazy';
+  if (typeof v !== 'string' || !PRELOAD.includes(v)) {
+    throw invalid(`${name} must be one of ${PRELOAD.join(', ')} (or a boolean), got ${describe(v)}`);
+  }
+  return v;
+};
+checks.oneOf = (choices) => (name, v) => {
+  if (!choices.includes(v)) throw invalid(`${name} must be one of ${choices.join(', ')}, got ${describe(v)}`);
+  return v;
+};
+/** Bytes (a non-negative safe integer or bigint) or a size string such as "512MB" (parsed natively). */
+checks.size = (name, v) => {
+  if (typeof v === 'bigint' && v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+  if (typeof v === 'string' && v.trim() !== '') return v;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw invalid(`${name} must be a non-negative integer of bytes or a size such as "512MB", got ${describe(v)}`);
+  }
+  return v;
+};
+
+const memorySchema = {
+  memoryBudget: checks.size,
+  memoryReserve: checks.size,
+  pressureThreshold: checks.num((x) => x > 0 && x <= 1, 'in (0, 1]'),
+};
+
 const loadSchema = {
   progress: checks.fn,
   signal: checks.signal,
-  preload: checks.bool,
+  preload: checks.preload,
+  kvPrecision: checks.oneOf(['f16', 'f32']),
+  ...memorySchema,
   mlock: checks.bool,
   repack: checks.bool,
   contextSize: checks.int(0, 1 << 22),
@@ -203,6 +246,34 @@ function splitGenerateOptions(options) {
   return { signal, nativeOptions: rest };
 }
 
+/** `(path?, options?)` or `(options)`: the path (a string, or undefined for the default model). */
+function splitPathArgs(modelPath, options) {
+  if (options === undefined && typeof modelPath === 'object' && modelPath !== null && !(modelPath instanceof URL)) {
+    options = modelPath;
+    modelPath = undefined;
+  }
+  if (modelPath instanceof URL) {
+    modelPath = require('node:url').fileURLToPath(modelPath);
+  }
+  if (modelPath !== undefined && modelPath !== null && (typeof modelPath !== 'string' || modelPath === '')) {
+    throw invalid(`path must be a non-empty string (or undefined for the default model), got ${describe(modelPath)}`);
+  }
+  return { modelPath: modelPath ?? undefined, options };
+}
+
+/** Runs a native load into `m` (a fresh NativeModel) and resolves with the Model. */
+async function runLoad(m, options, schema, start) {
+  const { progress, signal, ...nativeOptions } = checkOptions('options', options, schema);
+  const { promise } = runTask((cb) => start(nativeOptions, !!progress, cb), {
+    signal,
+    onEvent: (ev, task) => {
+      if (ev.kind === 'progress' && progress && progress(ev.progress) === false) task.cancel();
+    },
+  });
+  await promise;
+  return new Model(m);
+}
+
 function checkPrompt(prompt) {
   if (typeof prompt !== 'string') throw invalid(`prompt must be a string, got ${describe(prompt)}`);
   return prompt;
@@ -246,7 +317,7 @@ function runTask(start, { signal, onEvent } = {}) {
           case 'error': {
             settle();
             const aborted = ev.code === codes.CANCELLED && signal && signal.aborted;
-            reject(aborted ? cancelledError(signal) : new WoollyError(ev.code, ev.message));
+            reject(aborted ? cancelledError(signal) : withDetails(new WoollyError(ev.code, ev.message), ev.details));
             break;
           }
           case 'done':
@@ -391,34 +462,9 @@ class Model {
    * ~/.cache/woolly/models/gemma-3-270m-q4_k_m.gguf).
    */
   static async load(modelPath, options) {
-    if (
-      options === undefined &&
-      typeof modelPath === 'object' &&
-      modelPath !== null &&
-      !(modelPath instanceof URL)
-    ) {
-      options = modelPath;
-      modelPath = undefined;
-    }
-    if (modelPath instanceof URL) {
-      modelPath = require('node:url').fileURLToPath(modelPath);
-    }
-    if (modelPath !== undefined && modelPath !== null && (typeof modelPath !== 'string' || modelPath === '')) {
-      throw invalid(`path must be a non-empty string (or undefined for the default model), got ${describe(modelPath)}`);
-    }
-    const { progress, signal, ...nativeOptions } = checkOptions('options', options, loadSchema);
+    ({ modelPath, options } = splitPathArgs(modelPath, options));
     const m = new native.NativeModel();
-    const { promise } = runTask(
-      (cb) => m.load(modelPath ?? undefined, nativeOptions, !!progress, cb),
-      {
-        signal,
-        onEvent: (ev, task) => {
-          if (ev.kind === 'progress' && progress && progress(ev.progress) === false) task.cancel();
-        },
-      },
-    );
-    await promise;
-    return new Model(m);
+    return runLoad(m, options, loadSchema, (opts, progress, cb) => m.load(modelPath, opts, progress, cb));
   }
 
   #start(input, options, stream) {
@@ -507,7 +553,34 @@ class Model {
     return callNative(() => this.#native.diagnostics());
   }
 
-  /** Releases the model (after the running generations end); later calls fail. */
+  /**
+   * This model's memory: `estimate`, `charged_bytes`, `account_held_bytes` (with its sessions),
+   * `headroom_bytes`, `budget_bytes`, `reserve_bytes`, `available_bytes`, `under_pressure`,
+   * `file_bytes`, `file_resident_bytes`, `repacked_bytes`, `locked`, `preload`, `process_rss_bytes`.
+   */
+  memoryReport() {
+    return callNative(() => this.#native.memoryReport());
+  }
+
+  /** How far a background preload (`full`, `sequential`) got: `{ done_bytes, total_bytes, finished }`. */
+  preloadProgress() {
+    return callNative(() => this.#native.preloadProgress());
+  }
+
+  /** Resolves once a background preload has read the whole file (at once without one). */
+  async waitPreloaded() {
+    await runTask((cb) => this.#native.waitPreloaded(cb)).promise;
+  }
+
+  /** Whether the model's memory is locked (`mlock: true` and the system allowed it). */
+  get isLocked() {
+    return callNative(() => this.#native.isLocked);
+  }
+
+  /**
+   * Releases the model (after the running generations end); later calls fail. A model from a
+   * ModelCache is idle again (evictable) once every Model object on it is closed.
+   */
   close() {
     this.#native.close();
   }
@@ -515,6 +588,107 @@ class Model {
   get closed() {
     return !this.#native.loadedState;
   }
+}
+
+/** Load options without the memory policy (a ModelCache has its own). */
+const cacheLoadSchema = Object.fromEntries(Object.entries(loadSchema).filter(([k]) => !(k in memorySchema)));
+
+/**
+ * Models by id within one memory budget: a load that does not fit evicts the least recently used
+ * idle model (one that no open Model object holds, not pinned) until it does; a model in use is
+ * never evicted, and a load that cannot fit rejects with WOOLLY_ERR_INSUFFICIENT_MEMORY.
+ */
+class ModelCache {
+  #native;
+
+  constructor(options) {
+    const o = checkOptions('options', options, memorySchema);
+    this.#native = callNative(() => new native.NativeModelCache(o));
+  }
+
+  /**
+   * The model `id`, loaded off the JS thread from `path` (or the default model) unless it already
+   * is; the same id from another path swaps the model. Options as for Model.load, except the
+   * memory ones (the cache's apply).
+   */
+  async load(id, modelPath, options) {
+    checkId(id);
+    ({ modelPath, options } = splitPathArgs(modelPath, options));
+    const m = new native.NativeModel();
+    return runLoad(m, options, cacheLoadSchema, (opts, progress, cb) =>
+      this.#native.load(m, id, modelPath, opts, progress, cb),
+    );
+  }
+
+  /** The model `id` when it is loaded (marked as used), else null. */
+  get(id) {
+    const m = callNative(() => this.#native.get(checkId(id)));
+    return m ? new Model(m) : null;
+  }
+
+  /** Removes `id`; its memory returns once its Model objects are closed. Whether it was loaded. */
+  unload(id) {
+    return this.#native.unload(checkId(id));
+  }
+
+  /** Keeps `id` from being evicted (`pinned` true, the default) or lets it be again. */
+  pin(id, pinned = true) {
+    checkId(id);
+    checks.bool('pinned', pinned);
+    callNative(() => this.#native.pin(id, pinned));
+  }
+
+  /** Ids of the loaded models, most recently used first. */
+  ids() {
+    return this.#native.ids();
+  }
+
+  /**
+   * The cache's memory (`held_bytes`, `headroom_bytes`, `budget_bytes`, `reserve_bytes`,
+   * `available_bytes`, `total_bytes`, `under_pressure`, `evictions`) and its `models` (`id`,
+   * `path`, `model_bytes`, `in_use`, `pinned`, `last_used`), most recently used first.
+   */
+  report() {
+    return this.#native.report();
+  }
+
+  /** Evicts idle, unpinned models while the machine is under memory pressure; the ids evicted. */
+  relievePressure() {
+    return this.#native.relievePressure();
+  }
+}
+
+function checkId(id) {
+  if (typeof id !== 'string' || id === '') throw invalid(`id must be a non-empty string, got ${describe(id)}`);
+  return id;
+}
+
+const estimateSchema = Object.fromEntries(
+  Object.entries(loadSchema).filter(([k]) => k !== 'progress' && k !== 'signal'),
+);
+
+/**
+ * What loading the model at `path` (or the default model) with these load options would take,
+ * from its header alone (read off the JS thread): `weights_bytes`, `overhead_bytes` (the model),
+ * `kv_cache_bytes`, `scratch_bytes` (one session of `context_size`), `context_size`,
+ * `batch_size`, `total_bytes`.
+ */
+async function estimate(modelPath, options) {
+  ({ modelPath, options } = splitPathArgs(modelPath, options));
+  const o = checkOptions('options', options, estimateSchema);
+  const ev = await runTask((cb) => native.estimate(modelPath, o, cb)).promise;
+  return ev.estimate;
+}
+
+/**
+ * The machine's memory as Woolly sees it under a policy (`memoryBudget`, `memoryReserve`,
+ * `pressureThreshold`): `total_bytes`, `available_bytes`, `reserve_bytes`, `pressure_threshold`,
+ * `under_pressure`, `budget_bytes`, `headroom_bytes`, `page_size`, `huge_page_size`,
+ * `process_rss_bytes`, `process_peak_rss_bytes`.
+ */
+function memoryReport(options) {
+  const o = checkOptions('options', options, memorySchema);
+  return callNative(() => native.memoryReport(o));
 }
 
 /** What Woolly detected about this machine (cores, caches, SIMD, memory). */
@@ -533,6 +707,9 @@ function diagnostics(model) {
 
 module.exports = {
   Model,
+  ModelCache,
+  estimate,
+  memoryReport,
   WoollyError,
   codes,
   hardware,

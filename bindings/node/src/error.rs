@@ -16,7 +16,14 @@ pub fn code_of(kind: ErrorKind) -> &'static str {
 
 /// A Woolly error as a thrown JavaScript error.
 pub fn to_js(e: &Error) -> napi::Error {
-    js_error(code_of(e.kind()), e.to_string())
+    match e.details() {
+        // `[CODE {"required":..}] message`: index.js puts the fields on the error.
+        Some(d) => napi::Error::new(
+            Status::GenericFailure,
+            format!("[{} {d}] {e}", code_of(e.kind())),
+        ),
+        None => js_error(code_of(e.kind()), e.to_string()),
+    }
 }
 
 /// An error with an explicit code (for the binding's own checks).
@@ -26,7 +33,12 @@ pub fn js_error(code: &'static str, message: impl std::fmt::Display) -> napi::Er
 
 /// A Woolly error as the payload of an `error` event sent to a callback.
 pub fn to_event(e: &Error) -> serde_json::Value {
-    serde_json::json!({ "kind": "error", "code": code_of(e.kind()), "message": e.to_string() })
+    let mut ev =
+        serde_json::json!({ "kind": "error", "code": code_of(e.kind()), "message": e.to_string() });
+    if let Some(d) = e.details() {
+        ev["details"] = d;
+    }
+    ev
 }
 
 /// A panic caught on a worker thread, as an `error` event.

@@ -4,15 +4,17 @@
 //! generating) runs on threads of its own, never on the JavaScript thread nor on libuv's pool, and
 //! reports back through a thread-safe function as plain event objects:
 //! `{ kind: "progress", progress }`, `{ kind: "loaded" }`, `{ kind: "token", text, id, index }`,
-//! `{ kind: "done", ... }` and `{ kind: "error", code, message }` (codes as in the C ABI).
+//! `{ kind: "done", ... }` and `{ kind: "error", code, message, details? }` (codes as in the C
+//! ABI; `details` holds an error's figures, such as the bytes of an InsufficientMemory error).
 
 mod error;
 mod options;
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use napi::bindgen_prelude::Unknown;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -20,12 +22,12 @@ use napi::Status;
 use napi_derive::napi;
 use serde_json::{json, Value};
 use woolly_core::generate::{
-    CancelToken, ChatMessage, GenerateParams, Generation, SessionPool, StopReason,
+    CancelToken, ChatMessage, GenerateParams, Generation, SessionParams, SessionPool, StopReason,
 };
-use woolly_core::model::{Model, ProgressFn};
+use woolly_core::model::{Model, ModelCache, ModelParams, ProgressFn};
 
 use error::{js_error, to_event, to_js};
-use options::{chat_messages, GenerateOptions, LoadOptions, Message};
+use options::{chat_messages, GenerateOptions, LoadOptions, MemoryOptions, Message};
 
 /// A JavaScript callback that receives one event object, callable from any thread.
 type EventFn = ThreadsafeFunction<Value, Unknown<'static>, Value, Status, false>;
@@ -79,6 +81,21 @@ impl NativeTask {
 struct Loaded {
     pool: SessionPool,
     context_size: usize,
+}
+
+impl Loaded {
+    /// A pool of sessions on `model`; it opens its first session now, so that bad session
+    /// options (or a session that does not fit in the memory budget) fail here.
+    fn open(
+        model: Arc<Model>,
+        session: SessionParams,
+        max_idle: usize,
+    ) -> woolly_core::Result<Arc<Loaded>> {
+        let pool = SessionPool::new(model, session, max_idle)?;
+        // The idle session the pool opened: no new one.
+        let context_size = pool.acquire()?.context_size();
+        Ok(Arc::new(Loaded { pool, context_size }))
+    }
 }
 
 /// What to generate from.
@@ -186,15 +203,16 @@ impl NativeModel {
             })
     }
 
-    /// Loads the model at `path` (or the default one) on a new thread. Events: `progress` (when
-    /// `progress` is true, at most once per percent), then `loaded` or `error`.
-    #[napi]
-    pub fn load(
+    /// Starts a load on a new thread: `load` gets the model params (with the progress
+    /// callback), the session params and the idle-session count; this object holds its result.
+    fn begin_load(
         &self,
-        path: Option<String>,
         options: Option<LoadOptions>,
         progress: bool,
         on_event: EventFn,
+        load: impl FnOnce(&ModelParams, SessionParams, usize) -> woolly_core::Result<Arc<Loaded>>
+            + Send
+            + 'static,
     ) -> napi::Result<NativeTask> {
         if self.loading.swap(true, Ordering::SeqCst) || self.loaded().is_ok() {
             return Err(js_error(
@@ -202,7 +220,19 @@ impl NativeModel {
                 "this model object is already loaded or loading",
             ));
         }
+        // Bad options fail here, on the caller's thread, before anything starts.
         let options = options.unwrap_or_default();
+        let prepared = options
+            .model_params()
+            .and_then(|p| Ok((p, options.session_params()?)));
+        let (mut params, session) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                self.loading.store(false, Ordering::SeqCst);
+                return Err(to_js(&e));
+            }
+        };
+        let max_idle = options.max_idle();
         let token = CancelToken::new();
         let inner = self.inner.clone();
         let loading = self.loading.clone();
@@ -214,7 +244,6 @@ impl NativeModel {
             None
         };
         let result = spawn_worker("woolly-load", on_event, move |_| {
-            let mut params = options.model_params();
             let last_pct = Arc::new(AtomicU32::new(u32::MAX));
             let st = task_token.clone();
             let cb: ProgressFn = Arc::new(move |f: f32| {
@@ -227,24 +256,11 @@ impl NativeModel {
                 !st.is_cancelled()
             });
             params.progress = Some(cb);
-            let path = path.map(PathBuf::from);
-            // The pool opens its first session now, so that bad session options fail the load.
-            let result = Model::load(path.as_deref(), &params).and_then(|model| {
-                SessionPool::new(
-                    model,
-                    options.session_params(),
-                    options.max_idle_sessions.unwrap_or(2) as usize,
-                )
-            });
-            let result = result.and_then(|pool| {
-                // The idle session the pool opened: no new one.
-                let context_size = pool.acquire()?.context_size();
-                Ok(Loaded { pool, context_size })
-            });
+            let result = load(&params, session, max_idle);
             loading.store(false, Ordering::SeqCst);
             match result {
                 Ok(loaded) => {
-                    *inner.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(loaded));
+                    *inner.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
                     json!({ "kind": "loaded" })
                 }
                 Err(e) => to_event(&e),
@@ -254,6 +270,27 @@ impl NativeModel {
             self.loading.store(false, Ordering::SeqCst);
         }
         result.map(|_| NativeTask { token })
+    }
+
+    /// Loads the model at `path` (or the default one) on a new thread. Events: `progress` (when
+    /// `progress` is true, at most once per percent), then `loaded` or `error`.
+    #[napi]
+    pub fn load(
+        &self,
+        path: Option<String>,
+        options: Option<LoadOptions>,
+        progress: bool,
+        on_event: EventFn,
+    ) -> napi::Result<NativeTask> {
+        self.begin_load(
+            options,
+            progress,
+            on_event,
+            move |params, session, max_idle| {
+                let path = path.map(PathBuf::from);
+                Loaded::open(Model::load(path.as_deref(), params)?, session, max_idle)
+            },
+        )
     }
 
     fn start(
@@ -382,6 +419,40 @@ impl NativeModel {
         )))
     }
 
+    /// This model's memory (woolly-core's `Model::memory_report`): the estimate, the charges
+    /// and headroom of its memory account, the file's residency, the preload and lock state,
+    /// the process's RSS.
+    #[napi]
+    pub fn memory_report(&self) -> napi::Result<Value> {
+        Ok(self.loaded()?.pool.model().memory_report())
+    }
+
+    /// How far a background preload got: `{ done_bytes, total_bytes, finished }`.
+    #[napi]
+    pub fn preload_progress(&self) -> napi::Result<Value> {
+        serde_json::to_value(self.loaded()?.pool.model().preload_progress())
+            .map_err(|e| js_error("WOOLLY_ERR_INTERNAL", e))
+    }
+
+    /// Waits on a new thread until a background preload has read every page; then `done`.
+    #[napi]
+    pub fn wait_preloaded(&self, on_event: EventFn) -> napi::Result<NativeTask> {
+        let loaded = self.loaded()?;
+        spawn_worker("woolly-preload-wait", Arc::new(on_event), move |_| {
+            loaded.pool.model().wait_preloaded();
+            json!({ "kind": "done" })
+        })?;
+        Ok(NativeTask {
+            token: CancelToken::new(),
+        })
+    }
+
+    /// Whether the model's memory is locked (`mlock` asked for and allowed by the system).
+    #[napi(getter)]
+    pub fn is_locked(&self) -> napi::Result<bool> {
+        Ok(self.loaded()?.pool.model().is_locked())
+    }
+
     /// Drops this object's hold on the model; the memory is freed once running generations end.
     #[napi]
     pub fn close(&self) {
@@ -392,6 +463,194 @@ impl NativeModel {
     pub fn loaded_state(&self) -> bool {
         self.loaded().is_ok()
     }
+}
+
+/// What a session pool of the cache was handed out with, by model id: a live one is handed
+/// out again (so that a model's JavaScript objects share its idle sessions).
+struct Handed {
+    loaded: Weak<Loaded>,
+    /// The session params' Debug form (SessionParams has no PartialEq) and the idle count.
+    key: String,
+    session: SessionParams,
+    max_idle: usize,
+}
+
+type HandedMap = Arc<Mutex<HashMap<String, Handed>>>;
+
+fn lock(h: &HandedMap) -> std::sync::MutexGuard<'_, HashMap<String, Handed>> {
+    h.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The live pool handed out for `id` on `model` with the same session params, or a new one.
+fn hand_out(
+    handed: &HandedMap,
+    id: &str,
+    model: Arc<Model>,
+    session: SessionParams,
+    max_idle: usize,
+) -> woolly_core::Result<Arc<Loaded>> {
+    let key = format!("{session:?}/{max_idle}");
+    if let Some(h) = lock(handed).get(id) {
+        if h.key == key {
+            if let Some(l) = h
+                .loaded
+                .upgrade()
+                .filter(|l| Arc::ptr_eq(l.pool.model(), &model))
+            {
+                return Ok(l);
+            }
+        }
+    }
+    let loaded = Loaded::open(model, session.clone(), max_idle)?;
+    lock(handed).insert(
+        id.to_string(),
+        Handed {
+            loaded: Arc::downgrade(&loaded),
+            key,
+            session,
+            max_idle,
+        },
+    );
+    Ok(loaded)
+}
+
+/// Models by id within one memory budget (woolly-core's `ModelCache`). A `NativeModel` loaded
+/// through it holds its model, which is never evicted while held (until `close()`).
+#[napi]
+pub struct NativeModelCache {
+    cache: Arc<ModelCache>,
+    handed: HandedMap,
+}
+
+#[napi]
+impl NativeModelCache {
+    #[napi(constructor)]
+    pub fn new(options: Option<MemoryOptions>) -> napi::Result<Self> {
+        let policy = options
+            .unwrap_or_default()
+            .policy()
+            .map_err(|e| to_js(&e))?;
+        Ok(NativeModelCache {
+            cache: Arc::new(ModelCache::new(policy).map_err(|e| to_js(&e))?),
+            handed: Default::default(),
+        })
+    }
+
+    /// Loads the model `id` (from `path`, or the default model, unless it is loaded) into
+    /// `target` on a new thread, evicting idle models to make room. Events as `NativeModel.load`.
+    #[napi]
+    pub fn load(
+        &self,
+        target: &NativeModel,
+        id: String,
+        path: Option<String>,
+        options: Option<LoadOptions>,
+        progress: bool,
+        on_event: EventFn,
+    ) -> napi::Result<NativeTask> {
+        let cache = self.cache.clone();
+        let handed = self.handed.clone();
+        target.begin_load(
+            options,
+            progress,
+            on_event,
+            move |params, session, max_idle| {
+                let model = cache.load(&id, path.as_deref().map(Path::new), params)?;
+                hand_out(&handed, &id, model, session, max_idle)
+            },
+        )
+    }
+
+    /// The model `id` when it is loaded (marked as used), else null.
+    #[napi]
+    pub fn get(&self, id: String) -> napi::Result<Option<NativeModel>> {
+        let Some(model) = self.cache.get(&id) else {
+            return Ok(None);
+        };
+        // (The lock is let go before hand_out takes it again.)
+        let (live, session, max_idle) = match lock(&self.handed).get(&id) {
+            Some(h) => (h.loaded.upgrade(), h.session.clone(), h.max_idle),
+            None => (None, SessionParams::default(), 2),
+        };
+        let loaded = match live {
+            Some(l) if Arc::ptr_eq(l.pool.model(), &model) => l,
+            _ => hand_out(&self.handed, &id, model, session, max_idle).map_err(|e| to_js(&e))?,
+        };
+        let m = NativeModel::new();
+        *m.inner.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
+        Ok(Some(m))
+    }
+
+    /// Removes `id` from the cache; its memory returns once no model object holds it.
+    #[napi]
+    pub fn unload(&self, id: String) -> bool {
+        lock(&self.handed).remove(&id);
+        self.cache.unload(&id)
+    }
+
+    /// Keeps `id` from being evicted (`pinned` true, the default) or lets it be again.
+    #[napi]
+    pub fn pin(&self, id: String, pinned: Option<bool>) -> napi::Result<()> {
+        self.cache
+            .pin(&id, pinned.unwrap_or(true))
+            .map_err(|e| to_js(&e))
+    }
+
+    /// Ids of the loaded models, most recently used first.
+    #[napi]
+    pub fn ids(&self) -> Vec<String> {
+        self.cache.ids()
+    }
+
+    /// The cache's memory figures and models (woolly-core's `ModelCache::report`).
+    #[napi]
+    pub fn report(&self) -> Value {
+        self.cache.report()
+    }
+
+    /// Evicts idle, unpinned models while the machine is under memory pressure; the ids evicted.
+    #[napi]
+    pub fn relieve_pressure(&self) -> Vec<String> {
+        let gone = self.cache.relieve_pressure();
+        lock(&self.handed).retain(|id, _| !gone.contains(id));
+        gone
+    }
+}
+
+/// What loading the model at `path` with `options` would take, from its header alone, read on
+/// a new thread. Events: `done` with `estimate` (woolly-core's `MemoryEstimate`), or `error`.
+#[napi]
+pub fn estimate(
+    path: Option<String>,
+    options: Option<LoadOptions>,
+    on_event: EventFn,
+) -> napi::Result<NativeTask> {
+    let params = options
+        .unwrap_or_default()
+        .model_params()
+        .map_err(|e| to_js(&e))?;
+    spawn_worker(
+        "woolly-estimate",
+        Arc::new(on_event),
+        move |_| match Model::estimate(path.as_deref().map(Path::new), &params) {
+            Ok(est) => json!({ "kind": "done", "estimate": est }),
+            Err(e) => to_event(&e),
+        },
+    )?;
+    Ok(NativeTask {
+        token: CancelToken::new(),
+    })
+}
+
+/// The machine's memory under `options`' policy, and this process's (woolly-core's
+/// `tune::memory::report`).
+#[napi]
+pub fn memory_report(options: Option<MemoryOptions>) -> napi::Result<Value> {
+    let policy = options
+        .unwrap_or_default()
+        .policy()
+        .map_err(|e| to_js(&e))?;
+    Ok(woolly_core::tune::memory::report(&policy))
 }
 
 /// What Woolly detected about this machine.

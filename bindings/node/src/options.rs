@@ -1,17 +1,78 @@
 //! JavaScript option bags (already type-checked by `index.js`) turned into Woolly's parameters.
 //! Ranges are checked here and by woolly-core, so calling the native module directly is safe too.
 
+use napi::bindgen_prelude::Either;
 use napi_derive::napi;
-use woolly_core::generate::{ChatMessage, GenerateParams, SamplingParams, SessionParams};
+use woolly_core::generate::{
+    ChatMessage, GenerateParams, KvPrecision, SamplingParams, SessionParams,
+};
 use woolly_core::model::{ModelParams, Preload};
+use woolly_core::tune::memory::{parse_size, MemoryPolicy};
 use woolly_core::{Error, Result};
+
+/// A byte count, or a size such as `"512MB"` or `"1.5GiB"`.
+pub type Size = Either<f64, String>;
+
+fn size(value: Option<&Size>, name: &str) -> Result<Option<u64>> {
+    match value {
+        None => Ok(None),
+        Some(Either::A(n)) if n.is_finite() && *n >= 0.0 && n.fract() == 0.0 && *n < 1.8e19 => {
+            Ok(Some(*n as u64))
+        }
+        Some(Either::A(n)) => Err(Error::InvalidArgument(format!(
+            "{name} must be a non-negative integer of bytes or a size such as \"512MB\", got {n}"
+        ))),
+        Some(Either::B(s)) => parse_size(s)
+            .map(Some)
+            .map_err(|e| Error::InvalidArgument(format!("{name}: {e}"))),
+    }
+}
+
+/// Options of `memoryReport()` and `new ModelCache()`: what Woolly may use of the memory.
+#[napi(object)]
+#[derive(Default)]
+pub struct MemoryOptions {
+    /// The most memory Woolly may hold (bytes or a size; absent = no budget).
+    pub memory_budget: Option<Size>,
+    /// Memory left to the system and other programs (absent = Woolly's tiers).
+    pub memory_reserve: Option<Size>,
+    /// Used fraction of RAM, in (0, 1], from which the machine is under pressure (0.85).
+    pub pressure_threshold: Option<f64>,
+}
+
+impl MemoryOptions {
+    pub fn policy(&self) -> Result<MemoryPolicy> {
+        memory_policy(
+            self.memory_budget.as_ref(),
+            self.memory_reserve.as_ref(),
+            self.pressure_threshold,
+        )
+    }
+}
+
+fn memory_policy(
+    budget: Option<&Size>,
+    reserve: Option<&Size>,
+    pressure_threshold: Option<f64>,
+) -> Result<MemoryPolicy> {
+    let policy = MemoryPolicy {
+        budget_bytes: size(budget, "memoryBudget")?,
+        reserve_bytes: size(reserve, "memoryReserve")?,
+        pressure_threshold,
+        ..MemoryPolicy::default()
+    };
+    policy.validate()?;
+    Ok(policy)
+}
 
 /// Options of `Model.load` (the progress callback travels separately).
 #[napi(object)]
 #[derive(Default)]
 pub struct LoadOptions {
-    /// Read the whole file during the load (`Preload::Prefault`).
-    pub preload: Option<bool>,
+    /// The preload strategy: `lazy` (or `none`), `sequential`, `critical`, `full` (background)
+    /// or `full_blocking` (`index.js` maps the booleans of older callers).
+    pub preload: Option<String>,
+    /// Lock the model in memory; a refusal only logs a warning (see `isLocked`).
     pub mlock: Option<bool>,
     pub repack: Option<bool>,
     /// Context size of each generation's session (0 = Woolly's choice).
@@ -26,25 +87,40 @@ pub struct LoadOptions {
     pub batch_size: Option<u32>,
     /// Sessions (KV caches) kept between generations for prefix reuse (default 2).
     pub max_idle_sessions: Option<u32>,
+    /// How the KV cache stores keys and values: `f16` (default) or `f32`.
+    pub kv_precision: Option<String>,
+    /// The most memory this model and its sessions may take (bytes or a size such as `"2GB"`).
+    pub memory_budget: Option<Size>,
+    /// Memory left to the system and other programs.
+    pub memory_reserve: Option<Size>,
+    /// Used fraction of RAM from which the machine counts as under pressure.
+    pub pressure_threshold: Option<f64>,
 }
 
 impl LoadOptions {
-    pub fn model_params(&self) -> ModelParams {
-        ModelParams {
+    pub fn model_params(&self) -> Result<ModelParams> {
+        Ok(ModelParams {
             progress: None,
-            preload: if self.preload.unwrap_or(false) {
-                Preload::Prefault
-            } else {
-                Preload::Lazy
-            },
+            preload: Preload::from_name(self.preload.as_deref().unwrap_or("lazy"))?,
             mlock: self.mlock.unwrap_or(false),
             repack: self.repack.unwrap_or(true),
-        }
+            memory: memory_policy(
+                self.memory_budget.as_ref(),
+                self.memory_reserve.as_ref(),
+                self.pressure_threshold,
+            )?,
+            // The load plans its memory for the context its sessions will have.
+            context_size: self.context_size.unwrap_or(0) as usize,
+        })
     }
 
-    pub fn session_params(&self) -> SessionParams {
-        SessionParams {
+    pub fn session_params(&self) -> Result<SessionParams> {
+        Ok(SessionParams {
             context_size: self.context_size.unwrap_or(0) as usize,
+            kv_precision: match &self.kv_precision {
+                Some(name) => KvPrecision::from_name(name)?,
+                None => KvPrecision::default(),
+            },
             threads: self.threads.unwrap_or(0) as usize,
             interactive: self.interactive.unwrap_or(true),
             background: self.background.unwrap_or(false),
@@ -52,7 +128,12 @@ impl LoadOptions {
                 .batch_size
                 .map_or(SessionParams::default().batch_size, |b| b as usize),
             ..SessionParams::default()
-        }
+        })
+    }
+
+    /// Idle sessions a model's pool keeps.
+    pub fn max_idle(&self) -> usize {
+        self.max_idle_sessions.unwrap_or(2) as usize
     }
 }
 

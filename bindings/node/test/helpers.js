@@ -12,6 +12,17 @@ const referenceDir =
   process.env.WOOLLY_REFERENCE_DIR ||
   path.join(repoRoot, '..', 'shared', 'reference', 'gemma3-270m', 'greedy');
 
+/** The tiny reference models (a few MB each), beside the greedy references. */
+const tinyDir = path.resolve(referenceDir, '..', '..', 'tiny');
+
+function tinyModel(name = 'tiny-llama-spm-q4_k_m.gguf') {
+  const file = path.join(tinyDir, name);
+  if (!fs.existsSync(file)) {
+    throw new Error(`tiny model ${file} is missing (set WOOLLY_REFERENCE_DIR or check out shared/ beside the repo)`);
+  }
+  return file;
+}
+
 /** Greedy steps whose top-2 margin is below this may legitimately differ from llama.cpp. */
 const NEAR_TIE = 0.1;
 
@@ -70,4 +81,14 @@ function watchEventLoop() {
   };
 }
 
-module.exports = { assertMatchesReference, greedy, reference, referenceNames, referenceDir, repoRoot, watchEventLoop };
+module.exports = {
+  assertMatchesReference,
+  greedy,
+  reference,
+  referenceNames,
+  referenceDir,
+  repoRoot,
+  tinyDir,
+  tinyModel,
+  watchEventLoop,
+};

@@ -18,6 +18,9 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Cancelled => "CancelledError",
         ErrorKind::Internal => "InternalError",
         ErrorKind::PermissionDenied => "PermissionDeniedError",
+        ErrorKind::InsufficientMemory => "InsufficientMemoryError",
+        ErrorKind::Busy => "BusyError",
+        ErrorKind::DeadlineExceeded => "DeadlineExceededError",
     }
 }
 
@@ -27,6 +30,14 @@ pub fn to_py(py: Python<'_>, e: &Error) -> PyErr {
     let made = (|| -> PyResult<PyErr> {
         let cls = py.import("woolly._errors")?.getattr(class_name(kind))?;
         let exc = cls.call1((e.to_string(), kind.code(), kind.status()))?;
+        if let Some(serde_json::Value::Object(fields)) = e.details() {
+            for (k, v) in fields {
+                match v {
+                    serde_json::Value::Bool(b) => exc.setattr(k.as_str(), b)?,
+                    v => exc.setattr(k.as_str(), v.as_u64())?,
+                }
+            }
+        }
         Ok(PyErr::from_value(exc))
     })();
     made.unwrap_or_else(|import_err| {

@@ -4,17 +4,19 @@
 
 mod errors;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use woolly_core::generate::{
-    CancelToken, ChatMessage, GenerateParams, Generation, SamplingParams, SessionParams,
-    SessionPool,
+    CancelToken, ChatMessage, GenerateParams, Generation, KvPrecision, SamplingParams,
+    SessionParams, SessionPool,
 };
-use woolly_core::model::{Model, ModelParams, Preload};
+use woolly_core::model::{Model, ModelCache, ModelParams, Preload, ProgressFn};
+use woolly_core::tune::memory::{self, MemoryPolicy};
 use woolly_core::Error;
 
 use errors::IntoPy;
@@ -31,6 +33,7 @@ fn session_params(
     threads: usize,
     thread_policy: &str,
     context_size: usize,
+    kv_precision: &str,
 ) -> PyResult<SessionParams> {
     let (interactive, background) = match thread_policy {
         "auto" => (false, false),
@@ -50,8 +53,113 @@ fn session_params(
         interactive,
         background,
         context_size,
+        kv_precision: KvPrecision::from_name(kv_precision).py_err(py)?,
         ..Default::default()
     })
+}
+
+/// A memory policy from the figures Python passes (sizes already in bytes), checked.
+fn memory_policy(
+    py: Python<'_>,
+    budget: Option<u64>,
+    reserve: Option<u64>,
+    pressure_threshold: Option<f64>,
+) -> PyResult<MemoryPolicy> {
+    let policy = MemoryPolicy {
+        budget_bytes: budget,
+        reserve_bytes: reserve,
+        pressure_threshold,
+        ..Default::default()
+    };
+    policy.validate().py_err(py)?;
+    Ok(policy)
+}
+
+/// Load options, checked once: the model's params (without the progress callback, which each
+/// load brings) and the params of its sessions.
+#[pyclass(frozen, module = "woolly._woolly")]
+struct LoadOptions {
+    model: ModelParams,
+    session: SessionParams,
+}
+
+#[pymethods]
+impl LoadOptions {
+    #[new]
+    #[pyo3(signature = (preload, mlock, repack, threads, thread_policy, context_size, kv_precision,
+        memory_budget, memory_reserve, pressure_threshold))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        preload: &str,
+        mlock: bool,
+        repack: bool,
+        threads: usize,
+        thread_policy: &str,
+        context_size: usize,
+        kv_precision: &str,
+        memory_budget: Option<u64>,
+        memory_reserve: Option<u64>,
+        pressure_threshold: Option<f64>,
+    ) -> PyResult<Self> {
+        let model = ModelParams {
+            progress: None,
+            preload: Preload::from_name(preload).py_err(py)?,
+            mlock,
+            repack,
+            memory: memory_policy(py, memory_budget, memory_reserve, pressure_threshold)?,
+            // The load plans its memory for the context its sessions will have.
+            context_size,
+        };
+        let session = session_params(py, threads, thread_policy, context_size, kv_precision)?;
+        Ok(LoadOptions { model, session })
+    }
+}
+
+/// The load's progress callback: it runs Python (with the GIL) on the loading thread; an
+/// exception from it, or Ctrl-C, cancels the load and lands in the returned slot, to be raised
+/// afterwards.
+fn progress_fn(progress: Option<Py<PyAny>>) -> (ProgressFn, Arc<Mutex<Option<PyErr>>>) {
+    let raised: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
+    let sink = raised.clone();
+    let report = Arc::new(move |f: f32| -> bool {
+        Python::attach(|py| {
+            let outcome = py.check_signals().and_then(|()| match &progress {
+                Some(cb) => cb.call1(py, (f,))?.bind(py).is_truthy(),
+                None => Ok(true),
+            });
+            match outcome {
+                Ok(go_on) => go_on,
+                Err(e) => {
+                    *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    false
+                }
+            }
+        })
+    });
+    (report, raised)
+}
+
+/// Runs `load` with the GIL released and the progress callback installed in its params; the
+/// callback's exception, if any, wins over the load's own error (which is then Cancelled).
+fn load_with_progress<T: Send>(
+    py: Python<'_>,
+    options: &LoadOptions,
+    progress: Option<Py<PyAny>>,
+    load: impl FnOnce(&ModelParams) -> Result<T, Error> + Send,
+) -> PyResult<T> {
+    let (report, raised) = progress_fn(progress);
+    let params = ModelParams {
+        progress: Some(report),
+        ..options.model.clone()
+    };
+    let loaded = py.detach(|| load(&params));
+    // The callback (and the Python objects it holds) goes with the GIL held.
+    drop(params);
+    if let Some(e) = raised.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    loaded.py_err(py)
 }
 
 /// A loaded model and the sessions it keeps for reuse.
@@ -63,64 +171,20 @@ struct NativeModel {
 #[pymethods]
 impl NativeModel {
     #[new]
-    #[pyo3(signature = (path, preload, mlock, repack, threads, thread_policy, context_size, progress))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (path, options, progress))]
     fn new(
         py: Python<'_>,
         path: Option<PathBuf>,
-        preload: &str,
-        mlock: bool,
-        repack: bool,
-        threads: usize,
-        thread_policy: &str,
-        context_size: usize,
+        options: PyRef<'_, LoadOptions>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let preload = match preload {
-            "lazy" => Preload::Lazy,
-            "full" => Preload::Prefault,
-            other => {
-                return Err(invalid(
-                    py,
-                    format!("preload must be 'lazy' or 'full', not {other:?}"),
-                ))
-            }
-        };
-        let sp = session_params(py, threads, thread_policy, context_size)?;
-        // The progress callback runs Python (with the GIL) on the loading thread; an exception
-        // from it, or Ctrl-C, cancels the load and is raised afterwards.
-        let raised: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
-        let sink = raised.clone();
-        let report = Arc::new(move |f: f32| -> bool {
-            Python::attach(|py| {
-                let outcome = py.check_signals().and_then(|()| match &progress {
-                    Some(cb) => cb.call1(py, (f,))?.bind(py).is_truthy(),
-                    None => Ok(true),
-                });
-                match outcome {
-                    Ok(go_on) => go_on,
-                    Err(e) => {
-                        *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                        false
-                    }
-                }
-            })
-        });
-        let params = ModelParams {
-            progress: Some(report),
-            preload,
-            mlock,
-            repack,
-        };
-        let loaded = py.detach(|| {
-            Model::load(path.as_deref(), &params)
+        let sp = options.session.clone();
+        let pool = load_with_progress(py, &options, progress, |params| {
+            Model::load(path.as_deref(), params)
                 .and_then(|m| SessionPool::new(m, sp, MAX_IDLE_SESSIONS))
-        });
-        if let Some(e) = raised.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(e);
-        }
+        })?;
         Ok(NativeModel {
-            pool: Arc::new(loaded.py_err(py)?),
+            pool: Arc::new(pool),
         })
     }
 
@@ -180,6 +244,28 @@ impl NativeModel {
     /// The diagnostics report with this model, as JSON.
     fn diagnostics_json(&self) -> String {
         woolly_core::diagnostics::report(Some(self.pool.model())).to_string()
+    }
+
+    /// The model's memory (estimate, charges, residency, preload, RSS), as JSON.
+    fn memory_report_json(&self, py: Python<'_>) -> String {
+        let model = self.pool.model();
+        py.detach(|| model.memory_report().to_string())
+    }
+
+    /// How far a background preload got, as JSON.
+    fn preload_progress_json(&self) -> String {
+        serde_json::to_string(&self.pool.model().preload_progress()).unwrap_or_default()
+    }
+
+    /// Waits (with the GIL released) until a background preload has read every page.
+    fn wait_preloaded(&self, py: Python<'_>) {
+        let model = self.pool.model();
+        py.detach(|| model.wait_preloaded());
+    }
+
+    /// Whether the model's memory is locked (mlock asked for and allowed).
+    fn is_locked(&self) -> bool {
+        self.pool.model().is_locked()
     }
 
     /// Starts a generation on a worker thread; the returned job streams its pieces.
@@ -349,12 +435,193 @@ fn diagnostics_json() -> String {
     woolly_core::diagnostics::report(None).to_string()
 }
 
+/// Bytes of a size such as `"512MB"`, `"1.5GiB"` or `"1048576"`.
+#[pyfunction]
+fn parse_size(py: Python<'_>, text: &str) -> PyResult<u64> {
+    memory::parse_size(text).py_err(py)
+}
+
+/// What loading the model at `path` with `options` would take (from its header), as JSON.
+#[pyfunction]
+#[pyo3(signature = (path, options))]
+fn estimate_json(
+    py: Python<'_>,
+    path: Option<PathBuf>,
+    options: PyRef<'_, LoadOptions>,
+) -> PyResult<String> {
+    let params = &options.model;
+    let est = py
+        .detach(|| Model::estimate(path.as_deref(), params))
+        .py_err(py)?;
+    serde_json::to_string(&est).map_err(|e| errors::to_py(py, &Error::Internal(e.to_string())))
+}
+
+/// The machine's memory, the policy's figures and this process, as JSON.
+#[pyfunction]
+#[pyo3(signature = (memory_budget, memory_reserve, pressure_threshold))]
+fn memory_report_json(
+    py: Python<'_>,
+    memory_budget: Option<u64>,
+    memory_reserve: Option<u64>,
+    pressure_threshold: Option<f64>,
+) -> PyResult<String> {
+    let policy = memory_policy(py, memory_budget, memory_reserve, pressure_threshold)?;
+    Ok(memory::report(&policy).to_string())
+}
+
+/// Session pools this cache handed out, by model id: a live one is handed out again (so that a
+/// model's Python objects share its idle sessions), with the session params of the last load.
+struct Handed {
+    pool: Weak<SessionPool>,
+    session: SessionParams,
+}
+
+/// Models by id within one memory budget (woolly-core's `ModelCache`); the `NativeModel`s it
+/// returns hold their model, which keeps it from being evicted while they live.
+#[pyclass(frozen, module = "woolly._woolly")]
+struct NativeModelCache {
+    cache: Arc<ModelCache>,
+    handed: Mutex<HashMap<String, Handed>>,
+}
+
+impl NativeModelCache {
+    fn handed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handed>> {
+        self.handed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live pool handed out for `id` when it is on `model` (and, with `session`, was
+    /// opened with those params).
+    fn live_pool(
+        &self,
+        id: &str,
+        model: &Arc<Model>,
+        session: Option<&SessionParams>,
+    ) -> Option<Arc<SessionPool>> {
+        let handed = self.handed();
+        let h = handed.get(id)?;
+        // SessionParams has no PartialEq: its Debug form stands for its fields.
+        if session.is_some_and(|s| format!("{s:?}") != format!("{:?}", h.session)) {
+            return None;
+        }
+        h.pool.upgrade().filter(|p| Arc::ptr_eq(p.model(), model))
+    }
+
+    fn hand_out(&self, id: &str, pool: SessionPool, session: SessionParams) -> NativeModel {
+        let pool = Arc::new(pool);
+        self.handed().insert(
+            id.to_string(),
+            Handed {
+                pool: Arc::downgrade(&pool),
+                session,
+            },
+        );
+        NativeModel { pool }
+    }
+}
+
+#[pymethods]
+impl NativeModelCache {
+    #[new]
+    #[pyo3(signature = (memory_budget, memory_reserve, pressure_threshold))]
+    fn new(
+        py: Python<'_>,
+        memory_budget: Option<u64>,
+        memory_reserve: Option<u64>,
+        pressure_threshold: Option<f64>,
+    ) -> PyResult<Self> {
+        let policy = memory_policy(py, memory_budget, memory_reserve, pressure_threshold)?;
+        Ok(NativeModelCache {
+            cache: Arc::new(ModelCache::new(policy).py_err(py)?),
+            handed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The model `id`, loaded from `path` (or the default model) unless it already is; the
+    /// options' memory policy is ignored (the cache's applies).
+    #[pyo3(signature = (id, path, options, progress))]
+    fn load(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        path: Option<PathBuf>,
+        options: PyRef<'_, LoadOptions>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<NativeModel> {
+        let cache = &self.cache;
+        let model = load_with_progress(py, &options, progress, |params| {
+            cache.load(id, path.as_deref(), params)
+        })?;
+        if let Some(pool) = self.live_pool(id, &model, Some(&options.session)) {
+            return Ok(NativeModel { pool });
+        }
+        let sp = options.session.clone();
+        let pool = py
+            .detach(|| SessionPool::new(model, sp.clone(), MAX_IDLE_SESSIONS))
+            .py_err(py)?;
+        Ok(self.hand_out(id, pool, sp))
+    }
+
+    /// The model `id` when it is loaded (marked as used), else None.
+    fn get(&self, py: Python<'_>, id: &str) -> PyResult<Option<NativeModel>> {
+        let Some(model) = self.cache.get(id) else {
+            return Ok(None);
+        };
+        if let Some(pool) = self.live_pool(id, &model, None) {
+            return Ok(Some(NativeModel { pool }));
+        }
+        let sp = self
+            .handed()
+            .get(id)
+            .map(|h| h.session.clone())
+            .unwrap_or_default();
+        let pool = py
+            .detach(|| SessionPool::new(model, sp.clone(), MAX_IDLE_SESSIONS))
+            .py_err(py)?;
+        Ok(Some(self.hand_out(id, pool, sp)))
+    }
+
+    /// Removes `id`; its memory returns once no Model object holds it. Whether it was loaded.
+    fn unload(&self, py: Python<'_>, id: &str) -> bool {
+        self.handed().remove(id);
+        let cache = &self.cache;
+        py.detach(|| cache.unload(id))
+    }
+
+    /// Keeps `id` from being evicted, or lets it be again.
+    fn pin(&self, py: Python<'_>, id: &str, pinned: bool) -> PyResult<()> {
+        self.cache.pin(id, pinned).py_err(py)
+    }
+
+    /// Ids of the loaded models, most recently used first.
+    fn ids(&self) -> Vec<String> {
+        self.cache.ids()
+    }
+
+    /// The cache's memory figures and models, as JSON.
+    fn report_json(&self) -> String {
+        self.cache.report().to_string()
+    }
+
+    /// Evicts idle models while the machine is under memory pressure; the ids evicted.
+    fn relieve_pressure(&self, py: Python<'_>) -> Vec<String> {
+        let cache = &self.cache;
+        let gone = py.detach(|| cache.relieve_pressure());
+        self.handed().retain(|id, _| !gone.contains(id));
+        gone
+    }
+}
+
 #[pymodule]
 fn _woolly(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", woolly_core::VERSION)?;
     m.add_class::<NativeModel>()?;
+    m.add_class::<NativeModelCache>()?;
+    m.add_class::<LoadOptions>()?;
     m.add_class::<Job>()?;
     m.add_function(wrap_pyfunction!(hardware_json, m)?)?;
     m.add_function(wrap_pyfunction!(diagnostics_json, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_size, m)?)?;
+    m.add_function(wrap_pyfunction!(estimate_json, m)?)?;
+    m.add_function(wrap_pyfunction!(memory_report_json, m)?)?;
     Ok(())
 }

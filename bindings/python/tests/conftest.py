@@ -1,4 +1,4 @@
-"""Fixtures: the default model (loaded once) and llama.cpp's reference outputs."""
+"""Fixtures: the default model (loaded once), llama.cpp's reference outputs, the tiny models."""
 
 import json
 import os
@@ -12,6 +12,17 @@ HERE = pathlib.Path(__file__).resolve().parent
 REFERENCE = pathlib.Path(
     os.environ.get("WOOLLY_REFERENCE_DIR", HERE.parent.parent.parent.parent / "shared" / "reference")
 )
+
+
+TINY = REFERENCE / "tiny"
+
+
+def tiny_model(name="tiny-llama-spm-q4_k_m.gguf"):
+    """A tiny reference model (a few MB; real GGUF files of the supported architectures)."""
+    path = TINY / name
+    if not path.exists():
+        pytest.skip(f"{path} is missing (set WOOLLY_REFERENCE_DIR or check out shared/ beside the repo)")
+    return str(path)
 
 
 def greedy_reference(name):

@@ -6,6 +6,11 @@
 >>> for piece in model.stream("Once upon a time"):
 ...     print(piece, end="", flush=True)
 
+Memory: ``memory_budget="2GB"`` (a load option) makes a load that would not fit fail early with
+:class:`InsufficientMemoryError`; :func:`estimate` says what a model needs before loading it,
+:func:`memory_report` what the machine has, and :class:`ModelCache` keeps several models by id
+within one budget, evicting the least recently used idle one to make room.
+
 Work runs on Woolly's own threads with the GIL released: other Python threads keep running,
 several threads may generate on one model at once, ``Ctrl-C`` stops a generation promptly
 (``KeyboardInterrupt``) and leaves the model usable, and the ``a``-prefixed methods never block
@@ -21,8 +26,11 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List,
 
 from . import _woolly
 from ._errors import (
+    BusyError,
     CancelledError,
     ContextOverflowError,
+    DeadlineExceededError,
+    InsufficientMemoryError,
     InternalError,
     InvalidArgumentError,
     InvalidModelError,
@@ -39,6 +47,10 @@ __version__: str = _woolly.__version__
 
 __all__ = [
     "Model",
+    "ModelCache",
+    "load",
+    "estimate",
+    "memory_report",
     "hardware",
     "diagnostics",
     "WoollyError",
@@ -52,6 +64,9 @@ __all__ = [
     "CancelledError",
     "InvalidUtf8Error",
     "PermissionDeniedError",
+    "InsufficientMemoryError",
+    "BusyError",
+    "DeadlineExceededError",
     "InternalError",
     "__version__",
 ]
@@ -84,6 +99,62 @@ def _float(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgumentError(f"{name} must be a number, not {type(value).__name__}")
     return float(value)
+
+
+Size = Union[int, str]
+
+
+def _size(value: Any, name: str) -> Optional[int]:
+    """A byte count: None, an int, or a size string such as ``"512MB"`` or ``"1.5GiB"``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return _woolly.parse_size(value)
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"{name}: {e}") from None
+    return _int(value, name, 0, (1 << 64) - 1)
+
+
+def _threshold(value: Any) -> Optional[float]:
+    return None if value is None else _float(value, "pressure_threshold")
+
+
+def _load_options(
+    preload: str = "lazy",
+    mlock: bool = False,
+    repack: bool = True,
+    threads: int = 0,
+    thread_policy: str = "auto",
+    context_size: int = 0,
+    kv_precision: str = "f16",
+    memory_budget: Optional[Size] = None,
+    memory_reserve: Optional[Size] = None,
+    pressure_threshold: Optional[float] = None,
+):
+    """The native load options, checked (names and ranges in woolly-core)."""
+    return _woolly.LoadOptions(
+        _text(preload, "preload"),
+        bool(mlock),
+        bool(repack),
+        _int(threads, "threads", 0, 1024),
+        _text(thread_policy, "thread_policy"),
+        _int(context_size, "context_size", 0, 1 << 22),
+        _text(kv_precision, "kv_precision"),
+        _size(memory_budget, "memory_budget"),
+        _size(memory_reserve, "memory_reserve"),
+        _threshold(pressure_threshold),
+    )
+
+
+def _path(path: Any) -> Optional[str]:
+    return None if path is None else _text(os.fspath(path), "path")
+
+
+def _progress(progress: Any) -> Optional[Callable[[float], bool]]:
+    if progress is not None and not callable(progress):
+        raise InvalidArgumentError("progress must be callable")
+    return progress
 
 
 def _messages(messages: Any) -> List[tuple]:
@@ -144,14 +215,28 @@ class Model:
     ``path`` None uses ``$WOOLLY_MODEL``, then the default model that ``make model`` installs.
 
     Options:
-        preload: ``"lazy"`` (default: pages are read on first use) or ``"full"`` (read the whole
-            file during the load).
-        mlock: lock the model in memory; if the system refuses, :class:`PermissionDeniedError`.
+        preload: when the file is read: ``"lazy"`` (default; ``"none"`` too: pages are read on
+            first use), ``"sequential"`` (the kernel reads ahead in the background),
+            ``"critical"`` (the first layers during the load, the rest on use), ``"full"``
+            (every page, by a background thread after the load returns; see
+            :attr:`preload_progress`) or ``"full_blocking"`` (every page, during the load).
+        mlock: lock the model in memory; when the system refuses, a warning is logged and
+            :attr:`is_locked` is False (no error).
         repack: copy weights into faster layouts for this CPU (default True).
         threads: threads per generation (0: Woolly's policy for this machine).
         thread_policy: ``"auto"``, ``"interactive"`` (leave a core to the UI) or
             ``"background"`` (lower priority).
-        context_size: tokens of context per generation (0: the smaller of 4096 and the model's).
+        context_size: tokens of context per generation (0: the smaller of 4096 and the model's,
+            less when the memory budget has no room for it). The load checks that the model and
+            one session of this context fit.
+        kv_precision: ``"f16"`` (default, as llama.cpp) or ``"f32"`` (twice the KV memory).
+        memory_budget: the most memory this model and its sessions may take: bytes, or a size
+            such as ``"512MB"`` or ``"2GiB"`` (None: what the system has beyond the reserve).
+            A load or session that would not fit raises :class:`InsufficientMemoryError`.
+        memory_reserve: memory left to the system and other programs (bytes or a size; None:
+            25% of RAM up to 8 GiB, less on larger machines).
+        pressure_threshold: used fraction of RAM, in (0, 1], from which the machine counts as
+            under memory pressure (None: 0.85).
         progress: ``progress(fraction) -> bool`` during the load; returning False cancels it
             (:class:`CancelledError`).
     """
@@ -166,23 +251,40 @@ class Model:
         threads: int = 0,
         thread_policy: str = "auto",
         context_size: int = 0,
+        kv_precision: str = "f16",
+        memory_budget: Optional[Size] = None,
+        memory_reserve: Optional[Size] = None,
+        pressure_threshold: Optional[float] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ):
-        if path is not None:
-            path = _text(os.fspath(path), "path")
-        if progress is not None and not callable(progress):
-            raise InvalidArgumentError("progress must be callable")
-        self._native = _woolly.NativeModel(
-            path,
-            _text(preload, "preload"),
-            bool(mlock),
-            bool(repack),
-            _int(threads, "threads", 0, 1024),
-            _text(thread_policy, "thread_policy"),
-            _int(context_size, "context_size", 0, 1 << 22),
-            progress,
+        path = _path(path)
+        progress = _progress(progress)
+        options = _load_options(
+            preload=preload,
+            mlock=mlock,
+            repack=repack,
+            threads=threads,
+            thread_policy=thread_policy,
+            context_size=context_size,
+            kv_precision=kv_precision,
+            memory_budget=memory_budget,
+            memory_reserve=memory_reserve,
+            pressure_threshold=pressure_threshold,
         )
+        self._native = _woolly.NativeModel(path, options, progress)
         self._info: Optional[Dict[str, Any]] = None
+
+    @classmethod
+    def load(cls, path: Union[None, str, "os.PathLike[str]"] = None, **options: Any) -> "Model":
+        """``Model(path, **options)``."""
+        return cls(path, **options)
+
+    @classmethod
+    def _wrap(cls, native) -> "Model":
+        m = cls.__new__(cls)
+        m._native = native
+        m._info = None
+        return m
 
     def __repr__(self) -> str:
         i = self.info
@@ -308,6 +410,158 @@ class Model:
     def diagnostics(self) -> Dict[str, Any]:
         """:func:`diagnostics` with this model's facts and counters."""
         return json.loads(self._native.diagnostics_json())
+
+    # -- memory ----------------------------------------------------------------------------
+
+    def memory_report(self) -> Dict[str, Any]:
+        """This model's memory: ``estimate`` (as :func:`estimate`), ``charged_bytes``,
+        ``account_held_bytes`` (with its sessions), ``headroom_bytes``, ``budget_bytes``,
+        ``reserve_bytes``, ``available_bytes``, ``under_pressure``, ``file_bytes``,
+        ``file_resident_bytes``, ``repacked_bytes``, ``locked``, ``preload`` and
+        ``process_rss_bytes``."""
+        return json.loads(self._native.memory_report_json())
+
+    @property
+    def preload_progress(self) -> Dict[str, Any]:
+        """How far a background preload (``"full"``, ``"sequential"``) got: ``done_bytes``,
+        ``total_bytes``, ``finished``."""
+        return json.loads(self._native.preload_progress_json())
+
+    def wait_preloaded(self) -> None:
+        """Waits until a background preload has read the whole file (at once without one)."""
+        self._native.wait_preloaded()
+
+    @property
+    def is_locked(self) -> bool:
+        """Whether the model's memory is locked (``mlock=True`` and the system allowed it)."""
+        return self._native.is_locked()
+
+
+def load(path: Union[None, str, "os.PathLike[str]"] = None, **options: Any) -> Model:
+    """Loads a model: ``Model(path, **options)``."""
+    return Model(path, **options)
+
+
+class ModelCache:
+    """Models by id, loaded on demand, within one memory budget for all of them.
+
+    When a load does not fit, the least recently used model that is idle (no :class:`Model`
+    object from this cache alive, no generation running, not pinned) is evicted, then the next,
+    until it does; a model in use is never evicted, and a load that cannot fit even then raises
+    :class:`InsufficientMemoryError`. Each live :class:`Model` keeps an idle session (its KV
+    cache), which counts against the budget too.
+
+    ``memory_budget`` and ``memory_reserve`` are bytes or sizes such as ``"4GB"``;
+    ``pressure_threshold`` is as for :class:`Model`. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        memory_budget: Optional[Size] = None,
+        memory_reserve: Optional[Size] = None,
+        pressure_threshold: Optional[float] = None,
+    ):
+        self._native = _woolly.NativeModelCache(
+            _size(memory_budget, "memory_budget"),
+            _size(memory_reserve, "memory_reserve"),
+            _threshold(pressure_threshold),
+        )
+
+    def __repr__(self) -> str:
+        return f"<woolly.ModelCache {self.ids()}>"
+
+    def load(
+        self,
+        id: str,
+        path: Union[None, str, "os.PathLike[str]"] = None,
+        *,
+        preload: str = "lazy",
+        mlock: bool = False,
+        repack: bool = True,
+        threads: int = 0,
+        thread_policy: str = "auto",
+        context_size: int = 0,
+        kv_precision: str = "f16",
+        progress: Optional[Callable[[float], bool]] = None,
+    ) -> Model:
+        """The model ``id``, loaded from ``path`` (None: the default model) unless it already
+        is; the same id from another path swaps the model. Options as for :class:`Model`,
+        except the memory ones, which are the cache's."""
+        id = _text(id, "id")
+        path = _path(path)
+        progress = _progress(progress)
+        options = _load_options(
+            preload=preload,
+            mlock=mlock,
+            repack=repack,
+            threads=threads,
+            thread_policy=thread_policy,
+            context_size=context_size,
+            kv_precision=kv_precision,
+        )
+        return Model._wrap(self._native.load(id, path, options, progress))
+
+    def get(self, id: str) -> Optional[Model]:
+        """The model ``id`` when it is loaded (marking it as used), else None."""
+        native = self._native.get(_text(id, "id"))
+        return None if native is None else Model._wrap(native)
+
+    def unload(self, id: str) -> bool:
+        """Removes ``id`` from the cache (its memory returns once no Model object holds it);
+        whether it was loaded."""
+        return self._native.unload(_text(id, "id"))
+
+    def pin(self, id: str, pinned: bool = True) -> None:
+        """Keeps ``id`` from being evicted (or, with ``pinned=False``, lets it be again)."""
+        self._native.pin(_text(id, "id"), bool(pinned))
+
+    def ids(self) -> List[str]:
+        """The loaded models' ids, most recently used first."""
+        return self._native.ids()
+
+    def __contains__(self, id: object) -> bool:
+        return id in self.ids()
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    def report(self) -> Dict[str, Any]:
+        """The cache's memory (``held_bytes``, ``headroom_bytes``, ``budget_bytes``,
+        ``reserve_bytes``, ``available_bytes``, ``total_bytes``, ``under_pressure``,
+        ``evictions``) and ``models`` (``id``, ``path``, ``model_bytes``, ``in_use``,
+        ``pinned``, ``last_used``), most recently used first."""
+        return json.loads(self._native.report_json())
+
+    def relieve_pressure(self) -> List[str]:
+        """Evicts idle, unpinned models while the machine is under memory pressure; the ids
+        evicted."""
+        return self._native.relieve_pressure()
+
+
+def estimate(path: Union[None, str, "os.PathLike[str]"] = None, **options: Any) -> Dict[str, Any]:
+    """What loading the model at ``path`` (None: the default model) with these load options
+    would take, from the file's header alone: ``weights_bytes``, ``overhead_bytes`` (the model
+    part), ``kv_cache_bytes``, ``scratch_bytes`` (one session at ``context_size``),
+    ``context_size``, ``batch_size`` and ``total_bytes``."""
+    return json.loads(_woolly.estimate_json(_path(path), _load_options(**options)))
+
+
+def memory_report(
+    memory_budget: Optional[Size] = None,
+    memory_reserve: Optional[Size] = None,
+    pressure_threshold: Optional[float] = None,
+) -> Dict[str, Any]:
+    """The machine's memory as Woolly sees it under this policy: ``total_bytes``,
+    ``available_bytes``, ``reserve_bytes``, ``pressure_threshold``, ``under_pressure``,
+    ``budget_bytes``, ``headroom_bytes``, ``page_size``, ``huge_page_size``,
+    ``process_rss_bytes`` and ``process_peak_rss_bytes``."""
+    return json.loads(
+        _woolly.memory_report_json(
+            _size(memory_budget, "memory_budget"),
+            _size(memory_reserve, "memory_reserve"),
+            _threshold(pressure_threshold),
+        )
+    )
 
 
 def hardware() -> Dict[str, Any]:

@@ -2,8 +2,11 @@ import os
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Union, overload
 
 from ._errors import (
+    BusyError as BusyError,
     CancelledError as CancelledError,
     ContextOverflowError as ContextOverflowError,
+    DeadlineExceededError as DeadlineExceededError,
+    InsufficientMemoryError as InsufficientMemoryError,
     InternalError as InternalError,
     InvalidArgumentError as InvalidArgumentError,
     InvalidModelError as InvalidModelError,
@@ -20,20 +23,47 @@ __version__: str
 
 Message = Mapping[str, str]
 Stop = Union[None, str, Sequence[str]]
+Path = Union[None, str, os.PathLike[str]]
+#: Bytes, or a size such as "512MB" or "1.5GiB".
+Size = Union[int, str]
+PreloadName = Literal["lazy", "none", "sequential", "critical", "full", "full_blocking"]
+ThreadPolicy = Literal["auto", "interactive", "background"]
+KvPrecisionName = Literal["f16", "f32"]
 
 class Model:
     def __init__(
         self,
-        path: Union[None, str, os.PathLike[str]] = None,
+        path: Path = None,
         *,
-        preload: Literal["lazy", "full"] = "lazy",
+        preload: PreloadName = "lazy",
         mlock: bool = False,
         repack: bool = True,
         threads: int = 0,
-        thread_policy: Literal["auto", "interactive", "background"] = "auto",
+        thread_policy: ThreadPolicy = "auto",
         context_size: int = 0,
+        kv_precision: KvPrecisionName = "f16",
+        memory_budget: Optional[Size] = None,
+        memory_reserve: Optional[Size] = None,
+        pressure_threshold: Optional[float] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> None: ...
+    @classmethod
+    def load(
+        cls,
+        path: Path = None,
+        *,
+        preload: PreloadName = "lazy",
+        mlock: bool = False,
+        repack: bool = True,
+        threads: int = 0,
+        thread_policy: ThreadPolicy = "auto",
+        context_size: int = 0,
+        kv_precision: KvPrecisionName = "f16",
+        memory_budget: Optional[Size] = None,
+        memory_reserve: Optional[Size] = None,
+        pressure_threshold: Optional[float] = None,
+        progress: Optional[Callable[[float], bool]] = None,
+    ) -> Model: ...
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> List[int]: ...
     def detokenize(self, ids: Iterable[int]) -> str: ...
     def apply_chat_template(self, messages: Iterable[Message]) -> str: ...
@@ -83,6 +113,77 @@ class Model:
     def info(self) -> Dict[str, Any]: ...
     def metrics(self) -> Dict[str, Any]: ...
     def diagnostics(self) -> Dict[str, Any]: ...
+    def memory_report(self) -> Dict[str, Any]: ...
+    @property
+    def preload_progress(self) -> Dict[str, Any]: ...
+    def wait_preloaded(self) -> None: ...
+    @property
+    def is_locked(self) -> bool: ...
 
+def load(
+    path: Path = None,
+    *,
+    preload: PreloadName = "lazy",
+    mlock: bool = False,
+    repack: bool = True,
+    threads: int = 0,
+    thread_policy: ThreadPolicy = "auto",
+    context_size: int = 0,
+    kv_precision: KvPrecisionName = "f16",
+    memory_budget: Optional[Size] = None,
+    memory_reserve: Optional[Size] = None,
+    pressure_threshold: Optional[float] = None,
+    progress: Optional[Callable[[float], bool]] = None,
+) -> Model: ...
+
+class ModelCache:
+    def __init__(
+        self,
+        memory_budget: Optional[Size] = None,
+        memory_reserve: Optional[Size] = None,
+        pressure_threshold: Optional[float] = None,
+    ) -> None: ...
+    def load(
+        self,
+        id: str,
+        path: Path = None,
+        *,
+        preload: PreloadName = "lazy",
+        mlock: bool = False,
+        repack: bool = True,
+        threads: int = 0,
+        thread_policy: ThreadPolicy = "auto",
+        context_size: int = 0,
+        kv_precision: KvPrecisionName = "f16",
+        progress: Optional[Callable[[float], bool]] = None,
+    ) -> Model: ...
+    def get(self, id: str) -> Optional[Model]: ...
+    def unload(self, id: str) -> bool: ...
+    def pin(self, id: str, pinned: bool = True) -> None: ...
+    def ids(self) -> List[str]: ...
+    def __contains__(self, id: object) -> bool: ...
+    def __len__(self) -> int: ...
+    def report(self) -> Dict[str, Any]: ...
+    def relieve_pressure(self) -> List[str]: ...
+
+def estimate(
+    path: Path = None,
+    *,
+    preload: PreloadName = "lazy",
+    mlock: bool = False,
+    repack: bool = True,
+    threads: int = 0,
+    thread_policy: ThreadPolicy = "auto",
+    context_size: int = 0,
+    kv_precision: KvPrecisionName = "f16",
+    memory_budget: Optional[Size] = None,
+    memory_reserve: Optional[Size] = None,
+    pressure_threshold: Optional[float] = None,
+) -> Dict[str, Any]: ...
+def memory_report(
+    memory_budget: Optional[Size] = None,
+    memory_reserve: Optional[Size] = None,
+    pressure_threshold: Optional[float] = None,
+) -> Dict[str, Any]: ...
 def hardware() -> Dict[str, Any]: ...
 def diagnostics() -> Dict[str, Any]: ...

@@ -76,9 +76,34 @@ class InvalidUtf8Error(WoollyError, UnicodeError):
 
 
 class PermissionDeniedError(WoollyError, PermissionError):
-    """The system refused an operation the caller opted into (such as ``mlock``)."""
+    """The system refused an operation the caller opted into (such as a priority change)."""
 
     code, status = "WOOLLY_ERR_PERMISSION_DENIED", 12
+
+
+class InsufficientMemoryError(WoollyError, MemoryError):
+    """What was asked for does not fit in the memory Woolly may use.
+
+    ``required`` and ``available`` are the figures in bytes; ``budgeted`` says whether the
+    host's memory budget (rather than the system's free memory) was the limit.
+    """
+
+    code, status = "WOOLLY_ERR_INSUFFICIENT_MEMORY", 13
+    required: int | None = None
+    available: int | None = None
+    budgeted: bool = False
+
+
+class BusyError(WoollyError):
+    """The request queue is full; try again later."""
+
+    code, status = "WOOLLY_ERR_BUSY", 14
+
+
+class DeadlineExceededError(WoollyError, TimeoutError):
+    """The request's deadline passed before it finished."""
+
+    code, status = "WOOLLY_ERR_DEADLINE_EXCEEDED", 15
 
 
 class InternalError(WoollyError):
