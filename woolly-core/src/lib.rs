@@ -5,6 +5,7 @@
 //! ids and back.
 
 pub mod diagnostics;
+pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod gguf;

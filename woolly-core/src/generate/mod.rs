@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod kv_cache;
+pub(crate) mod output;
 mod pool;
 pub mod sampler;
 mod session;
@@ -11,6 +12,6 @@ pub use kv_cache::{KvCache, KvPrecision};
 pub use pool::{PooledSession, SessionPool};
 pub use sampler::{Sampler, SamplingParams};
 pub use session::{
-    CancelHandle, CancelToken, GenerateParams, Generation, Session, SessionParams, StopReason,
+    chat_prompt, CancelHandle, CancelToken, GenerateParams, Generation, Session, SessionParams, StopReason,
     Timings, TokenEvent,
 };

@@ -11,7 +11,7 @@ use super::kv_cache::{KvCache, KvPrecision};
 use super::sampler::{Sampler, SamplingParams};
 use crate::model::transformer::{Scratch, SeqBatch};
 use crate::model::Model;
-use crate::tokenizer::{StreamDecoder, TokenId};
+use crate::tokenizer::TokenId;
 use crate::tune::ThreadPool;
 use crate::{Error, Result};
 
@@ -110,8 +110,10 @@ pub struct Timings {
     pub generated_tokens: usize,
     pub gen_ms: f64,
     pub gen_tok_s: f64,
-    /// From the call to the first generated token.
+    /// From the call (or the submission to an engine) to the first generated token.
     pub ttft_ms: f64,
+    /// Time an engine's request waited in the queue before it started (0 for a session).
+    pub queue_ms: f64,
 }
 
 /// The result of a generation.
@@ -449,16 +451,7 @@ impl Session {
         params: &GenerateParams,
         on_token: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
-        let mut prompt = self.model.apply_chat_template(messages)?;
-        // Templates that write the BOS text themselves would otherwise get a second BOS.
-        if let Some(bos) = self.model.tokenizer().bos() {
-            if let Ok(b) = self.model.tokenizer().piece(bos, true) {
-                let b = String::from_utf8_lossy(&b).into_owned();
-                if !b.is_empty() && prompt.starts_with(&b) && params.add_special {
-                    prompt.drain(..b.len());
-                }
-            }
-        }
+        let prompt = chat_prompt(&self.model, messages, params.add_special)?;
         let p = GenerateParams {
             parse_special: true,
             ..params.clone()
@@ -495,7 +488,7 @@ impl Session {
     ) -> Result<Generation> {
         let start = Instant::now();
         self.cancel.store(false, Ordering::SeqCst);
-        let mut sampler = Sampler::new(params.sampling.clone())?;
+        Sampler::new(params.sampling.clone())?;
         if prompt_ids.is_empty() {
             return Err(Error::InvalidArgument(
                 "the prompt has no tokens (empty text for a model that adds no BOS)".into(),
@@ -537,87 +530,20 @@ impl Session {
         let prompt_ms = t_prompt.elapsed().as_secs_f64() * 1e3;
 
         let model = self.model.clone();
-        let tok = model.tokenizer();
-        let mut decoder = StreamDecoder::new(tok, false);
-        let mut text = String::new();
-        let mut emitted = 0usize; // bytes of `text` already passed to the callback
-        let max_stop = params.stop.iter().map(|s| s.len()).max().unwrap_or(0);
-        let mut generated = Vec::with_capacity(params.max_tokens);
+        let mut out = super::output::Output::new(model.tokenizer(), params)?;
         let mut ttft_ms = 0.0;
         let t_gen = Instant::now();
-        let mut stop_reason = StopReason::MaxTokens;
-
-        while generated.len() < params.max_tokens {
-            let id = sampler.sample(&mut self.logits, &self.history);
-            if generated.is_empty() {
+        while !out.is_full() {
+            let next = out.step(&mut self.logits, &self.history, &mut on_token)?;
+            if ttft_ms == 0.0 {
                 ttft_ms = start.elapsed().as_secs_f64() * 1e3;
             }
-            if !params.ignore_eos && tok.is_eog(id) {
-                stop_reason = StopReason::EndOfGeneration;
-                break;
-            }
-            generated.push(id);
-            text.push_str(&decoder.push(id)?);
-
-            // Stop strings: cut the text at the first one and emit only what precedes it.
-            let mut hit = None;
-            if max_stop > 0 {
-                let from = emitted.saturating_sub(max_stop);
-                let from = floor_char_boundary(&text, from);
-                hit = params
-                    .stop
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .filter_map(|s| text[from..].find(s.as_str()).map(|i| from + i))
-                    .min();
-            }
-            let safe_end = match hit {
-                Some(at) => at,
-                // Hold back a tail that could still become a stop string.
-                None if max_stop > 0 => {
-                    floor_char_boundary(&text, text.len().saturating_sub(max_stop - 1)).max(emitted)
-                }
-                None => text.len(),
-            };
-            let piece = &text[emitted..safe_end];
-            emitted = safe_end;
-            let keep_going = on_token(&TokenEvent {
-                id,
-                text: piece,
-                index: generated.len() - 1,
-            });
-            if hit.is_some() {
-                text.truncate(safe_end);
-                stop_reason = StopReason::StopString;
-                break;
-            }
-            if !keep_going {
-                stop_reason = StopReason::Callback;
-                break;
-            }
-            if generated.len() == params.max_tokens {
-                break;
-            }
+            let Some(id) = next else { break };
             self.eval(&[id]).inspect_err(|_| {
                 self.history.truncate(self.cache.len());
             })?;
         }
-        if stop_reason == StopReason::Callback {
-            // The caller has seen all it asked for: the result is exactly what was streamed.
-            text.truncate(emitted);
-        } else if stop_reason != StopReason::StopString {
-            text.push_str(&decoder.finish());
-            if emitted < text.len() {
-                let rest = text[emitted..].to_string();
-                if let Some(&last) = generated.last() {
-                    on_token(&TokenEvent {
-                        id: last,
-                        text: &rest,
-                        index: generated.len() - 1,
-                    });
-                }
-            }
-        }
+        out.finish(&mut on_token);
         let gen_ms = t_gen.elapsed().as_secs_f64() * 1e3;
         let n_eval = prompt_ids.len() - common;
         Ok(Generation {
@@ -627,17 +553,33 @@ impl Session {
                 cached_tokens: common,
                 prompt_ms,
                 prompt_tok_s: rate(n_eval, prompt_ms),
-                generated_tokens: generated.len(),
+                generated_tokens: out.generated.len(),
                 gen_ms,
                 // The first token comes from the prompt's logits; the rest each cost a pass.
-                gen_tok_s: rate(generated.len().saturating_sub(1), gen_ms),
+                gen_tok_s: rate(out.generated.len().saturating_sub(1), gen_ms),
                 ttft_ms,
+                queue_ms: 0.0,
             },
-            generated_ids: generated,
-            text,
-            stop_reason,
+            generated_ids: std::mem::take(&mut out.generated),
+            text: std::mem::take(&mut out.text),
+            stop_reason: out.stop_reason,
         })
     }
+}
+
+/// The prompt text for `messages` with the model's chat template, without the BOS text a
+/// template writes itself when the tokenizer adds BOS (`add_special`): it would come twice.
+pub fn chat_prompt(model: &Model, messages: &[ChatMessage], add_special: bool) -> Result<String> {
+    let mut prompt = model.apply_chat_template(messages)?;
+    if let Some(bos) = model.tokenizer().bos() {
+        if let Ok(b) = model.tokenizer().piece(bos, true) {
+            let b = String::from_utf8_lossy(&b).into_owned();
+            if !b.is_empty() && prompt.starts_with(&b) && add_special {
+                prompt.drain(..b.len());
+            }
+        }
+    }
+    Ok(prompt)
 }
 
 fn rate(n: usize, ms: f64) -> f64 {
@@ -648,12 +590,3 @@ fn rate(n: usize, ms: f64) -> f64 {
     }
 }
 
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    if i >= s.len() {
-        return s.len();
-    }
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}

@@ -1,0 +1,299 @@
+//! The engine on the default model: many threads submitting, batched outputs equal to each
+//! request run alone, priorities, deadlines, a full queue, cancellation freeing the slot, and
+//! every accepted request answered (also when the engine is dropped).
+
+mod common;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use woolly_core::engine::{Engine, EngineParams, Event, Priority, Request};
+use woolly_core::generate::{GenerateParams, SamplingParams};
+use woolly_core::model::{Model, ModelParams};
+use woolly_core::ErrorKind;
+
+fn model() -> Arc<Model> {
+    static M: OnceLock<Arc<Model>> = OnceLock::new();
+    M.get_or_init(|| Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap())
+        .clone()
+}
+
+fn engine(params: EngineParams) -> Engine {
+    Engine::new(
+        model(),
+        EngineParams {
+            threads: 2,
+            context_size: 1024,
+            ..params
+        },
+    )
+    .unwrap()
+}
+
+fn greedy(n: usize) -> GenerateParams {
+    GenerateParams {
+        max_tokens: n,
+        sampling: SamplingParams::greedy(),
+        ignore_eos: true,
+        ..Default::default()
+    }
+}
+
+const PROMPTS: [&str; 6] = [
+    "The capital of France is",
+    "Once upon a time, in a small village,",
+    "def fibonacci(n):",
+    "The three primary colors are",
+    "List the planets of the solar system: Mercury,",
+    "A recipe for pancakes needs flour, eggs and",
+];
+
+/// What each prompt gives alone on an engine (no other request running).
+fn alone(n: usize) -> Vec<Vec<u32>> {
+    static A: OnceLock<Mutex<Option<(usize, Vec<Vec<u32>>)>>> = OnceLock::new();
+    let slot = A.get_or_init(|| Mutex::new(None));
+    let mut g = slot.lock().unwrap();
+    if let Some((m, v)) = &*g {
+        if *m == n {
+            return v.clone();
+        }
+    }
+    let e = engine(EngineParams::default());
+    let v: Vec<Vec<u32>> = PROMPTS
+        .iter()
+        .map(|p| {
+            e.submit(Request::text(*p, greedy(n)))
+                .unwrap()
+                .wait()
+                .unwrap()
+                .generated_ids
+        })
+        .collect();
+    *g = Some((n, v.clone()));
+    v
+}
+
+#[test]
+fn many_threads_submitting_get_what_each_gets_alone() {
+    let want = alone(12);
+    let e = Arc::new(engine(EngineParams::default()));
+    let threads: Vec<_> = (0..PROMPTS.len() * 2)
+        .map(|i| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let p = PROMPTS[i % PROMPTS.len()];
+                let mut streamed = String::new();
+                let g = e
+                    .submit(Request::text(p, greedy(12)))
+                    .unwrap()
+                    .wait_with(|_, t| streamed.push_str(t))
+                    .unwrap();
+                assert_eq!(streamed, g.text);
+                (i % PROMPTS.len(), g.generated_ids)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (i, ids) = t.join().unwrap();
+        assert_eq!(ids, want[i], "prompt {i} changed when batched");
+    }
+    let s = e.stats();
+    assert_eq!(s.completed, 12);
+    assert!(s.mean_batch_size > 1.5, "steps were not batched: {s:?}");
+    assert!(s.decode_step_ms > 0.0);
+    // The model's metrics saw every request.
+    assert!(model().metrics().snapshot().generations >= 12);
+}
+
+#[test]
+fn a_long_prompt_is_read_in_chunks_with_the_same_answer() {
+    let prompt = "The history of the printing press is long and full of turns. ".repeat(30);
+    let run = |chunk| {
+        engine(EngineParams {
+            prefill_chunk: chunk,
+            ..Default::default()
+        })
+        .submit(Request::text(prompt.clone(), greedy(6)))
+        .unwrap()
+        .wait()
+        .unwrap()
+    };
+    let whole = run(4096);
+    let chunked = run(128);
+    assert!(whole.prompt_ids.len() > 300);
+    assert_eq!(whole.generated_ids, chunked.generated_ids);
+}
+
+/// An engine with one slot, busy with a long request.
+fn busy_engine(queue: usize) -> (Engine, woolly_core::engine::RequestHandle) {
+    let e = engine(EngineParams {
+        max_concurrent: 1,
+        queue_capacity: queue,
+        ..Default::default()
+    });
+    let long = e.submit(Request::text("Count slowly:", greedy(400))).unwrap();
+    // Wait until it runs.
+    match long.recv_timeout(Duration::from_secs(30)) {
+        Some(Event::Token { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    (e, long)
+}
+
+#[test]
+fn priorities_decide_who_starts_first() {
+    let (e, long) = busy_engine(16);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for (name, prio, latency) in [
+        ("low", Priority::Low, false),
+        ("normal", Priority::Normal, false),
+        ("normal-latency", Priority::Normal, true),
+        ("critical", Priority::Critical, false),
+        ("high", Priority::High, false),
+    ] {
+        let mut r = Request::text("Hello", greedy(2)).with_priority(prio);
+        r.latency_sensitive = latency;
+        let h = e.submit(r).unwrap();
+        let order = order.clone();
+        handles.push(std::thread::spawn(move || {
+            let g = h.wait().unwrap();
+            order.lock().unwrap().push((g.timings.queue_ms, name));
+        }));
+    }
+    long.cancel();
+    assert_eq!(long.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let mut order = order.lock().unwrap().clone();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let names: Vec<_> = order.iter().map(|x| x.1).collect();
+    assert_eq!(names, ["critical", "high", "normal-latency", "normal", "low"]);
+}
+
+#[test]
+fn an_urgent_request_gets_its_first_token_while_background_work_runs() {
+    let e = engine(EngineParams::default());
+    let lows: Vec<_> = (0..4)
+        .map(|i| {
+            e.submit(Request::text(PROMPTS[i], greedy(60)).with_priority(Priority::Low))
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let high = e
+        .submit(Request::text("The capital of France is", greedy(3)).latency_sensitive())
+        .unwrap();
+    let g = high.wait().unwrap();
+    let high_done = t.elapsed();
+    // The background requests still had most of their work left when it finished.
+    for l in lows {
+        let g_low = l.wait().unwrap();
+        assert_eq!(g_low.generated_ids.len(), 60);
+    }
+    assert_eq!(g.generated_ids, alone(3)[0]);
+    let all_done = t.elapsed();
+    assert!(high_done < all_done / 2, "{high_done:?} vs {all_done:?}");
+}
+
+#[test]
+fn deadlines_end_requests_with_an_error() {
+    // Before it starts: queued behind a long request.
+    let (e, long) = busy_engine(16);
+    let r = e
+        .submit(Request::text("Hello", greedy(4)).with_timeout(Duration::from_millis(50)))
+        .unwrap();
+    let err = r.wait().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{err}");
+    assert!(err.to_string().contains("before the request started"), "{err}");
+    long.cancel();
+    let _ = long.wait();
+    // While it runs.
+    let r = e
+        .submit(Request::text("Count:", greedy(500)).with_timeout(Duration::from_millis(300)))
+        .unwrap();
+    let mut tokens = 0;
+    let err = loop {
+        match r.recv().unwrap() {
+            Event::Token { .. } => tokens += 1,
+            Event::Done(_) => panic!("finished past its deadline"),
+            Event::Error(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{err}");
+    assert!(tokens > 0 && tokens < 500);
+    // Already past at submission: refused at once.
+    let mut past = Request::text("Hello", greedy(4));
+    past.deadline = Some(Instant::now() - Duration::from_millis(1));
+    assert_eq!(e.submit(past).err().unwrap().kind(), ErrorKind::DeadlineExceeded);
+    assert!(e.stats().deadline_exceeded >= 2);
+}
+
+#[test]
+fn a_full_queue_answers_busy() {
+    let (e, long) = busy_engine(2);
+    let a = e.submit(Request::text("Hello", greedy(2))).unwrap();
+    let b = e.submit(Request::text("Hello", greedy(2))).unwrap();
+    let err = e.submit(Request::text("Hello", greedy(2))).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+    assert_eq!(e.stats().rejected_busy, 1);
+    assert!(e.estimated_wait(Priority::Normal) > Duration::ZERO);
+    long.cancel();
+    a.wait().unwrap();
+    b.wait().unwrap();
+}
+
+#[test]
+fn cancelling_frees_the_slot_from_another_thread() {
+    let (e, long) = busy_engine(4);
+    let next = e.submit(Request::text("Hello", greedy(3))).unwrap();
+    let token = long.cancel_token();
+    std::thread::spawn(move || token.cancel()).join().unwrap();
+    assert_eq!(long.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_eq!(next.wait().unwrap().generated_ids.len(), 3);
+    // Cancelled while waiting: ends without running.
+    let (e2, long2) = busy_engine(4);
+    let queued = e2.submit(Request::text("Hello", greedy(3))).unwrap();
+    queued.cancel();
+    assert_eq!(queued.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    long2.cancel();
+    drop(e);
+}
+
+#[test]
+fn nothing_is_lost_when_the_engine_goes_away() {
+    let (e, long) = busy_engine(8);
+    let queued: Vec<_> = (0..4)
+        .map(|_| e.submit(Request::text("Hello", greedy(3))).unwrap())
+        .collect();
+    drop(e);
+    assert_eq!(long.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    for q in queued {
+        assert_eq!(q.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_at_submission() {
+    let e = engine(EngineParams::default());
+    let err = e
+        .submit(Request::text("Hello", greedy(5000)))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::ContextOverflow);
+    let mut r = Request::text("Hello", greedy(4));
+    r.params.sampling.temperature = -1.0;
+    assert_eq!(e.submit(r).err().unwrap().kind(), ErrorKind::InvalidArgument);
+    let r = Request {
+        prompt: woolly_core::engine::Prompt::Tokens(vec![u32::MAX]),
+        ..Request::text("", greedy(1))
+    };
+    assert_eq!(e.submit(r).err().unwrap().kind(), ErrorKind::InvalidArgument);
+    let chat = Request::chat(
+        vec![woolly_core::generate::ChatMessage::new("user", "Say hi")],
+        greedy(3),
+    );
+    assert_eq!(e.submit(chat).unwrap().wait().unwrap().generated_ids.len(), 3);
+}
