@@ -29,6 +29,13 @@ pub struct BenchArgs {
     /// Pin worker threads to distinct physical cores.
     #[arg(long)]
     pub pin: bool,
+    /// Serve this many concurrent requests through one engine (comma-separated list to
+    /// compare) and report aggregate generation speed and time to first token instead.
+    #[arg(long, value_delimiter = ',')]
+    pub concurrency: Vec<usize>,
+    /// Prompt tokens of each concurrent request.
+    #[arg(long, default_value_t = 32)]
+    pub concurrent_prompt: usize,
 }
 
 /// Mean and sample standard deviation.
@@ -67,6 +74,9 @@ fn bench_tokens(model: &Model, n: usize) -> Vec<TokenId> {
 pub fn run(a: BenchArgs) -> super::CliResult {
     if a.repetitions == 0 {
         return Err("--repetitions must be at least 1".into());
+    }
+    if !a.concurrency.is_empty() {
+        return run_concurrent(a);
     }
     let path = woolly_core::model::resolve_model_path(a.model.model.as_deref())?;
     let t0 = Instant::now();
@@ -169,6 +179,208 @@ pub fn run(a: BenchArgs) -> super::CliResult {
                     a.n_gen
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i]
+}
+
+/// One round: `n` requests submitted at once, each `n_prompt` tokens then `n_gen` generated.
+/// Aggregate generation speed counts the tokens generated while all of them were generating
+/// (from the last first token to the end), as llama-batched-bench times its generation phase.
+fn concurrent_round(
+    engine: &woolly_core::engine::Engine,
+    model: &Model,
+    n: usize,
+    n_prompt: usize,
+    n_gen: usize,
+) -> Result<(f64, Vec<f64>), Box<dyn std::error::Error>> {
+    use woolly_core::engine::{Event, Prompt, Request};
+    let handles = (0..n)
+        .map(|i| {
+            // Distinct prompts: the same generator shifted per request.
+            let mut ids = bench_tokens(model, n_prompt + i);
+            ids.drain(1..1 + i.min(ids.len().saturating_sub(2)));
+            engine.submit(Request {
+                prompt: Prompt::Tokens(ids),
+                ..Request::text(
+                    "",
+                    GenerateParams {
+                        max_tokens: n_gen,
+                        sampling: SamplingParams::greedy(),
+                        ignore_eos: true,
+                        ..Default::default()
+                    },
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let collectors: Vec<_> = handles
+        .into_iter()
+        .map(|h| {
+            std::thread::spawn(move || -> Result<(Vec<Instant>, f64), woolly_core::Error> {
+                let mut times = Vec::new();
+                while let Some(ev) = h.recv() {
+                    match ev {
+                        Event::Token { .. } => times.push(Instant::now()),
+                        Event::Done(g) => return Ok((times, g.timings.ttft_ms)),
+                        Event::Error(e) => return Err(e),
+                    }
+                }
+                Err(woolly_core::Error::Internal("no answer".into()))
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in collectors {
+        all.push(c.join().map_err(|_| "collector panicked")??);
+    }
+    let start = all
+        .iter()
+        .filter_map(|(t, _)| t.first().copied())
+        .max()
+        .ok_or("no tokens")?;
+    let end = all
+        .iter()
+        .filter_map(|(t, _)| t.last().copied())
+        .max()
+        .ok_or("no tokens")?;
+    let tokens = all
+        .iter()
+        .map(|(t, _)| t.iter().filter(|&&x| x > start).count())
+        .sum::<usize>();
+    let secs = (end - start).as_secs_f64();
+    let agg = if secs > 0.0 {
+        tokens as f64 / secs
+    } else {
+        0.0
+    };
+    Ok((agg, all.into_iter().map(|(_, ttft)| ttft).collect()))
+}
+
+/// `--concurrency`: aggregate generation tok/s and TTFT percentiles through one engine, then
+/// the first-token time of an urgent request arriving while the background requests run,
+/// against its time on an idle engine.
+fn run_concurrent(a: BenchArgs) -> super::CliResult {
+    use woolly_core::engine::{Engine, EngineParams, Priority, Prompt, Request};
+    let path = woolly_core::model::resolve_model_path(a.model.model.as_deref())?;
+    let model = Model::load(Some(&path), &ModelParams::default())?;
+    let threads = a.threads.first().copied().unwrap_or(0);
+    let n_gen = a.n_gen.max(2);
+    if !a.json {
+        println!(
+            "model {}, {} prompt tokens and {n_gen} generated per request, {} repetitions",
+            path.display(),
+            a.concurrent_prompt,
+            a.repetitions
+        );
+        println!("| requests | aggregate tg tok/s | TTFT p50 ms | TTFT p99 ms | urgent TTFT p99 ms | idle TTFT p99 ms |");
+        println!("|---:|---:|---:|---:|---:|---:|");
+    }
+    for &n in &a.concurrency {
+        if n == 0 {
+            return Err("--concurrency values must be at least 1".into());
+        }
+        let engine = Engine::new(
+            model.clone(),
+            EngineParams {
+                max_batch_size: n + 1,
+                max_concurrent: n + 1,
+                context_size: (a.concurrent_prompt + n + n_gen + 64).max(256),
+                threads,
+                ..Default::default()
+            },
+        )?;
+        let mut aggs = Vec::new();
+        let mut ttfts = Vec::new();
+        // One warm-up round, then the measured ones.
+        for rep in 0..=a.repetitions {
+            let (agg, t) = concurrent_round(&engine, &model, n, a.concurrent_prompt, n_gen)?;
+            if rep > 0 {
+                aggs.push(agg);
+                ttfts.extend(t);
+            }
+        }
+        // An urgent request on an idle engine, then while `n` low-priority ones generate.
+        let urgent = || Request {
+            prompt: Prompt::Tokens(bench_tokens(&model, a.concurrent_prompt)),
+            ..Request::text(
+                "",
+                GenerateParams {
+                    max_tokens: 1,
+                    sampling: SamplingParams::greedy(),
+                    ..Default::default()
+                },
+            )
+            .with_priority(Priority::High)
+            .latency_sensitive()
+        };
+        let mut idle = Vec::new();
+        let mut busy = Vec::new();
+        for _ in 0..5 * a.repetitions {
+            idle.push(engine.submit(urgent())?.wait()?.timings.ttft_ms);
+        }
+        let background: Vec<_> = (0..n)
+            .map(|i| {
+                engine.submit(Request {
+                    prompt: Prompt::Tokens(bench_tokens(&model, a.concurrent_prompt + i)),
+                    ..Request::text(
+                        "",
+                        GenerateParams {
+                            max_tokens: 100_000
+                                .min(engine.context_size() - a.concurrent_prompt - n - 8),
+                            sampling: SamplingParams::greedy(),
+                            ignore_eos: true,
+                            ..Default::default()
+                        },
+                    )
+                    .with_priority(Priority::Low)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        for i in 0..5 * a.repetitions {
+            // Arrivals spread over the background steps.
+            std::thread::sleep(std::time::Duration::from_millis(7 * (i as u64 % 5)));
+            busy.push(engine.submit(urgent())?.wait()?.timings.ttft_ms);
+        }
+        for b in &background {
+            b.cancel();
+        }
+        drop(background);
+        let (agg, _) = mean_sd(&aggs);
+        let p50 = percentile(&mut ttfts.clone(), 0.5);
+        let p99 = percentile(&mut ttfts, 0.99);
+        let urgent_p99 = percentile(&mut busy, 0.99);
+        let idle_p99 = percentile(&mut idle, 0.99);
+        let stats = engine.stats();
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "concurrency": n,
+                    "n_prompt": a.concurrent_prompt,
+                    "n_gen": n_gen,
+                    "aggregate_tg_tok_s": agg,
+                    "ttft_p50_ms": p50,
+                    "ttft_p99_ms": p99,
+                    "urgent_ttft_p99_ms": urgent_p99,
+                    "idle_ttft_p99_ms": idle_p99,
+                    "mean_batch_size": stats.mean_batch_size,
+                    "decode_step_ms": stats.decode_step_ms,
+                    "preempted_steps": stats.preempted_steps,
+                })
+            );
+        } else {
+            println!("| {n} | {agg:.1} | {p50:.0} | {p99:.0} | {urgent_p99:.0} | {idle_p99:.0} |");
         }
     }
     Ok(())

@@ -48,9 +48,12 @@ const PROMPTS: [&str; 6] = [
     "A recipe for pancakes needs flour, eggs and",
 ];
 
+/// Greedy ids of each prompt, for one `max_tokens`.
+type Outputs = (usize, Vec<Vec<u32>>);
+
 /// What each prompt gives alone on an engine (no other request running).
 fn alone(n: usize) -> Vec<Vec<u32>> {
-    static A: OnceLock<Mutex<Option<(usize, Vec<Vec<u32>>)>>> = OnceLock::new();
+    static A: OnceLock<Mutex<Option<Outputs>>> = OnceLock::new();
     let slot = A.get_or_init(|| Mutex::new(None));
     let mut g = slot.lock().unwrap();
     if let Some((m, v)) = &*g {
@@ -131,7 +134,9 @@ fn busy_engine(queue: usize) -> (Engine, woolly_core::engine::RequestHandle) {
         queue_capacity: queue,
         ..Default::default()
     });
-    let long = e.submit(Request::text("Count slowly:", greedy(400))).unwrap();
+    let long = e
+        .submit(Request::text("Count slowly:", greedy(400)))
+        .unwrap();
     // Wait until it runs.
     match long.recv_timeout(Duration::from_secs(30)) {
         Some(Event::Token { .. }) => {}
@@ -169,7 +174,10 @@ fn priorities_decide_who_starts_first() {
     let mut order = order.lock().unwrap().clone();
     order.sort_by(|a, b| a.0.total_cmp(&b.0));
     let names: Vec<_> = order.iter().map(|x| x.1).collect();
-    assert_eq!(names, ["critical", "high", "normal-latency", "normal", "low"]);
+    assert_eq!(
+        names,
+        ["critical", "high", "normal-latency", "normal", "low"]
+    );
 }
 
 #[test]
@@ -207,7 +215,10 @@ fn deadlines_end_requests_with_an_error() {
         .unwrap();
     let err = r.wait().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{err}");
-    assert!(err.to_string().contains("before the request started"), "{err}");
+    assert!(
+        err.to_string().contains("before the request started"),
+        "{err}"
+    );
     long.cancel();
     let _ = long.wait();
     // While it runs.
@@ -227,7 +238,10 @@ fn deadlines_end_requests_with_an_error() {
     // Already past at submission: refused at once.
     let mut past = Request::text("Hello", greedy(4));
     past.deadline = Some(Instant::now() - Duration::from_millis(1));
-    assert_eq!(e.submit(past).err().unwrap().kind(), ErrorKind::DeadlineExceeded);
+    assert_eq!(
+        e.submit(past).err().unwrap().kind(),
+        ErrorKind::DeadlineExceeded
+    );
     assert!(e.stats().deadline_exceeded >= 2);
 }
 
@@ -285,15 +299,24 @@ fn bad_requests_are_refused_at_submission() {
     assert_eq!(err.kind(), ErrorKind::ContextOverflow);
     let mut r = Request::text("Hello", greedy(4));
     r.params.sampling.temperature = -1.0;
-    assert_eq!(e.submit(r).err().unwrap().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        e.submit(r).err().unwrap().kind(),
+        ErrorKind::InvalidArgument
+    );
     let r = Request {
         prompt: woolly_core::engine::Prompt::Tokens(vec![u32::MAX]),
         ..Request::text("", greedy(1))
     };
-    assert_eq!(e.submit(r).err().unwrap().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        e.submit(r).err().unwrap().kind(),
+        ErrorKind::InvalidArgument
+    );
     let chat = Request::chat(
         vec![woolly_core::generate::ChatMessage::new("user", "Say hi")],
         greedy(3),
     );
-    assert_eq!(e.submit(chat).unwrap().wait().unwrap().generated_ids.len(), 3);
+    assert_eq!(
+        e.submit(chat).unwrap().wait().unwrap().generated_ids.len(),
+        3
+    );
 }

@@ -62,14 +62,19 @@ impl Priority {
     /// # Errors
     /// [`Error::InvalidArgument`] for another name.
     pub fn from_name(name: &str) -> Result<Priority> {
-        [Priority::Low, Priority::Normal, Priority::High, Priority::Critical]
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "priority must be low, normal, high or critical, not {name:?}"
-                ))
-            })
+        [
+            Priority::Low,
+            Priority::Normal,
+            Priority::High,
+            Priority::Critical,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "priority must be low, normal, high or critical, not {name:?}"
+            ))
+        })
     }
 }
 
@@ -200,7 +205,9 @@ impl EngineParams {
     fn validate(&self) -> Result<()> {
         let check = |name: &str, v: usize, max: usize| {
             if v == 0 || v > max {
-                Err(Error::InvalidArgument(format!("{name} = {v} must be in 1..={max}")))
+                Err(Error::InvalidArgument(format!(
+                    "{name} = {v} must be in 1..={max}"
+                )))
             } else {
                 Ok(())
             }
@@ -353,7 +360,9 @@ impl RequestHandle {
                 Event::Error(e) => return Err(e),
             }
         }
-        Err(Error::Internal("the engine dropped a request without an answer".into()))
+        Err(Error::Internal(
+            "the engine dropped a request without an answer".into(),
+        ))
     }
 
     /// Waits for the end.
@@ -500,14 +509,15 @@ impl Engine {
     /// As [`Engine::submit`]; then `sink` is never called.
     pub fn submit_with(&self, request: Request, sink: EventSink) -> Result<u64> {
         let prompt_ids = match &request.prompt {
-            Prompt::Text(t) => self.model.tokenize(
-                t,
-                request.params.add_special,
-                request.params.parse_special,
-            )?,
+            Prompt::Text(t) => {
+                self.model
+                    .tokenize(t, request.params.add_special, request.params.parse_special)?
+            }
             Prompt::Messages(m) => {
-                let text = crate::generate::chat_prompt(&self.model, m, request.params.add_special)?;
-                self.model.tokenize(&text, request.params.add_special, true)?
+                let text =
+                    crate::generate::chat_prompt(&self.model, m, request.params.add_special)?;
+                self.model
+                    .tokenize(&text, request.params.add_special, true)?
             }
             Prompt::Tokens(t) => t.clone(),
         };
@@ -739,7 +749,10 @@ impl Worker {
                     Some(c) => c,
                     None => {
                         let account = self.model.memory_account();
-                        if account.charge("a sequence's KV cache", self.kv_charge).is_err() {
+                        if account
+                            .charge("a sequence's KV cache", self.kv_charge)
+                            .is_err()
+                        {
                             if self.active.is_empty() {
                                 let w = q.waiting.swap_remove(best);
                                 drop(q);
@@ -810,7 +823,10 @@ impl Worker {
             if !had_waiting && !self.params.max_latency.is_zero() && !q.waiting.is_empty() {
                 // Give others a moment to share the first step.
                 let until = Instant::now() + self.params.max_latency;
-                while !q.shutdown && Instant::now() < until && q.waiting.len() < self.params.max_batch_size {
+                while !q.shutdown
+                    && Instant::now() < until
+                    && q.waiting.len() < self.params.max_batch_size
+                {
                     let left = until.saturating_duration_since(Instant::now());
                     q = self
                         .shared
@@ -924,10 +940,9 @@ impl Worker {
             )
         });
         // An urgent request still reading its prompt gets a step of its own.
-        let exclusive = self
-            .active
-            .iter()
-            .position(|a| (a.w.priority >= Priority::High || a.w.latency_sensitive) && a.prefilling());
+        let exclusive = self.active.iter().position(|a| {
+            (a.w.priority >= Priority::High || a.w.latency_sensitive) && a.prefilling()
+        });
         let mut chosen: Vec<(usize, usize)> = Vec::new(); // (index, tokens)
         let mut prompt_budget = self.params.prefill_chunk;
         match exclusive {
@@ -968,7 +983,9 @@ impl Worker {
                 if a.prefilling() {
                     a.w.prompt_ids[a.history.len()..a.history.len() + n].to_vec()
                 } else {
-                    vec![a.pending.expect("a generating sequence has a token to evaluate")]
+                    vec![a
+                        .pending
+                        .expect("a generating sequence has a token to evaluate")]
                 }
             })
             .collect();
@@ -1029,7 +1046,7 @@ impl Worker {
             Err(e) => {
                 // A failure of the pass fails the requests in it.
                 let mut idx: Vec<usize> = chosen.iter().map(|&(i, _)| i).collect();
-                idx.sort_unstable_by(|a, b| b.cmp(a));
+                idx.sort_unstable_by_key(|&i| std::cmp::Reverse(i));
                 for i in idx {
                     let a = self.active.swap_remove(i);
                     self.finish(a, Err(Error::Internal(format!("forward pass failed: {e}"))));
@@ -1079,7 +1096,7 @@ impl Worker {
                 Err(e) => done.push((i, Err(e))),
             }
         }
-        done.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        done.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
         for (i, r) in done {
             let a = self.active.swap_remove(i);
             self.finish(a, r);
@@ -1114,7 +1131,12 @@ mod tests {
     #[test]
     fn priorities_order_and_names() {
         assert!(Priority::Critical > Priority::High && Priority::Low < Priority::Normal);
-        for p in [Priority::Low, Priority::Normal, Priority::High, Priority::Critical] {
+        for p in [
+            Priority::Low,
+            Priority::Normal,
+            Priority::High,
+            Priority::Critical,
+        ] {
             assert_eq!(Priority::from_name(p.name()).unwrap(), p);
         }
         assert!(Priority::from_name("urgent").is_err());

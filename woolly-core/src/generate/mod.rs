@@ -12,6 +12,6 @@ pub use kv_cache::{KvCache, KvPrecision};
 pub use pool::{PooledSession, SessionPool};
 pub use sampler::{Sampler, SamplingParams};
 pub use session::{
-    chat_prompt, CancelHandle, CancelToken, GenerateParams, Generation, Session, SessionParams, StopReason,
-    Timings, TokenEvent,
+    chat_prompt, CancelHandle, CancelToken, GenerateParams, Generation, Session, SessionParams,
+    StopReason, Timings, TokenEvent,
 };

@@ -40,7 +40,12 @@ impl<T: Borrow<Tokenizer>> Output<T> {
         Ok(Output {
             sampler: Sampler::new(params.sampling.clone())?,
             decoder: StreamDecoder::new(tok, false),
-            stop: params.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            stop: params
+                .stop
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect(),
             max_stop: params.stop.iter().map(|s| s.len()).max().unwrap_or(0),
             max_tokens: params.max_tokens,
             ignore_eos: params.ignore_eos,

@@ -589,4 +589,3 @@ fn rate(n: usize, ms: f64) -> f64 {
         0.0
     }
 }
-

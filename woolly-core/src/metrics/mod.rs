@@ -24,6 +24,7 @@ pub struct ModelMetrics {
     generation_us: AtomicU64,
     ttft_us: AtomicU64,
     ttft_count: AtomicU64,
+    queue_us: AtomicU64,
 }
 
 /// A copy of [`ModelMetrics`] at one moment, with derived rates.
@@ -44,6 +45,9 @@ pub struct MetricsSnapshot {
     pub generation_ms: f64,
     /// Mean time to first token over the generations that produced one.
     pub mean_ttft_ms: f64,
+    /// Mean time engine requests waited before they started (0 for sessions) over all
+    /// generations.
+    pub mean_queue_ms: f64,
     /// Computed prompt tokens per second of prompt time, and generated tokens per second.
     pub prompt_tok_s: f64,
     pub generation_tok_s: f64,
@@ -65,6 +69,7 @@ impl ModelMetrics {
         self.generated_tokens
             .fetch_add(t.generated_tokens as u64, Ordering::Relaxed);
         self.prompt_us.fetch_add(us(t.prompt_ms), Ordering::Relaxed);
+        self.queue_us.fetch_add(us(t.queue_ms), Ordering::Relaxed);
         self.generation_us
             .fetch_add(us(t.gen_ms), Ordering::Relaxed);
         if t.generated_tokens > 0 {
@@ -103,6 +108,10 @@ impl ModelMetrics {
                 get(&self.ttft_us) as f64 / 1e3 / ttft_n as f64
             } else {
                 0.0
+            },
+            mean_queue_ms: match get(&self.generations) {
+                0 => 0.0,
+                n => get(&self.queue_us) as f64 / 1e3 / n as f64,
             },
             prompt_tok_s: per_s(computed, prompt_ms),
             generation_tok_s: per_s(get(&self.generated_tokens), generation_ms),

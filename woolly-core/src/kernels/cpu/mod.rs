@@ -331,17 +331,16 @@ impl PackedMatrix {
                     out_stride,
                     vnni,
                 ),
-                PackedMatrix::Q8(p) => {
-                    let mut tmp = [0f32; 8];
-                    for g in 0..count / 8 {
-                        for t in 0..ntok {
-                            p.gemv(&a[t * stride..], first_row + 8 * g, &mut tmp, vnni);
-                            for (r, &v) in tmp.iter().enumerate() {
-                                *out.add(t * out_stride + 8 * g + r) = v;
-                            }
-                        }
-                    }
-                }
+                PackedMatrix::Q8(p) => p.gemm_raw(
+                    a,
+                    stride,
+                    ntok,
+                    first_row / 8,
+                    count / 8,
+                    out,
+                    out_stride,
+                    vnni,
+                ),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

@@ -41,6 +41,61 @@ macro_rules! gemv_body {
     }};
 }
 
+/// `gemv_body` for up to four activation rows at once: each weight vector is loaded (and made
+/// unsigned) once for all of them. Per token the arithmetic is the same, in the same order, as
+/// `gemv_body`'s, so a token's result does not depend on the others in the batch.
+macro_rules! gemm4_body {
+    ($self:expr, $a:expr, $stride:expr, $ntok:expr, $first_group:expr, $groups:expr, $out:expr, $out_stride:expr, $dp:expr) => {{
+        let (this, a, stride, ntok, first_group, groups, out, out_stride) = (
+            $self,
+            $a,
+            $stride,
+            $ntok,
+            $first_group,
+            $groups,
+            $out,
+            $out_stride,
+        );
+        let nb = this.nb;
+        let q = this.quants.as_ptr();
+        let sc = this.scales.as_ptr();
+        for gi in 0..groups {
+            let g = first_group + gi;
+            let mut t = 0;
+            while t < ntok {
+                let tn = (ntok - t).min(4);
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for b in 0..nb {
+                    let base = q.add((g * nb + b) * 8);
+                    let mut isum = [_mm256_setzero_si256(); 4];
+                    for k in 0..8 {
+                        let w = _mm256_load_si256(base.add(k));
+                        let wa = _mm256_sign_epi8(w, w);
+                        for (j, s) in isum.iter_mut().enumerate().take(tn) {
+                            let ys = a.add((t + j) * stride + b * BlockQ8_0::SIZE + BlockQ8_0::QS)
+                                as *const i32;
+                            let y = _mm256_set1_epi32(ys.add(k).read_unaligned());
+                            *s = $dp(*s, wa, _mm256_sign_epi8(y, w));
+                        }
+                    }
+                    let d8 = _mm256_cvtph_ps(_mm_loadu_si128(
+                        sc.add((g * nb + b) * 8) as *const __m128i
+                    ));
+                    for (j, acc_j) in acc.iter_mut().enumerate().take(tn) {
+                        let yb = a.add((t + j) * stride + b * BlockQ8_0::SIZE);
+                        let d = _mm256_mul_ps(d8, _mm256_set1_ps(f16_at(yb)));
+                        *acc_j = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[j]), *acc_j);
+                    }
+                }
+                for (j, acc_j) in acc.iter().enumerate().take(tn) {
+                    _mm256_storeu_ps(out.add((t + j) * out_stride + gi * 8), *acc_j);
+                }
+                t += tn;
+            }
+        }
+    }};
+}
+
 /// A Q8_0 matrix in the eight-row layout.
 pub struct PackedQ8 {
     rows: usize,
@@ -145,6 +200,102 @@ impl PackedQ8 {
                 self.gemv_avx2(a.as_ptr(), first_row / 8, out);
             }
         }
+    }
+
+    /// `out[t * out_stride + i] = row(8 * first_group + i) · a_t` for `groups` groups of
+    /// eight rows and `ntok` Q8_0 activation rows `stride` bytes apart.
+    ///
+    /// # Safety
+    /// The groups lie inside the matrix, `a` holds `ntok` rows of `nb` blocks, `out` has room
+    /// for `ntok` rows of `out_stride`; the CPU has AVX2 (and AVX-512 VNNI when `vnni`).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_raw(
+        &self,
+        a: &[u8],
+        stride: usize,
+        ntok: usize,
+        first_group: usize,
+        groups: usize,
+        out: *mut f32,
+        out_stride: usize,
+        vnni: bool,
+    ) {
+        assert!((first_group + groups) * 8 <= self.rows);
+        assert!(ntok == 0 || a.len() >= (ntok - 1) * stride + self.nb * BlockQ8_0::SIZE);
+        if vnni {
+            self.gemm_vnni(
+                a.as_ptr(),
+                stride,
+                ntok,
+                first_group,
+                groups,
+                out,
+                out_stride,
+            )
+        } else {
+            self.gemm_avx2(
+                a.as_ptr(),
+                stride,
+                ntok,
+                first_group,
+                groups,
+                out,
+                out_stride,
+            )
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn gemm_vnni(
+        &self,
+        a: *const u8,
+        stride: usize,
+        ntok: usize,
+        first_group: usize,
+        groups: usize,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        gemm4_body!(
+            self,
+            a,
+            stride,
+            ntok,
+            first_group,
+            groups,
+            out,
+            out_stride,
+            |acc, x, y| { _mm256_dpbusd_epi32(acc, x, y) }
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn gemm_avx2(
+        &self,
+        a: *const u8,
+        stride: usize,
+        ntok: usize,
+        first_group: usize,
+        groups: usize,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        gemm4_body!(
+            self,
+            a,
+            stride,
+            ntok,
+            first_group,
+            groups,
+            out,
+            out_stride,
+            |acc, x, y| {
+                _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones))
+            }
+        )
     }
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
