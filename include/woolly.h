@@ -142,10 +142,31 @@ typedef enum {
   WOOLLY_STOP_CALLBACK = 4,
 } woolly_stop_reason;
 
+// How urgent a request is.
+typedef enum {
+  WOOLLY_PRIORITY_LOW = 0,
+  WOOLLY_PRIORITY_NORMAL = 1,
+  WOOLLY_PRIORITY_HIGH = 2,
+  WOOLLY_PRIORITY_CRITICAL = 3,
+} woolly_priority;
+
+// What an event reports.
+typedef enum {
+  // A generated token: `token`, and `text`/`text_len` (the text it made final, maybe empty).
+  WOOLLY_EVENT_TOKEN = 0,
+  // The request finished: `result`.
+  WOOLLY_EVENT_DONE = 1,
+  // The request failed, was cancelled or expired: `status` and `message`.
+  WOOLLY_EVENT_ERROR = 2,
+} woolly_event_kind;
+
 // Models by id within one memory policy (opaque). Thread-safe: any call from any thread.
 // When a load would exceed the budget, the least recently used model that no handle or
 // session holds (and that is not pinned) is evicted first; a model in use never is.
 typedef struct woolly_cache woolly_cache;
+
+// One model serving many requests (opaque). Thread-safe: submit and cancel from any thread.
+typedef struct woolly_engine woolly_engine;
 
 // A loaded model (opaque). Immutable: any number of threads and sessions may use one model at
 // once.
@@ -275,7 +296,61 @@ typedef struct {
   // Prompt and generation speed, tokens per second.
   double prompt_tok_s;
   double generation_tok_s;
+  // Milliseconds an engine request waited before it started (0 for sessions).
+  double queue_ms;
 } woolly_result;
+
+// How an engine runs. Start from [`woolly_engine_default_params`]; 0 in a field means its
+// default.
+typedef struct {
+  // Most sequences in one step (16).
+  uint32_t max_batch_size;
+  // Most requests running at once, each with a KV cache of `context_size` (16).
+  uint32_t max_concurrent;
+  // Most requests waiting; beyond it submissions fail with `WOOLLY_ERR_BUSY` (256).
+  uint32_t queue_capacity;
+  // Prompt tokens read per step (256).
+  uint32_t prefill_chunk;
+  // When idle, how long a new request may wait for others to share its first step (0).
+  uint32_t max_latency_ms;
+  // Context of each sequence (the smaller of 4096 and the model's).
+  uint32_t context_size;
+  woolly_kv_precision kv_precision;
+  // Threads, the engine's own included (Woolly's policy for batched work).
+  uint32_t n_threads;
+} woolly_engine_params;
+
+// How to run one request. Start from [`woolly_request_default_params`].
+typedef struct {
+  // What to generate (`generate.chat` renders the prompt as one user message).
+  woolly_generate_params generate;
+  woolly_priority priority;
+  // Someone waits for the first token: ahead of its priority's others, and urgent.
+  bool latency_sensitive;
+  // The request fails with `WOOLLY_ERR_DEADLINE_EXCEEDED` unless it finishes within this
+  // many milliseconds of its submission (0: no deadline).
+  uint32_t timeout_ms;
+} woolly_request_params;
+
+// One event of a request, valid only during the callback (copy what you keep).
+typedef struct {
+  woolly_event_kind kind;
+  uint64_t request_id;
+  int32_t token;
+  // Not NUL-terminated; `text_len` bytes of UTF-8.
+  const char *text;
+  size_t text_len;
+  // `WOOLLY_OK`, or the failure of an ERROR event.
+  woolly_status status;
+  // NUL-terminated message of an ERROR event ("" otherwise).
+  const char *message;
+  // The figures of a DONE event.
+  woolly_result result;
+} woolly_event;
+
+// Receives a request's events: tokens, then exactly one DONE or ERROR. Called on the engine's
+// thread (never the submitting one); keep it short, and do not free the engine from it.
+typedef void (*woolly_event_callback)(const woolly_event *event, void *user_data);
 
 // What a model needs in memory, estimated from its file's header (see [`woolly_model_estimate`]).
 typedef struct {
@@ -507,6 +582,81 @@ woolly_status woolly_session_reset(const woolly_session *session);
 // # Safety
 // `session` is NULL or a live handle.
 void woolly_abort(const woolly_session *session);
+
+// The defaults (all zero: see each field).
+woolly_engine_params woolly_engine_default_params(void);
+
+// Defaults: `woolly_generate_default_params()`, Normal priority, no deadline.
+woolly_request_params woolly_request_default_params(void);
+
+// Starts an engine on `model` into `*out_engine` (NULL on failure). The engine keeps the
+// model alive; free it with [`woolly_engine_free`].
+//
+// # Safety
+// `model` a live handle; `out_engine` writable.
+woolly_status woolly_engine_create(const woolly_model *model,
+                                   woolly_engine_params params,
+                                   woolly_engine **out_engine);
+
+// Stops an engine (NULL is allowed): every request still waiting or running ends with an
+// ERROR event (`WOOLLY_ERR_CANCELLED`) before this returns. Not from an event callback.
+//
+// # Safety
+// `engine` NULL or a handle from [`woolly_engine_create`] not freed before.
+void woolly_engine_free(woolly_engine *engine);
+
+// Submits `prompt` with `params`; its events go to `callback` (may be NULL) with
+// `user_data`, on the engine's thread; `*out_id` (may be NULL) gets its id for
+// [`woolly_engine_cancel`]. Fails at once, and never calls `callback`, with `WOOLLY_ERR_BUSY`
+// (queue full), `WOOLLY_ERR_DEADLINE_EXCEEDED`, `WOOLLY_ERR_CONTEXT_OVERFLOW` or an argument
+// error; otherwise exactly one DONE or ERROR event ends the request.
+//
+// # Safety
+// `engine` a live handle; `prompt` a NUL-terminated string; `user_data` valid until the last
+// event; `out_id` NULL or writable.
+woolly_status woolly_engine_submit(const woolly_engine *engine,
+                                   const char *prompt,
+                                   woolly_request_params params,
+                                   woolly_event_callback callback,
+                                   void *user_data,
+                                   uint64_t *out_id);
+
+// Cancels request `id` (from any thread): it ends with an ERROR event
+// (`WOOLLY_ERR_CANCELLED`) within a step, and its slot goes to the next request. No effect
+// (still `WOOLLY_OK`) when it already ended.
+//
+// # Safety
+// `engine` a live handle.
+woolly_status woolly_engine_cancel(const woolly_engine *engine, uint64_t id);
+
+// Submits `prompt` and waits for its end, streaming tokens to `on_token` (may be NULL; its
+// return value is ignored: cancel with [`woolly_engine_cancel`] and the id written to
+// `*out_id` (may be NULL) as soon as the request is queued). `*out_result` (may be NULL) gets
+// the figures. Returns the request's status (`WOOLLY_ERR_CANCELLED`,
+// `WOOLLY_ERR_DEADLINE_EXCEEDED`, `WOOLLY_ERR_BUSY`, ...).
+//
+// # Safety
+// As [`woolly_engine_submit`]; `out_result` NULL or writable. `on_token` runs on the engine's
+// thread.
+woolly_status woolly_engine_generate(const woolly_engine *engine,
+                                     const char *prompt,
+                                     woolly_request_params params,
+                                     woolly_token_callback on_token,
+                                     void *user_data,
+                                     uint64_t *out_id,
+                                     woolly_result *out_result);
+
+// The engine's counters (submitted, completed, failed, cancelled, deadline_exceeded,
+// rejected_busy, steps, preempted_steps, mean_batch_size, queued, active, decode_step_ms,
+// mean_queue_ms, mean_ttft_ms) and `estimated_wait_ms` for a Normal request, as JSON, written
+// like `woolly_detokenize` writes text.
+//
+// # Safety
+// `engine` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_engine_stats_json(const woolly_engine *engine,
+                                       char *buf,
+                                       size_t capacity,
+                                       size_t *len);
 
 // Estimates what loading `path` (NULL: the default model) with `params` takes, from the
 // file's header alone, into `*out`.

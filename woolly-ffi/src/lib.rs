@@ -80,34 +80,40 @@ pub enum woolly_status {
 }
 use woolly_status::*;
 
+mod engine;
 mod memory;
+pub use engine::*;
 pub use memory::*;
 
 /// A failure on its way out: a status and a message for `woolly_last_error`.
 struct Failure(woolly_status, String);
 
+/// The C status of an error kind.
+fn status_of(kind: ErrorKind) -> woolly_status {
+    match kind {
+        ErrorKind::InvalidArgument => WOOLLY_ERR_INVALID_ARGUMENT,
+        ErrorKind::Io => WOOLLY_ERR_IO,
+        ErrorKind::InvalidModel => WOOLLY_ERR_INVALID_MODEL,
+        ErrorKind::Unsupported => WOOLLY_ERR_UNSUPPORTED,
+        ErrorKind::ModelNotFound => WOOLLY_ERR_MODEL_NOT_FOUND,
+        ErrorKind::Tokenizer => WOOLLY_ERR_TOKENIZER,
+        ErrorKind::ContextOverflow => WOOLLY_ERR_CONTEXT_OVERFLOW,
+        ErrorKind::Cancelled => WOOLLY_ERR_CANCELLED,
+        ErrorKind::Internal => WOOLLY_ERR_INTERNAL,
+        ErrorKind::PermissionDenied => WOOLLY_ERR_PERMISSION_DENIED,
+        ErrorKind::InsufficientMemory => WOOLLY_ERR_INSUFFICIENT_MEMORY,
+        ErrorKind::Busy => WOOLLY_ERR_BUSY,
+        ErrorKind::DeadlineExceeded => WOOLLY_ERR_DEADLINE_EXCEEDED,
+    }
+}
+
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        let status = match e.kind() {
-            ErrorKind::InvalidArgument => WOOLLY_ERR_INVALID_ARGUMENT,
-            ErrorKind::Io => WOOLLY_ERR_IO,
-            ErrorKind::InvalidModel => WOOLLY_ERR_INVALID_MODEL,
-            ErrorKind::Unsupported => WOOLLY_ERR_UNSUPPORTED,
-            ErrorKind::ModelNotFound => WOOLLY_ERR_MODEL_NOT_FOUND,
-            ErrorKind::Tokenizer => WOOLLY_ERR_TOKENIZER,
-            ErrorKind::ContextOverflow => WOOLLY_ERR_CONTEXT_OVERFLOW,
-            ErrorKind::Cancelled => WOOLLY_ERR_CANCELLED,
-            ErrorKind::Internal => WOOLLY_ERR_INTERNAL,
-            ErrorKind::PermissionDenied => WOOLLY_ERR_PERMISSION_DENIED,
-            ErrorKind::InsufficientMemory => WOOLLY_ERR_INSUFFICIENT_MEMORY,
-            ErrorKind::Busy => WOOLLY_ERR_BUSY,
-            ErrorKind::DeadlineExceeded => WOOLLY_ERR_DEADLINE_EXCEEDED,
-        };
         if let Some(d) = e.details() {
             let get = |k: &str| d[k].as_u64().unwrap_or(0);
             PENDING_MEMORY.with(|m| m.set(Some((get("required"), get("available")))));
         }
-        Failure(status, e.to_string())
+        Failure(status_of(e.kind()), e.to_string())
     }
 }
 
@@ -813,6 +819,8 @@ pub struct woolly_result {
     /// Prompt and generation speed, tokens per second.
     pub prompt_tok_s: f64,
     pub generation_tok_s: f64,
+    /// Milliseconds an engine request waited before it started (0 for sessions).
+    pub queue_ms: f64,
 }
 
 impl woolly_result {
@@ -827,6 +835,7 @@ impl woolly_result {
             ttft_ms: 0.0,
             prompt_tok_s: 0.0,
             generation_tok_s: 0.0,
+            queue_ms: 0.0,
         }
     }
 
@@ -847,6 +856,7 @@ impl woolly_result {
             ttft_ms: t.ttft_ms,
             prompt_tok_s: t.prompt_tok_s,
             generation_tok_s: t.gen_tok_s,
+            queue_ms: t.queue_ms,
         }
     }
 }
