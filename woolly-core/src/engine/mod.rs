@@ -820,9 +820,13 @@ impl Worker {
                 .wait_timeout(q, timeout)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
-            if !had_waiting && !self.params.max_latency.is_zero() && !q.waiting.is_empty() {
+            let latency = self
+                .params
+                .max_latency
+                .max(crate::tune::power::manager().knobs().batch_latency);
+            if !had_waiting && !latency.is_zero() && !q.waiting.is_empty() {
                 // Give others a moment to share the first step.
-                let until = Instant::now() + self.params.max_latency;
+                let until = Instant::now() + latency;
                 while !q.shutdown
                     && Instant::now() < until
                     && q.waiting.len() < self.params.max_batch_size
@@ -943,6 +947,9 @@ impl Worker {
         let exclusive = self.active.iter().position(|a| {
             (a.w.priority >= Priority::High || a.w.latency_sensitive) && a.prefilling()
         });
+        // The power profile may ask for smaller batches (never larger than configured).
+        let knobs = crate::tune::power::manager().knobs();
+        let max_batch = self.params.max_batch_size.min(knobs.max_batch_size.max(1));
         let mut chosen: Vec<(usize, usize)> = Vec::new(); // (index, tokens)
         let mut prompt_budget = self.params.prefill_chunk;
         match exclusive {
@@ -952,7 +959,7 @@ impl Worker {
             }
             None => {
                 for (i, a) in self.active.iter().enumerate() {
-                    if chosen.len() == self.params.max_batch_size {
+                    if chosen.len() == max_batch {
                         break;
                     }
                     if a.prefilling() {
@@ -1011,7 +1018,8 @@ impl Worker {
         let cancelled = move || {
             shared.preempt.load(Ordering::Relaxed) || cancels.iter().any(CancelToken::is_cancelled)
         };
-        self.pool.set_active(self.pool.size());
+        let power = crate::tune::power::manager();
+        self.pool.set_active(power.threads(self.pool.size()));
         let t0 = Instant::now();
         let result = {
             // Split borrows: each chosen sequence's cache, in `chosen` order.
@@ -1056,6 +1064,10 @@ impl Worker {
             Ok(()) => {}
         }
         self.record_step(elapsed, chosen.len(), n_tokens, n_prompt);
+        if n_prompt == 0 && !knobs.decode_pause.is_zero() {
+            // A lower duty cycle on battery or in PowerSaver.
+            std::thread::sleep(knobs.decode_pause);
+        }
 
         // Advance each chosen sequence; sample those that got logits.
         let n_vocab = self.model.hparams().n_vocab;

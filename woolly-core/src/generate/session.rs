@@ -382,11 +382,19 @@ impl Session {
     /// Runs the model over `tokens` appended to the cache and leaves the last token's logits in
     /// `self.logits`.
     fn eval(&mut self, tokens: &[TokenId]) -> Result<()> {
-        self.pool.set_active(if tokens.len() > 1 {
+        // The power profile and the thermal cap may lower the threads (never raise them).
+        let power = crate::tune::power::manager();
+        self.pool.set_active(power.threads(if tokens.len() > 1 {
             self.prompt_threads
         } else {
             self.gen_threads
-        });
+        }));
+        if tokens.len() == 1 {
+            let pause = power.knobs().decode_pause;
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
         let cancel = self.cancel.clone();
         let token = self.request_cancel.clone();
         let cancelled = move || {

@@ -3,6 +3,7 @@
 pub mod hardware;
 pub mod memory;
 pub mod pool;
+pub mod power;
 pub mod process;
 pub mod threads;
 
