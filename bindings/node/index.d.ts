@@ -205,7 +205,10 @@ export interface Timings {
   generatedTokens: number;
   genMs: number;
   genTokS: number;
+  /** From the call (or the submission to an engine) to the first generated token. */
   ttftMs: number;
+  /** How long an engine's request waited before it started (0 for Model's generations). */
+  queueMs: number;
 }
 
 export interface GenerationResult {
@@ -290,6 +293,78 @@ export declare class Model {
    * ModelCache becomes idle (evictable) once every Model object on it is closed.
    */
   close(): void;
+  readonly closed: boolean;
+}
+
+export type Priority = 'low' | 'normal' | 'high' | 'critical';
+
+export interface EngineOptions {
+  /** Most requests in one step (default 16). */
+  maxBatchSize?: number;
+  /** Most requests running at once, each with a KV cache of contextSize (default 16). */
+  maxConcurrent?: number;
+  /** Most requests waiting to start; beyond it submissions reject with WOOLLY_ERR_BUSY (default 256). */
+  queueCapacity?: number;
+  /** Prompt tokens read per step, so that a long prompt does not stall the others (default 256). */
+  prefillChunk?: number;
+  /** When idle, how long a new request may wait for others to share its first step (default 0). */
+  maxLatencyMs?: number;
+  /** Context of each request in tokens (default 0: the model's default). */
+  contextSize?: number;
+  kvPrecision?: 'f16' | 'f32';
+  /** Threads of the engine (default 0: Woolly's policy for batched work). */
+  threads?: number;
+}
+
+export interface StreamRequestOptions extends GenerateOptions {
+  /** Default 'normal'. */
+  priority?: Priority;
+  /** Someone waits for the first token: ahead of others of its priority, and urgent. */
+  latencySensitive?: boolean;
+  /** The request rejects with WOOLLY_ERR_DEADLINE_EXCEEDED unless it finishes within this. */
+  timeoutMs?: number;
+}
+
+export interface SubmitOptions extends StreamRequestOptions {
+  /** Each piece of text as it is generated (a throw cancels the request and rejects with it). */
+  onToken?: (text: string, token: { id: number; index: number }) => void;
+}
+
+/** An engine's counters and state (snake_case, as in every front end). */
+export interface EngineStats {
+  submitted: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  deadline_exceeded: number;
+  rejected_busy: number;
+  steps: number;
+  preempted_steps: number;
+  mean_batch_size: number;
+  queued: number;
+  active: number;
+  decode_step_ms: number;
+  prefill_token_ms: number;
+  mean_queue_ms: number;
+  mean_ttft_ms: number;
+}
+
+/**
+ * One model serving many requests at once (continuous batching on a worker thread of its own).
+ * Requests start by priority, then latency sensitivity, then size, then arrival.
+ */
+export declare class Engine {
+  constructor(model: Model, options?: EngineOptions);
+  /** Rejects at once with WOOLLY_ERR_BUSY when the queue is full. */
+  submit(input: string | ChatMessage[], options?: SubmitOptions): Promise<GenerationResult>;
+  generate(input: string | ChatMessage[], options?: SubmitOptions): Promise<string>;
+  stream(input: string | ChatMessage[], options?: StreamRequestOptions): TokenStream;
+  stats(): EngineStats;
+  /** Milliseconds a request of this priority submitted now would wait to start (an estimate). */
+  estimatedWait(priority?: Priority): number;
+  readonly contextSize: number;
+  /** Every request still waiting or running rejects with WOOLLY_ERR_CANCELLED; resolves once they have. */
+  close(): Promise<void>;
   readonly closed: boolean;
 }
 

@@ -1,7 +1,8 @@
 'use strict';
 // Woolly for Node.js and Electron. The native addon (woolly.node, built by `npm install`) does the
 // work on its own threads; this file is the public API: promises, AbortSignal, the async iterator
-// of `stream()`, option checks and errors with a `code`.
+// of `stream()`, option checks and errors with a `code`. An Engine serves many requests on one
+// model at once (continuous batching on its own worker thread).
 
 const path = require('node:path');
 
@@ -446,6 +447,9 @@ function toResult(ev) {
 
 // ---- the API -----------------------------------------------------------------------------------
 
+/** Each Model's native model, for the Engine built on it. */
+const nativeModels = new WeakMap();
+
 class Model {
   #native;
 
@@ -455,6 +459,7 @@ class Model {
       throw invalid('use `await Model.load(path, options)` to create a Model');
     }
     this.#native = nativeModel;
+    nativeModels.set(this, nativeModel);
   }
 
   /**
@@ -590,6 +595,143 @@ class Model {
   }
 }
 
+const PRIORITIES = ['low', 'normal', 'high', 'critical'];
+
+const engineSchema = {
+  maxBatchSize: checks.int(1, 1024),
+  maxConcurrent: checks.int(1, 4096),
+  queueCapacity: checks.int(1, 1 << 20),
+  prefillChunk: checks.int(1, 1 << 16),
+  maxLatencyMs: checks.num((x) => x >= 0 && x <= 10000, 'in [0, 10000]'),
+  contextSize: checks.int(0, 1 << 22),
+  kvPrecision: checks.oneOf(['f16', 'f32']),
+  threads: checks.int(0, 1024),
+};
+
+const streamSchema = {
+  ...generateSchema,
+  priority: checks.oneOf(PRIORITIES),
+  latencySensitive: checks.bool,
+  timeoutMs: checks.num((x) => x >= 0, '>= 0'),
+};
+
+const submitSchema = { ...streamSchema, onToken: checks.fn };
+
+function checkInput(input) {
+  return Array.isArray(input) ? checkMessages(input) : checkPrompt(input);
+}
+
+/**
+ * One model serving many requests at once: continuous batching on a worker thread of its own
+ * (each step is one forward pass over every running request; requests join and leave between
+ * steps). Waiting requests start by priority, then latency sensitivity, then size, then
+ * arrival; an urgent one (`high`, `critical` or `latencySensitive`) gets its first token about
+ * as fast as on an idle engine. Nothing runs on the JS thread: events come back through
+ * thread-safe callbacks.
+ */
+class Engine {
+  #native;
+
+  /**
+   * An engine on `model`'s weights. Options: `maxBatchSize` (16), `maxConcurrent` (16),
+   * `queueCapacity` (256), `prefillChunk` (256), `maxLatencyMs` (0), `contextSize` (0 = the
+   * model's default), `kvPrecision` ('f16'), `threads` (0 = Woolly's policy).
+   */
+  constructor(model, options) {
+    if (!(model instanceof Model)) throw invalid(`model must be a Model, got ${describe(model)}`);
+    const o = checkOptions('options', options, engineSchema);
+    this.#native = callNative(() => new native.NativeEngine(nativeModels.get(model), o));
+  }
+
+  #start(input, options, schema, stream) {
+    const { signal, onToken, priority, latencySensitive, timeoutMs, ...gen } = checkOptions('options', options, schema);
+    const request = {};
+    if (priority !== undefined) request.priority = priority;
+    if (latencySensitive !== undefined) request.latencySensitive = latencySensitive;
+    if (timeoutMs !== undefined) request.timeoutMs = timeoutMs;
+    const chat = Array.isArray(input);
+    // The callback holds the engine: it lives as long as its requests.
+    const start = (cb) =>
+      this.#native.submit(chat ? undefined : input, chat ? input : undefined, gen, request, stream || !!onToken, (ev) =>
+        cb.call(this, ev),
+      );
+    return { start, signal, onToken };
+  }
+
+  /**
+   * Submits a request for a prompt (a string) or messages ([{ role, content }], with the
+   * model's chat template) and resolves with the whole generation ({ text, promptIds,
+   * generatedIds, stopReason, timings }; `timings.queueMs` is how long it waited to start).
+   * Options: the generation options, `priority` ('low' | 'normal' | 'high' | 'critical'),
+   * `latencySensitive`, `timeoutMs` (rejects with WOOLLY_ERR_DEADLINE_EXCEEDED unless finished
+   * by then), `signal` (AbortSignal) and `onToken(text, { id, index })`. Rejects at once with
+   * WOOLLY_ERR_BUSY when the queue is full.
+   */
+  async submit(input, options) {
+    const { start, signal, onToken } = this.#start(checkInput(input), options, submitSchema, false);
+    const onEvent = onToken
+      ? (ev) => {
+          if (ev.kind === 'token') onToken(ev.text, { id: ev.id, index: ev.index });
+        }
+      : undefined;
+    return toResult(await runTask(start, { signal, onEvent }).promise);
+  }
+
+  /** The generated text of a request (options as for submit). */
+  async generate(input, options) {
+    return (await this.submit(input, options)).text;
+  }
+
+  /** A request's text piece by piece: `for await (const piece of engine.stream(prompt))`. */
+  stream(input, options) {
+    try {
+      const { start, signal } = this.#start(checkInput(input), options, streamSchema, true);
+      return new TokenStream(start, signal);
+    } catch (e) {
+      return new TokenStream(() => {
+        throw e;
+      });
+    }
+  }
+
+  /**
+   * Counters (`submitted`, `completed`, `failed`, `cancelled`, `deadline_exceeded`,
+   * `rejected_busy`, `steps`, `preempted_steps`, `mean_batch_size`), the state now (`queued`,
+   * `active`) and smoothed figures (`decode_step_ms`, `prefill_token_ms`, `mean_queue_ms`,
+   * `mean_ttft_ms`); snake_case, as in every front end.
+   */
+  stats() {
+    return callNative(() => this.#native.stats());
+  }
+
+  /** Milliseconds a request of `priority` submitted now would wait to start (an estimate). */
+  estimatedWait(priority = 'normal') {
+    checks.oneOf(PRIORITIES)('priority', priority);
+    return callNative(() => this.#native.estimatedWait(priority));
+  }
+
+  /** Tokens of context of each request. */
+  get contextSize() {
+    return callNative(() => this.#native.contextSize);
+  }
+
+  /**
+   * Stops the engine off the JS thread: every request still waiting or running rejects with
+   * WOOLLY_ERR_CANCELLED. Resolves once they all have; later calls resolve at once, other
+   * methods throw.
+   */
+  async close() {
+    await runTask((cb) => {
+      this.#native.close(cb);
+      return null;
+    }).promise;
+  }
+
+  get closed() {
+    return this.#native.closed;
+  }
+}
+
 /** Load options without the memory policy (a ModelCache has its own). */
 const cacheLoadSchema = Object.fromEntries(Object.entries(loadSchema).filter(([k]) => !(k in memorySchema)));
 
@@ -708,6 +850,7 @@ function diagnostics(model) {
 module.exports = {
   Model,
   ModelCache,
+  Engine,
   estimate,
   memoryReport,
   WoollyError,

@@ -21,13 +21,17 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 use serde_json::{json, Value};
+use woolly_core::engine::{Engine, Event as EngineEvent, Priority, Prompt, Request};
 use woolly_core::generate::{
     CancelToken, ChatMessage, GenerateParams, Generation, SessionParams, SessionPool, StopReason,
 };
 use woolly_core::model::{Model, ModelCache, ModelParams, ProgressFn};
 
 use error::{js_error, to_event, to_js};
-use options::{chat_messages, GenerateOptions, LoadOptions, MemoryOptions, Message};
+use options::{
+    chat_messages, EngineOptions, GenerateOptions, LoadOptions, MemoryOptions, Message,
+    RequestOptions,
+};
 
 /// A JavaScript callback that receives one event object, callable from any thread.
 type EventFn = ThreadsafeFunction<Value, Unknown<'static>, Value, Status, false>;
@@ -130,6 +134,7 @@ fn done_event(g: &Generation) -> Value {
             "genMs": t.gen_ms,
             "genTokS": t.gen_tok_s,
             "ttftMs": t.ttft_ms,
+            "queueMs": t.queue_ms,
         },
     })
 }
@@ -462,6 +467,171 @@ impl NativeModel {
     #[napi(getter)]
     pub fn loaded_state(&self) -> bool {
         self.loaded().is_ok()
+    }
+}
+
+/// A model's engine (woolly-core's `Engine`: continuous batching on its own worker thread).
+/// Each request's events go from that thread to its callback through a thread-safe function:
+/// `token` (when `stream`), then `done` or `error`, as for `NativeModel.generate`.
+#[napi]
+pub struct NativeEngine {
+    /// None once closed.
+    engine: Mutex<Option<Arc<Engine>>>,
+}
+
+impl NativeEngine {
+    fn engine(&self) -> napi::Result<Arc<Engine>> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| js_error("WOOLLY_ERR_INVALID_ARGUMENT", "the engine is closed"))
+    }
+
+    fn take(&self) -> Option<Arc<Engine>> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Drops an engine off the JavaScript thread (the drop joins its worker, which first ends every
+/// request), then runs `then`.
+fn drop_engine<F: FnOnce() + Send + 'static>(engine: Option<Arc<Engine>>, then: F) {
+    type Job<F> = Mutex<Option<(Option<Arc<Engine>>, F)>>;
+    fn run<F: FnOnce()>(job: &Job<F>) {
+        if let Some((engine, then)) = job.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            drop(engine);
+            then();
+        }
+    }
+    let job: Arc<Job<F>> = Arc::new(Mutex::new(Some((engine, then))));
+    let theirs = job.clone();
+    let spawned = std::thread::Builder::new()
+        .name("woolly-engine-close".into())
+        .spawn(move || run(&theirs));
+    if spawned.is_err() {
+        // No thread (the system is out of them): here, then.
+        run(&job);
+    }
+}
+
+#[napi]
+impl NativeEngine {
+    /// An engine on `model`'s weights (its sessions are not used). Starting one is quick: its
+    /// threads start, its scratch is charged to the model's memory budget.
+    #[napi(constructor)]
+    pub fn new(model: &NativeModel, options: Option<EngineOptions>) -> napi::Result<Self> {
+        let params = options
+            .unwrap_or_default()
+            .params()
+            .map_err(|e| to_js(&e))?;
+        let model = model.loaded()?.pool.model().clone();
+        let engine = Engine::new(model, params).map_err(|e| to_js(&e))?;
+        Ok(NativeEngine {
+            engine: Mutex::new(Some(Arc::new(engine))),
+        })
+    }
+
+    /// Submits a request for `prompt` or `messages`. Throws at once (nothing queued) when the
+    /// queue is full, the deadline has passed or the request is bad; the returned task cancels
+    /// it.
+    #[napi]
+    pub fn submit(
+        &self,
+        prompt: Option<String>,
+        messages: Option<Vec<Message>>,
+        options: Option<GenerateOptions>,
+        request: Option<RequestOptions>,
+        stream: bool,
+        on_event: EventFn,
+    ) -> napi::Result<NativeTask> {
+        let engine = self.engine()?;
+        let request_options = request.unwrap_or_default();
+        let mut params = options
+            .unwrap_or_default()
+            .params()
+            .map_err(|e| to_js(&e))?;
+        let token = CancelToken::new();
+        params.cancel = Some(token.clone());
+        let prompt = match (prompt, messages) {
+            (Some(p), None) => Prompt::Text(p),
+            (None, Some(m)) if !m.is_empty() => Prompt::Messages(chat_messages(m)),
+            _ => {
+                return Err(js_error(
+                    "WOOLLY_ERR_INVALID_ARGUMENT",
+                    "invalid argument: give a prompt or non-empty messages",
+                ))
+            }
+        };
+        let request = Request {
+            prompt,
+            params,
+            priority: request_options.priority().map_err(|e| to_js(&e))?,
+            latency_sensitive: request_options.latency_sensitive.unwrap_or(false),
+            deadline: request_options.deadline().map_err(|e| to_js(&e))?,
+        };
+        // On the engine's thread; the callback (and so the thread-safe function, which keeps
+        // Node's loop alive) goes with the sink after the last event.
+        let sink = Box::new(move |ev: EngineEvent| match ev {
+            EngineEvent::Token { id, text, index } => {
+                if stream && !text.is_empty() {
+                    send(
+                        &on_event,
+                        json!({ "kind": "token", "text": text, "id": id, "index": index }),
+                    );
+                }
+            }
+            EngineEvent::Done(g) => send(&on_event, done_event(&g)),
+            EngineEvent::Error(e) => send(&on_event, to_event(&e)),
+        });
+        engine.submit_with(request, sink).map_err(|e| to_js(&e))?;
+        Ok(NativeTask { token })
+    }
+
+    /// Counters and the state now (woolly-core's `EngineStats`, snake_case as in every front
+    /// end).
+    #[napi]
+    pub fn stats(&self) -> napi::Result<Value> {
+        serde_json::to_value(self.engine()?.stats()).map_err(|e| js_error("WOOLLY_ERR_INTERNAL", e))
+    }
+
+    /// Milliseconds a request of `priority` submitted now would wait to start (an estimate).
+    #[napi]
+    pub fn estimated_wait(&self, priority: Option<String>) -> napi::Result<f64> {
+        let p =
+            Priority::from_name(priority.as_deref().unwrap_or("normal")).map_err(|e| to_js(&e))?;
+        Ok(self.engine()?.estimated_wait(p).as_secs_f64() * 1e3)
+    }
+
+    /// Tokens of context of each request.
+    #[napi(getter)]
+    pub fn context_size(&self) -> napi::Result<u32> {
+        Ok(self.engine()?.context_size() as u32)
+    }
+
+    /// Stops the engine on a new thread: every request still waiting or running ends with a
+    /// `WOOLLY_ERR_CANCELLED` error event; then `done` (also when it was closed already).
+    #[napi]
+    pub fn close(&self, on_event: EventFn) {
+        let engine = self.take();
+        drop_engine(engine, move || send(&on_event, json!({ "kind": "done" })));
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+}
+
+impl Drop for NativeEngine {
+    /// Garbage collected without close(): the requests still there are cancelled the same way,
+    /// off the JavaScript thread.
+    fn drop(&mut self) {
+        if let Some(engine) = self.take() {
+            drop_engine(Some(engine), || {});
+        }
     }
 }
 

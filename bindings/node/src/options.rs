@@ -1,8 +1,11 @@
 //! JavaScript option bags (already type-checked by `index.js`) turned into Woolly's parameters.
 //! Ranges are checked here and by woolly-core, so calling the native module directly is safe too.
 
+use std::time::{Duration, Instant};
+
 use napi::bindgen_prelude::Either;
 use napi_derive::napi;
+use woolly_core::engine::{EngineParams, Priority};
 use woolly_core::generate::{
     ChatMessage, GenerateParams, KvPrecision, SamplingParams, SessionParams,
 };
@@ -216,4 +219,82 @@ pub fn chat_messages(messages: Vec<Message>) -> Vec<ChatMessage> {
         .into_iter()
         .map(|m| ChatMessage::new(m.role, m.content))
         .collect()
+}
+
+/// Options of `new Engine(model, options)`.
+#[napi(object)]
+#[derive(Default)]
+pub struct EngineOptions {
+    /// Most requests in one step (16).
+    pub max_batch_size: Option<u32>,
+    /// Most requests running at once, each with a KV cache of `contextSize` (16).
+    pub max_concurrent: Option<u32>,
+    /// Most requests waiting to start; beyond it a submission rejects with WOOLLY_ERR_BUSY (256).
+    pub queue_capacity: Option<u32>,
+    /// Prompt tokens read per step (256).
+    pub prefill_chunk: Option<u32>,
+    /// When idle, how long a new request may wait for others to share its first step (0).
+    pub max_latency_ms: Option<f64>,
+    /// Context of each request in tokens (0 = the model's default).
+    pub context_size: Option<u32>,
+    /// `f16` (default) or `f32`.
+    pub kv_precision: Option<String>,
+    /// Threads of the engine (0 = Woolly's policy for batched work).
+    pub threads: Option<u32>,
+}
+
+/// A duration of `ms` milliseconds (finite, not negative).
+fn millis(name: &str, ms: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
+        Error::InvalidArgument(format!("{name} must be a finite number >= 0, got {ms}"))
+    })
+}
+
+impl EngineOptions {
+    pub fn params(&self) -> Result<EngineParams> {
+        let d = EngineParams::default();
+        let or = |v: Option<u32>, d: usize| v.map_or(d, |x| x as usize);
+        Ok(EngineParams {
+            max_batch_size: or(self.max_batch_size, d.max_batch_size),
+            max_concurrent: or(self.max_concurrent, d.max_concurrent),
+            queue_capacity: or(self.queue_capacity, d.queue_capacity),
+            prefill_chunk: or(self.prefill_chunk, d.prefill_chunk),
+            max_latency: match self.max_latency_ms {
+                Some(ms) => millis("maxLatencyMs", ms)?,
+                None => d.max_latency,
+            },
+            context_size: or(self.context_size, d.context_size),
+            kv_precision: match &self.kv_precision {
+                Some(name) => KvPrecision::from_name(name)?,
+                None => d.kv_precision,
+            },
+            threads: or(self.threads, d.threads),
+        })
+    }
+}
+
+/// How an engine treats one request (the generation options travel separately).
+#[napi(object)]
+#[derive(Default)]
+pub struct RequestOptions {
+    /// `low`, `normal` (default), `high` or `critical`.
+    pub priority: Option<String>,
+    /// Someone waits for the first token: ahead of others of its priority, and urgent.
+    pub latency_sensitive: Option<bool>,
+    /// The request rejects with WOOLLY_ERR_DEADLINE_EXCEEDED unless it finishes within this.
+    pub timeout_ms: Option<f64>,
+}
+
+impl RequestOptions {
+    pub fn priority(&self) -> Result<Priority> {
+        Priority::from_name(self.priority.as_deref().unwrap_or("normal"))
+    }
+
+    /// The deadline, from now (one too far to represent is none).
+    pub fn deadline(&self) -> Result<Option<Instant>> {
+        match self.timeout_ms {
+            None => Ok(None),
+            Some(ms) => Ok(Instant::now().checked_add(millis("timeoutMs", ms)?)),
+        }
+    }
 }

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
+use woolly_core::engine::{Engine, EngineParams, Event as EngineEvent, Priority, Prompt, Request};
 use woolly_core::generate::{
     CancelToken, ChatMessage, GenerateParams, Generation, KvPrecision, SamplingParams,
     SessionParams, SessionPool,
@@ -290,36 +291,61 @@ impl NativeModel {
         stop: Vec<String>,
         ignore_eos: bool,
     ) -> PyResult<Job> {
-        let sampling = SamplingParams {
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repetition_penalty: repeat_penalty,
-            frequency_penalty,
-            presence_penalty,
-            penalty_last_n,
-            seed,
-            ..Default::default()
-        };
-        // Bad parameters fail here, in the caller's thread, before anything starts.
-        sampling.validate().py_err(py)?;
-        let params = GenerateParams {
+        let params = generate_params(
+            py,
             max_tokens,
-            sampling,
+            SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repetition_penalty: repeat_penalty,
+                frequency_penalty,
+                presence_penalty,
+                penalty_last_n,
+                seed,
+                ..Default::default()
+            },
             stop,
             ignore_eos,
-            ..Default::default()
-        };
-        let input = match (prompt, messages) {
-            (Some(p), None) => Input::Text(p),
-            (None, Some(m)) if !m.is_empty() => {
-                Input::Chat(m.into_iter().map(|(r, c)| ChatMessage::new(r, c)).collect())
-            }
-            (None, Some(_)) => return Err(invalid(py, "messages is empty".into())),
-            _ => return Err(invalid(py, "give a prompt or messages, not both".into())),
-        };
+        )?;
+        let input = input(py, prompt, messages)?;
         Ok(Job::spawn(self.pool.clone(), input, params))
+    }
+}
+
+/// Generation params from Python's options; bad ones fail here, in the caller's thread, before
+/// anything starts.
+fn generate_params(
+    py: Python<'_>,
+    max_tokens: usize,
+    sampling: SamplingParams,
+    stop: Vec<String>,
+    ignore_eos: bool,
+) -> PyResult<GenerateParams> {
+    sampling.validate().py_err(py)?;
+    Ok(GenerateParams {
+        max_tokens,
+        sampling,
+        stop,
+        ignore_eos,
+        ..Default::default()
+    })
+}
+
+/// A prompt or a conversation (exactly one of them).
+fn input(
+    py: Python<'_>,
+    prompt: Option<String>,
+    messages: Option<Vec<(String, String)>>,
+) -> PyResult<Input> {
+    match (prompt, messages) {
+        (Some(p), None) => Ok(Input::Text(p)),
+        (None, Some(m)) if !m.is_empty() => Ok(Input::Chat(
+            m.into_iter().map(|(r, c)| ChatMessage::new(r, c)).collect(),
+        )),
+        (None, Some(_)) => Err(invalid(py, "messages is empty".into())),
+        _ => Err(invalid(py, "give a prompt or messages, not both".into())),
     }
 }
 
@@ -420,6 +446,192 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+/// A model's engine (continuous batching, woolly-core's `Engine`): requests from any thread
+/// share its forward passes. Its requests are `Job`s, as the model's generations are: their
+/// events come through a channel (the engine's worker thread never takes the GIL).
+#[pyclass(frozen, module = "woolly._woolly")]
+struct NativeEngine {
+    /// None once closed.
+    engine: Mutex<Option<Arc<Engine>>>,
+}
+
+impl NativeEngine {
+    fn engine(&self, py: Python<'_>) -> PyResult<Arc<Engine>> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| invalid(py, "the engine is closed".into()))
+    }
+}
+
+/// A duration of `value` units of `unit` seconds (finite, not negative), named `name` in the
+/// error.
+fn duration(py: Python<'_>, name: &str, value: f64, unit: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value * unit).map_err(|_| {
+        invalid(
+            py,
+            format!("{name} must be a finite number >= 0, not {value}"),
+        )
+    })
+}
+
+#[pymethods]
+impl NativeEngine {
+    #[new]
+    #[pyo3(signature = (model, max_batch_size, max_concurrent, queue_capacity, prefill_chunk,
+        max_latency_ms, context_size, kv_precision, threads))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: PyRef<'_, NativeModel>,
+        max_batch_size: usize,
+        max_concurrent: usize,
+        queue_capacity: usize,
+        prefill_chunk: usize,
+        max_latency_ms: f64,
+        context_size: usize,
+        kv_precision: &str,
+        threads: usize,
+    ) -> PyResult<Self> {
+        let params = EngineParams {
+            max_batch_size,
+            max_concurrent,
+            queue_capacity,
+            prefill_chunk,
+            max_latency: duration(py, "max_latency_ms", max_latency_ms, 1e-3)?,
+            context_size,
+            kv_precision: KvPrecision::from_name(kv_precision).py_err(py)?,
+            threads,
+        };
+        let model = model.pool.model().clone();
+        let engine = py.detach(|| Engine::new(model, params)).py_err(py)?;
+        Ok(NativeEngine {
+            engine: Mutex::new(Some(Arc::new(engine))),
+        })
+    }
+
+    /// Submits a request; returns its id and the job that streams its pieces. Fails at once
+    /// (nothing queued) when the queue is full, the deadline has passed, or the request is bad.
+    #[pyo3(signature = (prompt, messages, priority, latency_sensitive, deadline_s, max_tokens,
+        temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty,
+        penalty_last_n, seed, stop, ignore_eos))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        prompt: Option<String>,
+        messages: Option<Vec<(String, String)>>,
+        priority: &str,
+        latency_sensitive: bool,
+        deadline_s: Option<f64>,
+        max_tokens: usize,
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+        min_p: f32,
+        repeat_penalty: f32,
+        frequency_penalty: f32,
+        presence_penalty: f32,
+        penalty_last_n: usize,
+        seed: Option<u64>,
+        stop: Vec<String>,
+        ignore_eos: bool,
+    ) -> PyResult<(u64, Job)> {
+        let mut params = generate_params(
+            py,
+            max_tokens,
+            SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repetition_penalty: repeat_penalty,
+                frequency_penalty,
+                presence_penalty,
+                penalty_last_n,
+                seed,
+                ..Default::default()
+            },
+            stop,
+            ignore_eos,
+        )?;
+        let prompt = match input(py, prompt, messages)? {
+            Input::Text(t) => Prompt::Text(t),
+            Input::Chat(m) => Prompt::Messages(m),
+        };
+        let priority = Priority::from_name(priority).py_err(py)?;
+        // A deadline too far to represent is no deadline.
+        let deadline = match deadline_s {
+            Some(s) => Instant::now().checked_add(duration(py, "deadline_s", s, 1.0)?),
+            None => None,
+        };
+        let cancel = CancelToken::new();
+        params.cancel = Some(cancel.clone());
+        let request = Request {
+            prompt,
+            params,
+            priority,
+            latency_sensitive,
+            deadline,
+        };
+        let engine = self.engine(py)?;
+        let (tx, rx) = channel();
+        // On the engine's thread: pieces and the end go to the job's channel (a send fails
+        // only once the job is gone, which has cancelled the request).
+        let sink = Box::new(move |ev: EngineEvent| {
+            let _ = match ev {
+                EngineEvent::Token { text, .. } if text.is_empty() => Ok(()),
+                EngineEvent::Token { text, .. } => tx.send(Event::Piece(text)),
+                EngineEvent::Done(g) => tx.send(Event::Done(Ok(g))),
+                EngineEvent::Error(e) => tx.send(Event::Done(Err(e))),
+            };
+        });
+        // Tokenizing (and a chat template) runs here, without the GIL.
+        let id = py.detach(|| engine.submit_with(request, sink)).py_err(py)?;
+        Ok((
+            id,
+            Job {
+                events: Mutex::new(rx),
+                cancel,
+            },
+        ))
+    }
+
+    /// The engine's counters and state, as JSON.
+    fn stats_json(&self, py: Python<'_>) -> PyResult<String> {
+        let stats = self.engine(py)?.stats();
+        serde_json::to_string(&stats)
+            .map_err(|e| errors::to_py(py, &Error::Internal(e.to_string())))
+    }
+
+    /// Seconds a request of `priority` submitted now would wait to start (an estimate).
+    fn estimated_wait(&self, py: Python<'_>, priority: &str) -> PyResult<f64> {
+        let priority = Priority::from_name(priority).py_err(py)?;
+        Ok(self.engine(py)?.estimated_wait(priority).as_secs_f64())
+    }
+
+    /// Tokens of context of each request.
+    fn context_size(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.engine(py)?.context_size())
+    }
+
+    /// Stops the engine (with the GIL released): every request still waiting or running ends
+    /// with CancelledError. Later calls do nothing.
+    fn close(&self, py: Python<'_>) {
+        let engine = self.engine.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // The last holder drops it: it joins the worker, which answers every request first.
+        py.detach(move || drop(engine));
+    }
+
+    fn is_closed(&self) -> bool {
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 }
 
@@ -618,6 +830,7 @@ fn _woolly(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeModelCache>()?;
     m.add_class::<LoadOptions>()?;
     m.add_class::<Job>()?;
+    m.add_class::<NativeEngine>()?;
     m.add_function(wrap_pyfunction!(hardware_json, m)?)?;
     m.add_function(wrap_pyfunction!(diagnostics_json, m)?)?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;

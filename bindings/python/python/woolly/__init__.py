@@ -15,6 +15,13 @@ Work runs on Woolly's own threads with the GIL released: other Python threads ke
 several threads may generate on one model at once, ``Ctrl-C`` stops a generation promptly
 (``KeyboardInterrupt``) and leaves the model usable, and the ``a``-prefixed methods never block
 an asyncio event loop.
+
+Serving many requests at once: :class:`Engine` batches the requests of every thread (and
+asyncio task) into shared forward passes, admitting them by priority:
+
+>>> with woolly.Engine(model, max_concurrent=8) as engine:
+...     req = engine.submit("Hello", priority="high", deadline_s=5, max_tokens=16)
+...     print(req.result()["text"])
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
+import time
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _woolly
@@ -48,6 +57,8 @@ __version__: str = _woolly.__version__
 __all__ = [
     "Model",
     "ModelCache",
+    "Engine",
+    "Request",
     "load",
     "estimate",
     "memory_report",
@@ -536,6 +547,290 @@ class ModelCache:
         """Evicts idle, unpinned models while the machine is under memory pressure; the ids
         evicted."""
         return self._native.relieve_pressure()
+
+
+PRIORITIES = ("low", "normal", "high", "critical")
+
+
+def _priority(value: Any) -> str:
+    if value not in PRIORITIES:
+        raise InvalidArgumentError(f"priority must be one of {', '.join(PRIORITIES)}, not {value!r}")
+    return value
+
+
+class Engine:
+    """One model serving many requests at once (continuous batching).
+
+    A worker thread runs decode steps, each one forward pass over every running request; new
+    requests join between steps and finished ones leave at once. Waiting requests start by
+    ``priority`` (``"low"``, ``"normal"``, ``"high"``, ``"critical"``), then
+    ``latency_sensitive``, then size, then arrival; an urgent one (high, critical or
+    latency-sensitive) gets its first token about as fast as on an idle engine. Thread-safe:
+    submit from any thread or asyncio task.
+
+    Options:
+        max_batch_size: most requests in one step (16).
+        max_concurrent: most requests running at once, each with a KV cache of
+            ``context_size`` (16).
+        queue_capacity: most requests waiting to start; beyond it :meth:`submit` raises
+            :class:`BusyError` (256).
+        prefill_chunk: prompt tokens read per step, so that a long prompt does not stall the
+            others (256).
+        max_latency_ms: when idle, how long a new request may wait for others to share its
+            first step (0: start at once).
+        context_size: tokens of context per request (0: the model's default).
+        kv_precision: ``"f16"`` or ``"f32"``.
+        threads: threads of the engine (0: Woolly's policy for batched work).
+
+    :meth:`close` (or leaving a ``with`` block) ends every request still waiting or running
+    with :class:`CancelledError`.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_batch_size: int = 16,
+        max_concurrent: int = 16,
+        queue_capacity: int = 256,
+        prefill_chunk: int = 256,
+        max_latency_ms: float = 0,
+        context_size: int = 0,
+        kv_precision: str = "f16",
+        threads: int = 0,
+    ):
+        if not isinstance(model, Model):
+            raise InvalidArgumentError(f"model must be a woolly.Model, not {type(model).__name__}")
+        self._native = _woolly.NativeEngine(
+            model._native,
+            _int(max_batch_size, "max_batch_size", 1, 1024),
+            _int(max_concurrent, "max_concurrent", 1, 4096),
+            _int(queue_capacity, "queue_capacity", 1, 1 << 20),
+            _int(prefill_chunk, "prefill_chunk", 1, 1 << 16),
+            _float(max_latency_ms, "max_latency_ms"),
+            _int(context_size, "context_size", 0, 1 << 22),
+            _text(kv_precision, "kv_precision"),
+            _int(threads, "threads", 0, 1024),
+        )
+        self.model = model
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<woolly.Engine closed>"
+        s = self.stats()
+        return f"<woolly.Engine active={s['active']} queued={s['queued']}>"
+
+    def submit(
+        self,
+        prompt_or_messages: Union[str, Iterable[Message]],
+        *,
+        priority: str = "normal",
+        latency_sensitive: bool = False,
+        deadline_s: Optional[float] = None,
+        **options: Any,
+    ) -> "Request":
+        """Queues a request for a prompt (a str) or a conversation (``[{"role": ...,
+        "content": ...}]``, rendered with the model's chat template) and returns its
+        :class:`Request` at once.
+
+        ``deadline_s``: seconds from now by which the request must have finished, else it
+        ends with :class:`DeadlineExceededError`. The generation options are those of
+        :meth:`Model.stream`.
+
+        Raises at once, queueing nothing: :class:`BusyError` when the queue is full,
+        :class:`DeadlineExceededError` when the deadline is already past (0),
+        :class:`ContextOverflowError`, :class:`InvalidArgumentError`, tokenizer errors.
+        """
+        if isinstance(prompt_or_messages, str):
+            prompt, messages = _text(prompt_or_messages, "prompt"), None
+        else:
+            prompt, messages = None, _messages(prompt_or_messages)
+        deadline = None if deadline_s is None else _float(deadline_s, "deadline_s")
+        opts = _Options(**options).args
+        id, job = self._native.submit(
+            prompt,
+            messages,
+            _priority(priority),
+            bool(latency_sensitive),
+            deadline,
+            **opts,
+        )
+        return Request(self, job, id)
+
+    def generate(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> str:
+        """Submits a request and returns its text (arguments as for :meth:`submit`)."""
+        return self.submit(prompt_or_messages, **kwargs).result()["text"]
+
+    def generate_details(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> Dict[str, Any]:
+        """Submits a request and returns its result (see :meth:`Request.result`)."""
+        return self.submit(prompt_or_messages, **kwargs).result()
+
+    async def agenerate(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> str:
+        """:meth:`generate` for asyncio."""
+        return (await self.submit(prompt_or_messages, **kwargs))["text"]
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters (``submitted``, ``completed``, ``failed``, ``cancelled``,
+        ``deadline_exceeded``, ``rejected_busy``, ``steps``, ``preempted_steps``,
+        ``mean_batch_size``), the state now (``queued``, ``active``) and smoothed figures
+        (``decode_step_ms``, ``prefill_token_ms``, ``mean_queue_ms``, ``mean_ttft_ms``)."""
+        return json.loads(self._native.stats_json())
+
+    def estimated_wait(self, priority: str = "normal") -> float:
+        """Seconds a request of ``priority`` submitted now would wait to start (an estimate
+        from the measured step times and the work ahead of it)."""
+        return self._native.estimated_wait(_priority(priority))
+
+    @property
+    def context_size(self) -> int:
+        """Tokens of context of each request."""
+        return self._native.context_size()
+
+    def close(self) -> None:
+        """Stops the engine: every request still waiting or running ends with
+        :class:`CancelledError`. Later calls do nothing; other methods raise
+        :class:`InvalidArgumentError`."""
+        self._native.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._native.is_closed()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Request:
+    """A request submitted to an :class:`Engine` (made by :meth:`Engine.submit`).
+
+    Its text comes as it is generated: iterate it (``for piece in req``, or ``async for`` in
+    asyncio); :meth:`result` (or ``await req``) waits for the end and returns the generation.
+    Each piece goes to one reader: what one loop took, another does not see; the result is
+    there for every caller. Leaving a loop over it early, Ctrl-C in a wait, cancelling the
+    asyncio task that awaits it, or dropping the object cancels the request.
+    """
+
+    def __init__(self, engine: Engine, job: Any, id: int):
+        self._engine = engine  # the engine lives as long as its requests
+        self._job = job
+        self._lock = threading.Lock()
+        self._result: Optional[Dict[str, Any]] = None
+        self._error: Optional[BaseException] = None
+        self._done = False
+        self.id: int = id
+        """The request's id (unique within its engine)."""
+
+    def __repr__(self) -> str:
+        state = "done" if self._done else "pending"
+        return f"<woolly.Request {self.id} {state}>"
+
+    def _next(self, timeout: float):
+        """The next event: ``(0, None)`` nothing within ``timeout``, ``(1, piece)``, or
+        ``(2, None)`` at the end (the outcome is then in ``_result`` or ``_error``)."""
+        with self._lock:
+            if not self._done:
+                try:
+                    kind, value = self._job.poll(timeout)
+                except WoollyError as e:
+                    self._error, self._done = e, True
+                else:
+                    if kind == 1:
+                        return 1, value
+                    if kind == 0:
+                        return 0, None
+                    if kind == 2:
+                        self._result = json.loads(value)
+                    self._done = True
+            return 2, None
+
+    def _outcome(self) -> Dict[str, Any]:
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            # Its end was read by a wait that Ctrl-C interrupted at that very moment.
+            self._error = CancelledError("cancelled: the request was interrupted", "WOOLLY_ERR_CANCELLED", 9)
+            raise self._error
+        return dict(self._result)
+
+    def _stop(self) -> None:
+        """Cancels the request and waits (briefly: within a step) for its end."""
+        self._job.cancel()
+        while self._next(_POLL_S)[0] != 2:
+            pass
+
+    def cancel(self) -> None:
+        """Cancels the request (from any thread): it ends with :class:`CancelledError` within a
+        step, and its slot goes to the next request. Harmless once it has finished."""
+        self._job.cancel()
+
+    def done(self) -> bool:
+        """Whether the request's end has been read (by :meth:`result`, a loop, or an await)."""
+        return self._done
+
+    def result(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Waits for the end (with the GIL released) and returns the generation: ``text``,
+        ``prompt_ids``, ``generated_ids``, ``stop_reason`` and ``timings`` (with ``queue_ms``,
+        the wait before it started, and ``ttft_ms``, from submission to the first token).
+        Raises the request's error (:class:`CancelledError`, :class:`DeadlineExceededError`,
+        ...); :class:`TimeoutError` when ``timeout`` seconds pass first (the request goes on).
+        Ctrl-C cancels the request."""
+        until = None if timeout is None else time.monotonic() + _float(timeout, "timeout")
+        try:
+            while True:
+                wait = _POLL_S if until is None else min(_POLL_S, max(0.0, until - time.monotonic()))
+                if self._next(wait)[0] == 2:
+                    return self._outcome()
+                if until is not None and time.monotonic() >= until:
+                    raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
+        except KeyboardInterrupt:
+            self._stop()
+            raise
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            while True:
+                kind, value = self._next(_POLL_S)
+                if kind == 1:
+                    yield value
+                elif kind == 2:
+                    self._outcome()  # raises the request's error
+                    return
+        except (KeyboardInterrupt, GeneratorExit):
+            self._stop()
+            raise
+
+    # -- asyncio ---------------------------------------------------------------------------
+
+    async def _aresult(self) -> Dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        try:
+            while (await loop.run_in_executor(None, self._next, 0.25))[0] != 2:
+                pass
+        except BaseException:
+            self._job.cancel()
+            raise
+        return self._outcome()
+
+    def __await__(self):
+        """``await req``: :meth:`result` for asyncio; cancelling the task cancels the request."""
+        return self._aresult().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                kind, value = await loop.run_in_executor(None, self._next, 0.25)
+                if kind == 1:
+                    yield value
+                elif kind == 2:
+                    self._outcome()
+                    return
+        except BaseException:
+            self._job.cancel()
+            raise
 
 
 def estimate(path: Union[None, str, "os.PathLike[str]"] = None, **options: Any) -> Dict[str, Any]:

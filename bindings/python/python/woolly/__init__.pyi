@@ -1,5 +1,5 @@
 import os
-from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Union, overload
+from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, TypedDict, Union, overload
 
 from ._errors import (
     BusyError as BusyError,
@@ -29,6 +29,8 @@ Size = Union[int, str]
 PreloadName = Literal["lazy", "none", "sequential", "critical", "full", "full_blocking"]
 ThreadPolicy = Literal["auto", "interactive", "background"]
 KvPrecisionName = Literal["f16", "f32"]
+PriorityName = Literal["low", "normal", "high", "critical"]
+PRIORITIES: tuple[str, ...]
 
 class Model:
     def __init__(
@@ -165,6 +167,101 @@ class ModelCache:
     def __len__(self) -> int: ...
     def report(self) -> Dict[str, Any]: ...
     def relieve_pressure(self) -> List[str]: ...
+
+class Timings(TypedDict):
+    prompt_tokens: int
+    cached_tokens: int
+    prompt_ms: float
+    prompt_tok_s: float
+    generated_tokens: int
+    gen_ms: float
+    gen_tok_s: float
+    #: From the call (or the submission to an engine) to the first generated token.
+    ttft_ms: float
+    #: How long an engine's request waited before it started (0 for Model's generations).
+    queue_ms: float
+
+class GenerationResult(TypedDict):
+    text: str
+    prompt_ids: List[int]
+    generated_ids: List[int]
+    #: "MaxTokens", "EndOfGeneration", "StopString" or "Callback".
+    stop_reason: str
+    timings: Timings
+
+class EngineStats(TypedDict):
+    submitted: int
+    completed: int
+    failed: int
+    cancelled: int
+    deadline_exceeded: int
+    rejected_busy: int
+    steps: int
+    preempted_steps: int
+    mean_batch_size: float
+    queued: int
+    active: int
+    decode_step_ms: float
+    prefill_token_ms: float
+    mean_queue_ms: float
+    mean_ttft_ms: float
+
+class Engine:
+    model: Model
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_batch_size: int = 16,
+        max_concurrent: int = 16,
+        queue_capacity: int = 256,
+        prefill_chunk: int = 256,
+        max_latency_ms: float = 0,
+        context_size: int = 0,
+        kv_precision: KvPrecisionName = "f16",
+        threads: int = 0,
+    ) -> None: ...
+    def submit(
+        self,
+        prompt_or_messages: Union[str, Iterable[Message]],
+        *,
+        priority: PriorityName = "normal",
+        latency_sensitive: bool = False,
+        deadline_s: Optional[float] = None,
+        max_tokens: int = 256,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+        seed: Optional[int] = None,
+        stop: Stop = None,
+        ignore_eos: bool = False,
+    ) -> Request: ...
+    def generate(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> str: ...
+    def generate_details(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> GenerationResult: ...
+    async def agenerate(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> str: ...
+    def stats(self) -> EngineStats: ...
+    def estimated_wait(self, priority: PriorityName = "normal") -> float: ...
+    @property
+    def context_size(self) -> int: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> Engine: ...
+    def __exit__(self, *exc: Any) -> None: ...
+
+class Request:
+    id: int
+    def cancel(self) -> None: ...
+    def done(self) -> bool: ...
+    def result(self, timeout: Optional[float] = None) -> GenerationResult: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __await__(self) -> Generator[Any, None, GenerationResult]: ...
+    def __aiter__(self) -> AsyncIterator[str]: ...
 
 def estimate(
     path: Path = None,

@@ -1,0 +1,197 @@
+'use strict';
+// The Engine on the default model: concurrent requests batched with the answers each gets alone
+// (the event loop free meanwhile), priorities, deadlines, a full queue, AbortSignal freeing the
+// slot, and every request answered when the engine closes.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { Model, Engine, WoollyError } = require('woolly');
+const { watchEventLoop } = require('./helpers');
+
+const PROMPTS = [
+  'The capital of France is',
+  'Once upon a time, in a small village,',
+  'def fibonacci(n):',
+  'The three primary colors are',
+];
+const N = 8;
+const GREEDY = { maxTokens: N, temperature: 0, ignoreEos: true };
+const code = (c) => (e) => {
+  assert.ok(e instanceof WoollyError, `a WoollyError: ${e}`);
+  assert.equal(e.code, c, `${e.code}: ${e.message}`);
+  return true;
+};
+const cancelled = (e) => code('WOOLLY_ERR_CANCELLED')(e) && e.name === 'AbortError';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+let model;
+let engine;
+let alone;
+before(async () => {
+  model = await Model.load();
+  engine = makeEngine();
+  alone = [];
+  for (const p of PROMPTS) alone.push((await engine.submit(p, GREEDY)).generatedIds);
+});
+after(async () => {
+  if (engine) await engine.close();
+  if (model) model.close();
+});
+
+function makeEngine(options) {
+  return new Engine(model, { threads: 2, contextSize: 512, ...options });
+}
+
+/** Waits until `active` requests run and none waits. */
+async function running(e, active = 1) {
+  const t = Date.now();
+  for (;;) {
+    const s = e.stats();
+    if (s.active === active && s.queued === 0) return;
+    assert.ok(Date.now() - t < 30000, JSON.stringify(s));
+    await sleep(5);
+  }
+}
+
+/** An engine with one slot, held by a long low-priority request (running when it resolves). */
+async function busy(options) {
+  const e = makeEngine({ maxConcurrent: 1, ...options });
+  const ac = new AbortController();
+  const long = e.submit('Count slowly:', { priority: 'low', maxTokens: 400, temperature: 0, ignoreEos: true, signal: ac.signal });
+  long.catch(() => {});
+  await running(e);
+  return { e, long, abort: (reason) => ac.abort(reason) };
+}
+
+test('concurrent submissions each equal the request run alone, without blocking the loop', async () => {
+  const w = watchEventLoop();
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => engine.submit(PROMPTS[i % PROMPTS.length], GREEDY)));
+  const gap = w.stop();
+  results.forEach((r, i) => {
+    assert.deepEqual(r.generatedIds, alone[i % PROMPTS.length], `prompt ${i % PROMPTS.length} changed when batched`);
+    assert.equal(r.text, model.detokenize(r.generatedIds));
+    assert.equal(r.stopReason, 'max_tokens');
+    assert.ok(r.timings.queueMs >= 0 && r.timings.ttftMs > 0, JSON.stringify(r.timings));
+  });
+  assert.ok(gap.maxGapMs < 100, `the event loop stalled ${gap.maxGapMs.toFixed(1)} ms`);
+  const s = engine.stats();
+  assert.ok(s.mean_batch_size > 1, JSON.stringify(s));
+  assert.equal(s.queued, 0);
+
+  // Streaming, onToken, chat, generate.
+  let streamed = '';
+  for await (const piece of engine.stream(PROMPTS[0], GREEDY)) streamed += piece;
+  let pieces = '';
+  const r = await engine.submit(PROMPTS[0], { ...GREEDY, onToken: (t, { index }) => { pieces += t; assert.ok(index >= 0); } });
+  assert.equal(streamed, r.text);
+  assert.equal(pieces, r.text);
+  assert.equal(await engine.generate(PROMPTS[0], GREEDY), r.text);
+  assert.equal(typeof (await engine.generate([{ role: 'user', content: 'Say hi' }], { maxTokens: 3, temperature: 0 })), 'string');
+  assert.equal(engine.contextSize, 512);
+  assert.ok(engine.estimatedWait('high') >= 0);
+});
+
+test('priorities decide who starts first', async () => {
+  const { e, long, abort } = await busy({ queueCapacity: 16 });
+  const order = [
+    ['low', { priority: 'low' }],
+    ['normal', { priority: 'normal' }],
+    ['normal-latency', { latencySensitive: true }],
+    ['critical', { priority: 'critical' }],
+    ['high', { priority: 'high' }],
+  ];
+  const reqs = order.map(([name, o]) => e.submit('Hello', { ...o, maxTokens: 2, temperature: 0 }).then((r) => [name, r.timings.queueMs]));
+  assert.equal(e.stats().queued, 5);
+  assert.ok(e.estimatedWait('low') >= e.estimatedWait('critical'));
+  abort();
+  await assert.rejects(long, cancelled);
+  const started = (await Promise.all(reqs)).sort((a, b) => a[1] - b[1]).map((x) => x[0]);
+  assert.deepEqual(started, ['critical', 'high', 'normal-latency', 'normal', 'low']);
+  await e.close();
+});
+
+test('a deadline that passes rejects with WOOLLY_ERR_DEADLINE_EXCEEDED', async () => {
+  const { e, abort } = await busy();
+  // While queued behind the long request.
+  await assert.rejects(e.submit('Hello', { maxTokens: 4, timeoutMs: 50 }), (err) =>
+    code('WOOLLY_ERR_DEADLINE_EXCEEDED')(err) && /before the request started/.test(err.message),
+  );
+  abort();
+  // While it runs: some tokens first.
+  let tokens = 0;
+  await assert.rejects(
+    e.submit('Count:', { maxTokens: 400, ignoreEos: true, temperature: 0, timeoutMs: 300, onToken: () => tokens++ }),
+    code('WOOLLY_ERR_DEADLINE_EXCEEDED'),
+  );
+  assert.ok(tokens > 0 && tokens < 400, `${tokens} tokens`);
+  // Already past: at once.
+  await assert.rejects(e.submit('Hello', { timeoutMs: 0 }), code('WOOLLY_ERR_DEADLINE_EXCEEDED'));
+  await assert.rejects(e.submit('Hello', { timeoutMs: -1 }), code('WOOLLY_ERR_INVALID_ARGUMENT'));
+  assert.ok(e.stats().deadline_exceeded >= 2);
+  await e.close();
+});
+
+test('a full queue rejects with WOOLLY_ERR_BUSY', async () => {
+  const { e, abort } = await busy({ queueCapacity: 1 });
+  const queued = e.submit('Hello', { maxTokens: 2, temperature: 0 });
+  await assert.rejects(e.submit('Hello', { maxTokens: 2 }), code('WOOLLY_ERR_BUSY'));
+  assert.equal(e.stats().rejected_busy, 1);
+  abort();
+  assert.equal((await queued).generatedIds.length, 2);
+  assert.equal((await e.submit('Hello', { maxTokens: 2, temperature: 0 })).generatedIds.length, 2);
+  await e.close();
+});
+
+test('an AbortSignal cancels a request and frees its slot', async () => {
+  const { e, long, abort } = await busy({ queueCapacity: 4 });
+  const next = e.submit('Hello', { maxTokens: 3, temperature: 0, ignoreEos: true });
+  const reason = new Error('user pressed stop');
+  abort(reason);
+  await assert.rejects(long, (err) => cancelled(err) && err.cause === reason);
+  assert.equal((await next).generatedIds.length, 3);
+  // Aborted while waiting; an already-aborted signal; a stream left early.
+  const ac = new AbortController();
+  const hold = e.stream('Count slowly:', { maxTokens: 400, ignoreEos: true });
+  for await (const _ of hold) break;
+  await running(e, 0);
+  const hold2 = e.submit('Count slowly:', { maxTokens: 400, ignoreEos: true, signal: ac.signal });
+  hold2.catch(() => {});
+  await running(e);
+  const queued = e.submit('Hello', { maxTokens: 3, signal: ac.signal });
+  ac.abort();
+  await assert.rejects(queued, cancelled);
+  await assert.rejects(hold2, cancelled);
+  await assert.rejects(e.submit('Hello', { signal: AbortSignal.abort() }), cancelled);
+  assert.ok(e.stats().cancelled >= 4, JSON.stringify(e.stats()));
+  await e.close();
+});
+
+test('closing the engine rejects every pending request with WOOLLY_ERR_CANCELLED', async () => {
+  const { e, long } = await busy({ queueCapacity: 8 });
+  const queued = Array.from({ length: 4 }, () => e.submit('Hello', { maxTokens: 3 }));
+  const streamed = e.stream('Hello', { maxTokens: 3 });
+  const t = Date.now();
+  const closing = e.close();
+  assert.ok(e.closed);
+  await Promise.all([long, ...queued].map((p) => assert.rejects(p, cancelled)));
+  await assert.rejects(streamed.result, cancelled);
+  await closing;
+  assert.ok(Date.now() - t < 10000);
+  await e.close(); // again: nothing
+  await assert.rejects(e.submit('Hello'), code('WOOLLY_ERR_INVALID_ARGUMENT'));
+  assert.throws(() => e.stats(), code('WOOLLY_ERR_INVALID_ARGUMENT'));
+});
+
+test('bad arguments throw or reject with WOOLLY_ERR_INVALID_ARGUMENT', async () => {
+  const bad = code('WOOLLY_ERR_INVALID_ARGUMENT');
+  assert.throws(() => new Engine('model'), bad);
+  assert.throws(() => makeEngine({ maxConcurrent: 0 }), bad);
+  assert.throws(() => makeEngine({ kvPrecision: 'f8' }), bad);
+  assert.throws(() => makeEngine({ max_concurrent: 2 }), bad);
+  assert.throws(() => engine.estimatedWait('urgent'), bad);
+  await assert.rejects(engine.submit('Hello', { priority: 'urgent' }), bad);
+  await assert.rejects(engine.submit('Hello', { temperature: -1 }), bad);
+  await assert.rejects(engine.submit([]), bad);
+  await assert.rejects(engine.submit(42), bad);
+  await assert.rejects(engine.submit('Hello', { maxTokens: 5000 }), code('WOOLLY_ERR_CONTEXT_OVERFLOW'));
+});
