@@ -160,6 +160,18 @@ typedef enum {
   WOOLLY_EVENT_ERROR = 2,
 } woolly_event_kind;
 
+// How Woolly trades speed for power (process-wide: every session and engine follows it).
+typedef enum {
+  // Woolly's thread policy per phase (the default).
+  WOOLLY_POWER_BALANCED = 0,
+  // Every physical core, the largest batches, no pauses.
+  WOOLLY_POWER_HIGH_PERFORMANCE = 1,
+  // Half the cores, small batches, a pause between decode steps.
+  WOOLLY_POWER_SAVER = 2,
+  // Balanced on mains power, power saver on battery.
+  WOOLLY_POWER_ADAPTIVE = 3,
+} woolly_power_profile;
+
 // Models by id within one memory policy (opaque). Thread-safe: any call from any thread.
 // When a load would exceed the budget, the least recently used model that no handle or
 // session holds (and that is not pinned) is evicted first; a model in use never is.
@@ -779,6 +791,69 @@ woolly_status woolly_cache_report_json(const woolly_cache *cache,
                                        char *buf,
                                        size_t capacity,
                                        size_t *len);
+
+// Sets the process-wide power profile.
+woolly_status woolly_set_power_profile(woolly_power_profile profile);
+
+// Starts the thermal monitor on a background thread: above `threshold_c` (0: 80 °C) Woolly
+// halves its worker threads, and restores them 5 °C lower; sensors are read every
+// `interval_ms` (0: 2000). `sysfs_root` NULL reads the real `/sys`; a path reads a fake tree
+// (tests). Replaces a monitor already running.
+//
+// # Safety
+// `sysfs_root` NULL or a NUL-terminated string.
+woolly_status woolly_start_thermal_monitor(float threshold_c,
+                                           uint32_t interval_ms,
+                                           const char *sysfs_root);
+
+// Stops the thermal monitor (no effect when none runs); the thread cap it set is lifted.
+void woolly_stop_thermal_monitor(void);
+
+// The power state (profile, power source, the knobs in effect, throttled, temperature,
+// throttle events, whether the monitor runs) as JSON, written like `woolly_detokenize`
+// writes text.
+//
+// # Safety
+// `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_power_state_json(char *buf, size_t capacity, size_t *len);
+
+// Explicit opt-in that changes the system for every program: sets the CPU frequency governor
+// (e.g. `"powersave"`) of every CPU. `sysfs_root` NULL is the real `/`. Returns
+// `WOOLLY_ERR_PERMISSION_DENIED` when the system refuses (it needs root),
+// `WOOLLY_ERR_UNSUPPORTED` without cpufreq. Woolly never calls this by itself.
+//
+// # Safety
+// `governor` a NUL-terminated string; `sysfs_root` NULL or one.
+woolly_status woolly_set_cpu_governor(const char *governor, const char *sysfs_root);
+
+// Every metric Woolly keeps (requests, tokens, latencies and TTFT histograms per model, engine
+// queue depth and batch sizes, RSS, thermal throttling, worker threads, GPU figures when an
+// NVIDIA driver is present) in the Prometheus text exposition format 0.0.4, written like
+// `woolly_detokenize` writes text. Woolly opens no port: serve it from the host application.
+//
+// # Safety
+// `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_metrics_prometheus(char *buf, size_t capacity, size_t *len);
+
+// The same metrics as a JSON snapshot, written like `woolly_detokenize` writes text.
+//
+// # Safety
+// `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_metrics_json(char *buf, size_t capacity, size_t *len);
+
+// The doctor's report as JSON (keys `cpu`, `memory`, `gpu`, `inference`, `recommendations`):
+// the machine and, with `measure`, generation speed at batch sizes 1 to 16 on the model at
+// `path` (NULL: the default model; about 10 s on two cores) with recommendations from those
+// figures. Written like `woolly_detokenize` writes text; blocks while it measures.
+//
+// # Safety
+// `path` NULL or a NUL-terminated string; `buf` NULL or writable for `capacity` bytes; `len`
+// writable.
+woolly_status woolly_doctor_json(const char *path,
+                                 bool measure,
+                                 char *buf,
+                                 size_t capacity,
+                                 size_t *len);
 
 #ifdef __cplusplus
 }  // extern "C"

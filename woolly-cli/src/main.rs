@@ -1,6 +1,7 @@
 //! `woolly`: the command-line face of Woolly.
 
 mod bench;
+mod doctor;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print this machine's hardware and the tuning Woolly chooses on it, as JSON.
     Hardware,
+    /// Check this machine: CPU, memory, GPU, measured generation speed at batch sizes 1 to 16,
+    /// and the settings those measurements recommend.
+    Doctor(doctor::DoctorArgs),
     /// Describe a model file: architecture, hyperparameters, tensors, vocabulary.
     Inspect {
         #[command(flatten)]
@@ -286,6 +290,7 @@ fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Run(args) => run_generate(args)?,
         Command::Bench(args) => bench::run(args)?,
+        Command::Doctor(args) => doctor::run(args)?,
         Command::Hardware => {
             let hw = woolly_core::tune::Hardware::detect();
             let v = serde_json::json!({

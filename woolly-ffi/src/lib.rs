@@ -82,8 +82,10 @@ use woolly_status::*;
 
 mod engine;
 mod memory;
+mod power;
 pub use engine::*;
 pub use memory::*;
+pub use power::*;
 
 /// A failure on its way out: a status and a message for `woolly_last_error`.
 struct Failure(woolly_status, String);

@@ -451,6 +451,10 @@ impl Engine {
             scratch_charge,
             decode_ms: None,
             prefill_ms: None,
+            label: {
+                static N: AtomicU64 = AtomicU64::new(0);
+                format!("engine-{}", N.fetch_add(1, Ordering::Relaxed) + 1)
+            },
         };
         let handle = std::thread::Builder::new()
             .name("woolly-engine".into())
@@ -540,6 +544,7 @@ impl Engine {
         // The sampler's params are checked now, not on the worker.
         crate::generate::Sampler::new(request.params.sampling.clone())?;
         if request.deadline.is_some_and(|d| d <= Instant::now()) {
+            self.shared.stats().deadline_exceeded += 1;
             return Err(Error::DeadlineExceeded(
                 "the request's deadline had passed when it was submitted".into(),
             ));
@@ -667,6 +672,8 @@ struct Worker {
     scratch_charge: u64,
     decode_ms: Option<f64>,
     prefill_ms: Option<f64>,
+    /// This engine's label in the metrics (`engine-N`).
+    label: String,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -845,6 +852,8 @@ impl Worker {
 
     /// Ends `a`: its answer goes to its sink, its cache back to the free list.
     fn finish(&mut self, mut a: Active, result: Result<()>) {
+        // The count first: a caller reading the stats after its answer sees it gone.
+        self.shared.lock().active = self.active.len();
         let now = Instant::now();
         match result {
             Ok(()) => {
@@ -904,7 +913,6 @@ impl Worker {
             }
         }
         self.free_caches.push(a.cache);
-        self.shared.lock().active = self.active.len();
     }
 
     /// One forward pass over the sequences chosen for it, then sampling.
@@ -1127,12 +1135,23 @@ impl Worker {
         self.shared
             .decode_step_us
             .store((step * 1e3).to_bits(), Ordering::Relaxed);
-        let mut s = self.shared.stats();
-        let n = s.steps as f64;
-        s.mean_batch_size = (s.mean_batch_size * n + seqs as f64) / (n + 1.0);
-        s.steps += 1;
-        s.decode_step_ms = self.decode_ms.unwrap_or(0.0);
-        s.prefill_token_ms = self.prefill_ms.unwrap_or(0.0);
+        crate::metrics::observe_batch(seqs);
+        let mut snapshot = {
+            let mut s = self.shared.stats();
+            let n = s.steps as f64;
+            s.mean_batch_size = (s.mean_batch_size * n + seqs as f64) / (n + 1.0);
+            s.steps += 1;
+            s.decode_step_ms = self.decode_ms.unwrap_or(0.0);
+            s.prefill_token_ms = self.prefill_ms.unwrap_or(0.0);
+            s.clone()
+        };
+        {
+            let q = self.shared.lock();
+            snapshot.queued = q.waiting.len();
+            snapshot.active = q.active;
+        }
+        crate::metrics::Registry::global()
+            .observe_engine_labeled(&[("engine", self.label.as_str())], &snapshot);
     }
 }
 

@@ -1,19 +1,55 @@
-//! Counters that Woolly keeps about its own work, readable from every front end as JSON.
+//! Counters, gauges and histograms that Woolly keeps about its own work, readable from every
+//! front end as JSON and as Prometheus text.
 //!
-//! Each [`crate::model::Model`] owns a [`ModelMetrics`]; every session on it records its
-//! generations there. Counters only grow; a snapshot is a consistent-enough copy for
-//! monitoring (each counter is read atomically, not all of them together).
+//! Each [`crate::model::Model`] owns a [`ModelMetrics`]; every session and engine request on it
+//! records its generations there (counts, tokens, and the latency histograms). The
+//! process-wide [`Registry::global`] exports every live model's figures (labelled
+//! `model="..."`, see [`ModelMetrics::set_label`]) together with what the engine, the power
+//! module and the system report: engine queue depth and batch sizes
+//! ([`Registry::observe_engine`]), thermal throttling and worker threads ([`record_throttle`],
+//! [`set_worker_threads`]), resident memory, and the GPU through NVML when a driver is present
+//! ([`crate::tune::gpu`]). [`Snapshot::to_prometheus`] renders the text exposition format 0.0.4,
+//! [`Snapshot::to_json`] the same figures as JSON. The library opens no port; a host
+//! application serves the text itself (see `examples/metrics_server.rs`).
+//!
+//! Counters only grow; a snapshot is a consistent-enough copy for monitoring (each value is
+//! read atomically, not all of them together).
+
+mod prometheus;
+mod registry;
+mod types;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
 use crate::generate::Generation;
 
-/// Live counters of one model.
-#[derive(Debug, Default)]
+pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
+pub use registry::{
+    observe_batch, observe_engine, record_throttle, set_cpu_temperature, set_worker_threads,
+    FamilySnapshot, MetricType, Registry, SampleValue, SeriesSnapshot, Snapshot,
+};
+pub use types::{
+    Bucket, Counter, Gauge, Histogram, HistogramSnapshot, BATCH_BUCKETS, DURATION_BUCKETS,
+    LATENCY_BUCKETS, RATE_BUCKETS,
+};
+
+/// Live counters and histograms of one model. Creating one makes it visible to
+/// [`Registry::global`] until it is dropped.
+#[derive(Debug)]
 pub struct ModelMetrics {
+    inner: Arc<Series>,
+}
+
+/// The figures behind a [`ModelMetrics`], shared with the process-wide list of live models.
+#[derive(Debug)]
+pub(crate) struct Series {
+    /// Order of creation in this process (1, 2, ...).
+    pub(crate) id: u64,
+    label: Mutex<Option<String>>,
     generations: AtomicU64,
     failed: AtomicU64,
     cancelled: AtomicU64,
@@ -25,6 +61,68 @@ pub struct ModelMetrics {
     ttft_us: AtomicU64,
     ttft_count: AtomicU64,
     queue_us: AtomicU64,
+    /// Seconds: to the first token (generations that produced one), reading the prompt,
+    /// generating, waiting in an engine's queue (0 for sessions).
+    pub(crate) ttft: Histogram,
+    pub(crate) prompt: Histogram,
+    pub(crate) generation: Histogram,
+    pub(crate) queue: Histogram,
+    /// Generated tokens per second of each generation that produced at least two.
+    pub(crate) gen_rate: Histogram,
+}
+
+/// Every live model's figures (weak: a dropped model leaves the list).
+fn live() -> &'static Mutex<Vec<Weak<Series>>> {
+    static LIVE: OnceLock<Mutex<Vec<Weak<Series>>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// The figures of every model alive now, oldest first.
+pub(crate) fn live_models() -> Vec<Arc<Series>> {
+    let mut l = live().lock().unwrap_or_else(|e| e.into_inner());
+    l.retain(|w| w.strong_count() > 0);
+    l.iter().filter_map(Weak::upgrade).collect()
+}
+
+impl Default for ModelMetrics {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let inner = Arc::new(Series {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            label: Mutex::new(None),
+            generations: Default::default(),
+            failed: Default::default(),
+            cancelled: Default::default(),
+            prompt_tokens: Default::default(),
+            cached_tokens: Default::default(),
+            generated_tokens: Default::default(),
+            prompt_us: Default::default(),
+            generation_us: Default::default(),
+            ttft_us: Default::default(),
+            ttft_count: Default::default(),
+            queue_us: Default::default(),
+            ttft: Histogram::new(LATENCY_BUCKETS),
+            prompt: Histogram::new(LATENCY_BUCKETS),
+            generation: Histogram::new(DURATION_BUCKETS),
+            queue: Histogram::new(LATENCY_BUCKETS),
+            gen_rate: Histogram::new(RATE_BUCKETS),
+        });
+        let mut l = live().lock().unwrap_or_else(|e| e.into_inner());
+        l.retain(|w| w.strong_count() > 0);
+        l.push(Arc::downgrade(&inner));
+        drop(l);
+        ModelMetrics { inner }
+    }
+}
+
+/// The histograms of one model at one moment (seconds, and tokens per second).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelHistograms {
+    pub ttft_seconds: HistogramSnapshot,
+    pub prompt_seconds: HistogramSnapshot,
+    pub generation_seconds: HistogramSnapshot,
+    pub queue_seconds: HistogramSnapshot,
+    pub generation_tok_s: HistogramSnapshot,
 }
 
 /// A copy of [`ModelMetrics`] at one moment, with derived rates.
@@ -58,37 +156,86 @@ fn us(ms: f64) -> u64 {
 }
 
 impl ModelMetrics {
-    /// Records a finished generation.
+    /// Records a finished generation: its counts, and its times in the histograms.
     pub fn record(&self, g: &Generation) {
         let t = &g.timings;
-        self.generations.fetch_add(1, Ordering::Relaxed);
-        self.prompt_tokens
-            .fetch_add(t.prompt_tokens as u64, Ordering::Relaxed);
-        self.cached_tokens
-            .fetch_add(t.cached_tokens as u64, Ordering::Relaxed);
-        self.generated_tokens
-            .fetch_add(t.generated_tokens as u64, Ordering::Relaxed);
-        self.prompt_us.fetch_add(us(t.prompt_ms), Ordering::Relaxed);
-        self.queue_us.fetch_add(us(t.queue_ms), Ordering::Relaxed);
-        self.generation_us
-            .fetch_add(us(t.gen_ms), Ordering::Relaxed);
+        let m = &*self.inner;
+        m.prompt.observe(t.prompt_ms.max(0.0) / 1e3);
+        m.generation.observe(t.gen_ms.max(0.0) / 1e3);
+        m.queue.observe(t.queue_ms.max(0.0) / 1e3);
         if t.generated_tokens > 0 {
-            self.ttft_us.fetch_add(us(t.ttft_ms), Ordering::Relaxed);
-            self.ttft_count.fetch_add(1, Ordering::Relaxed);
+            m.ttft.observe(t.ttft_ms.max(0.0) / 1e3);
+        }
+        if t.generated_tokens > 1 && t.gen_tok_s.is_finite() && t.gen_tok_s > 0.0 {
+            m.gen_rate.observe(t.gen_tok_s);
+        }
+        m.generations.fetch_add(1, Ordering::Relaxed);
+        m.prompt_tokens
+            .fetch_add(t.prompt_tokens as u64, Ordering::Relaxed);
+        m.cached_tokens
+            .fetch_add(t.cached_tokens as u64, Ordering::Relaxed);
+        m.generated_tokens
+            .fetch_add(t.generated_tokens as u64, Ordering::Relaxed);
+        m.prompt_us.fetch_add(us(t.prompt_ms), Ordering::Relaxed);
+        m.queue_us.fetch_add(us(t.queue_ms), Ordering::Relaxed);
+        m.generation_us.fetch_add(us(t.gen_ms), Ordering::Relaxed);
+        if t.generated_tokens > 0 {
+            m.ttft_us.fetch_add(us(t.ttft_ms), Ordering::Relaxed);
+            m.ttft_count.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Records a generation that failed with `e`.
     pub fn record_error(&self, e: &Error) {
         if e.kind() == ErrorKind::Cancelled {
-            self.cancelled.fetch_add(1, Ordering::Relaxed);
+            self.inner.cancelled.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.inner.failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Names this model in exported metrics (the `model` label); by default `model-N`, N
+    /// counting the models of this process from 1.
+    pub fn set_label(&self, label: impl Into<String>) {
+        *self.inner.label.lock().unwrap_or_else(|e| e.into_inner()) = Some(label.into());
+    }
+
+    /// The `model` label of this model's exported metrics.
+    pub fn label(&self) -> String {
+        self.inner.label()
+    }
+
+    /// The histograms now.
+    pub fn histograms(&self) -> ModelHistograms {
+        self.inner.histograms()
     }
 
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
+        self.inner.snapshot()
+    }
+}
+
+impl Series {
+    pub(crate) fn label(&self) -> String {
+        self.label
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| format!("model-{}", self.id))
+    }
+
+    pub(crate) fn histograms(&self) -> ModelHistograms {
+        ModelHistograms {
+            ttft_seconds: self.ttft.snapshot(),
+            prompt_seconds: self.prompt.snapshot(),
+            generation_seconds: self.generation.snapshot(),
+            queue_seconds: self.queue.snapshot(),
+            generation_tok_s: self.gen_rate.snapshot(),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let prompt_ms = get(&self.prompt_us) as f64 / 1e3;
         let generation_ms = get(&self.generation_us) as f64 / 1e3;
@@ -170,5 +317,33 @@ mod tests {
         // Only the generation that produced a token counts for TTFT.
         assert!((s.mean_ttft_ms - 120.0).abs() < 1e-9);
         assert_eq!(s.to_json()["generated_tokens"], 5);
+        // Every finished generation is in the time histograms; TTFT only where a token came.
+        let h = m.histograms();
+        assert_eq!(h.prompt_seconds.count, 2);
+        assert!((h.prompt_seconds.sum - 0.2).abs() < 1e-9);
+        assert_eq!(h.generation_seconds.count, 2);
+        assert_eq!(h.ttft_seconds.count, 1);
+        assert_eq!(h.queue_seconds.count, 2);
+        // 0.12 s is in the 0.25 bucket, not the 0.1 one.
+        let b = &h.ttft_seconds.buckets;
+        let at = |le: f64| b.iter().find(|x| x.le == le).unwrap().count;
+        assert_eq!((at(0.1), at(0.25)), (0, 1));
+        assert!(m.label().starts_with("model-"));
+        m.set_label("mine");
+        assert_eq!(m.label(), "mine");
+    }
+
+    #[test]
+    fn live_models_are_listed_until_dropped() {
+        let m = ModelMetrics::default();
+        m.set_label("listed-until-dropped");
+        let has = || {
+            live_models()
+                .iter()
+                .any(|s| s.label() == "listed-until-dropped")
+        };
+        assert!(has());
+        drop(m);
+        assert!(!has());
     }
 }

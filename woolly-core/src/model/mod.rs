@@ -458,6 +458,10 @@ impl Model {
         };
         charge.2 = true;
         drop(charge);
+        let metrics = crate::metrics::ModelMetrics::default();
+        if let Some(stem) = path.file_stem() {
+            metrics.set_label(stem.to_string_lossy());
+        }
         Ok(Arc::new(Model {
             file,
             hparams,
@@ -465,7 +469,7 @@ impl Model {
             transformer,
             chat_template,
             load_time: start.elapsed(),
-            metrics: Default::default(),
+            metrics,
             estimate,
             account,
             charged,

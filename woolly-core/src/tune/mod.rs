@@ -1,5 +1,6 @@
 //! Tuning Woolly to the machine it runs on.
 
+pub mod gpu;
 pub mod hardware;
 pub mod memory;
 pub mod pool;

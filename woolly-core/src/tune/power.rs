@@ -352,7 +352,9 @@ impl PowerManager {
         if self.throttled.load(Ordering::Relaxed) {
             n = n.div_ceil(2);
         }
-        n.max(1)
+        let n = n.max(1);
+        crate::metrics::set_worker_threads(n);
+        n
     }
 
     /// Whether the thermal cap is on.
@@ -371,6 +373,7 @@ impl PowerManager {
     pub fn observe_temperature(&self, celsius: f64, cfg: &ThermalConfig) -> bool {
         self.temperature_mc
             .store((celsius * 1000.0) as i64, Ordering::Relaxed);
+        crate::metrics::set_cpu_temperature(celsius);
         let was = self.throttled.load(Ordering::Relaxed);
         let now = if was {
             celsius >= cfg.threshold_c - cfg.hysteresis_c
@@ -381,6 +384,7 @@ impl PowerManager {
             return false;
         }
         self.throttled.store(now, Ordering::Relaxed);
+        crate::metrics::record_throttle(now);
         if now {
             self.throttle_events.fetch_add(1, Ordering::Relaxed);
             crate::log!(

@@ -1,0 +1,207 @@
+//! Power and heat through the C ABI: the process-wide profile, the thermal monitor, the state,
+//! and the one explicit opt-in that changes the system.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use woolly_core::tune::power::{self, PowerProfile, ThermalConfig};
+
+use super::woolly_status::*;
+use super::{check_enum, fail, guard, raw_enum, required_str, woolly_status, write_string};
+
+/// How Woolly trades speed for power (process-wide: every session and engine follows it).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum woolly_power_profile {
+    /// Woolly's thread policy per phase (the default).
+    WOOLLY_POWER_BALANCED = 0,
+    /// Every physical core, the largest batches, no pauses.
+    WOOLLY_POWER_HIGH_PERFORMANCE = 1,
+    /// Half the cores, small batches, a pause between decode steps.
+    WOOLLY_POWER_SAVER = 2,
+    /// Balanced on mains power, power saver on battery.
+    WOOLLY_POWER_ADAPTIVE = 3,
+}
+
+/// Sets the process-wide power profile.
+#[no_mangle]
+pub extern "C" fn woolly_set_power_profile(profile: woolly_power_profile) -> woolly_status {
+    guard(|| {
+        check_enum(raw_enum(&profile), 3, "profile")?;
+        power::manager().set_profile(match profile {
+            woolly_power_profile::WOOLLY_POWER_BALANCED => PowerProfile::Balanced,
+            woolly_power_profile::WOOLLY_POWER_HIGH_PERFORMANCE => PowerProfile::HighPerformance,
+            woolly_power_profile::WOOLLY_POWER_SAVER => PowerProfile::PowerSaver,
+            woolly_power_profile::WOOLLY_POWER_ADAPTIVE => PowerProfile::Adaptive,
+        });
+        Ok(())
+    })
+}
+
+/// Starts the thermal monitor on a background thread: above `threshold_c` (0: 80 °C) Woolly
+/// halves its worker threads, and restores them 5 °C lower; sensors are read every
+/// `interval_ms` (0: 2000). `sysfs_root` NULL reads the real `/sys`; a path reads a fake tree
+/// (tests). Replaces a monitor already running.
+///
+/// # Safety
+/// `sysfs_root` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_start_thermal_monitor(
+    threshold_c: f32,
+    interval_ms: u32,
+    sysfs_root: *const c_char,
+) -> woolly_status {
+    guard(|| {
+        let d = ThermalConfig::default();
+        if !threshold_c.is_finite() || !(0.0..=150.0).contains(&threshold_c) {
+            return fail(
+                WOOLLY_ERR_INVALID_ARGUMENT,
+                format!("threshold_c = {threshold_c} must be 0 (default) or in (0, 150]"),
+            );
+        }
+        let cfg = ThermalConfig {
+            root: if sysfs_root.is_null() {
+                d.root.clone()
+            } else {
+                required_str(sysfs_root, "sysfs_root")?.into()
+            },
+            threshold_c: if threshold_c == 0.0 {
+                d.threshold_c
+            } else {
+                threshold_c as f64
+            },
+            interval: if interval_ms == 0 {
+                d.interval
+            } else {
+                Duration::from_millis(interval_ms as u64)
+            },
+            ..d
+        };
+        power::manager().start_thermal_monitor(cfg)?;
+        Ok(())
+    })
+}
+
+/// Stops the thermal monitor (no effect when none runs); the thread cap it set is lifted.
+#[no_mangle]
+pub extern "C" fn woolly_stop_thermal_monitor() {
+    let _ = guard(|| {
+        power::manager().stop_thermal_monitor();
+        Ok(())
+    });
+}
+
+/// The power state (profile, power source, the knobs in effect, throttled, temperature,
+/// throttle events, whether the monitor runs) as JSON, written like `woolly_detokenize`
+/// writes text.
+///
+/// # Safety
+/// `buf` NULL or writable for `capacity` bytes; `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_power_state_json(
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> woolly_status {
+    guard(|| {
+        let s = serde_json::to_string(&power::manager().state()).unwrap_or_default();
+        write_string(&s, buf, capacity, len)
+    })
+}
+
+/// Explicit opt-in that changes the system for every program: sets the CPU frequency governor
+/// (e.g. `"powersave"`) of every CPU. `sysfs_root` NULL is the real `/`. Returns
+/// `WOOLLY_ERR_PERMISSION_DENIED` when the system refuses (it needs root),
+/// `WOOLLY_ERR_UNSUPPORTED` without cpufreq. Woolly never calls this by itself.
+///
+/// # Safety
+/// `governor` a NUL-terminated string; `sysfs_root` NULL or one.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_set_cpu_governor(
+    governor: *const c_char,
+    sysfs_root: *const c_char,
+) -> woolly_status {
+    guard(|| {
+        let g = required_str(governor, "governor")?;
+        let root = if sysfs_root.is_null() {
+            "/"
+        } else {
+            required_str(sysfs_root, "sysfs_root")?
+        };
+        power::set_cpu_governor(std::path::Path::new(root), g)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and the doctor
+
+/// Every metric Woolly keeps (requests, tokens, latencies and TTFT histograms per model, engine
+/// queue depth and batch sizes, RSS, thermal throttling, worker threads, GPU figures when an
+/// NVIDIA driver is present) in the Prometheus text exposition format 0.0.4, written like
+/// `woolly_detokenize` writes text. Woolly opens no port: serve it from the host application.
+///
+/// # Safety
+/// `buf` NULL or writable for `capacity` bytes; `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_metrics_prometheus(
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> woolly_status {
+    guard(|| {
+        let text = woolly_core::metrics::Registry::global().render_prometheus();
+        write_string(&text, buf, capacity, len)
+    })
+}
+
+/// The same metrics as a JSON snapshot, written like `woolly_detokenize` writes text.
+///
+/// # Safety
+/// `buf` NULL or writable for `capacity` bytes; `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_metrics_json(
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> woolly_status {
+    guard(|| {
+        let v = woolly_core::metrics::Registry::global().to_json();
+        write_string(&v.to_string(), buf, capacity, len)
+    })
+}
+
+/// The doctor's report as JSON (keys `cpu`, `memory`, `gpu`, `inference`, `recommendations`):
+/// the machine and, with `measure`, generation speed at batch sizes 1 to 16 on the model at
+/// `path` (NULL: the default model; about 10 s on two cores) with recommendations from those
+/// figures. Written like `woolly_detokenize` writes text; blocks while it measures.
+///
+/// # Safety
+/// `path` NULL or a NUL-terminated string; `buf` NULL or writable for `capacity` bytes; `len`
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_doctor_json(
+    path: *const c_char,
+    measure: bool,
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> woolly_status {
+    guard(|| {
+        if len.is_null() {
+            return fail(WOOLLY_ERR_NULL_ARGUMENT, "len is NULL");
+        }
+        let model = if path.is_null() {
+            None
+        } else {
+            Some(std::path::PathBuf::from(required_str(path, "path")?))
+        };
+        let opts = woolly_core::diagnostics::DoctorOptions {
+            model,
+            measure,
+            ..Default::default()
+        };
+        let v = woolly_core::diagnostics::doctor_with(&opts, &mut |_, _| {});
+        write_string(&v.to_string(), buf, capacity, len)
+    })
+}
