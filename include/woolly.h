@@ -855,6 +855,11 @@ woolly_status woolly_doctor_json(const char *path,
                                  size_t capacity,
                                  size_t *len);
 
+// Explicit opt-in that changes the system for every program: sets NVIDIA GPU `index`'s power
+// limit to `watts` through NVML. `WOOLLY_ERR_PERMISSION_DENIED` when the driver refuses,
+// `WOOLLY_ERR_UNSUPPORTED` without a driver. Woolly never calls this by itself.
+woolly_status woolly_set_gpu_power_limit(uint32_t index, double watts);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -72,6 +72,8 @@ int main(void) {
     CHECK(state_has("\"thermal_monitor\":false"), "stopped: %s", json);
 
     CHECK(woolly_set_cpu_governor(NULL, NULL) == WOOLLY_ERR_NULL_ARGUMENT, "governor NULL");
+    CHECK(woolly_set_gpu_power_limit(0, -1.0) == WOOLLY_ERR_INVALID_ARGUMENT, "bad watts");
+    /* (A valid limit is never tried here: on a machine with a GPU, as root, it would change it.) */
     CHECK(woolly_set_cpu_governor("powersave", root) == WOOLLY_ERR_UNSUPPORTED, "no cpufreq in the fake tree");
     size_t len;
     CHECK(woolly_power_state_json(json, sizeof json, NULL) == WOOLLY_ERR_NULL_ARGUMENT, "len NULL");

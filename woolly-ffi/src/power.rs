@@ -205,3 +205,14 @@ pub unsafe extern "C" fn woolly_doctor_json(
         write_string(&v.to_string(), buf, capacity, len)
     })
 }
+
+/// Explicit opt-in that changes the system for every program: sets NVIDIA GPU `index`'s power
+/// limit to `watts` through NVML. `WOOLLY_ERR_PERMISSION_DENIED` when the driver refuses,
+/// `WOOLLY_ERR_UNSUPPORTED` without a driver. Woolly never calls this by itself.
+#[no_mangle]
+pub extern "C" fn woolly_set_gpu_power_limit(index: u32, watts: f64) -> woolly_status {
+    guard(|| {
+        woolly_core::tune::gpu::set_power_limit(index, watts)?;
+        Ok(())
+    })
+}

@@ -73,6 +73,23 @@ pub fn detect() -> GpuReport {
     imp::detect()
 }
 
+/// Explicit opt-in that changes the system for every program: sets the power limit of NVIDIA
+/// GPU `index` to `watts` through NVML. Woolly never calls this by itself.
+///
+/// # Errors
+/// [`crate::Error::PermissionDenied`] when the driver refuses (it needs root);
+/// [`crate::Error::Unsupported`] without an NVIDIA driver, without the `nvml` feature, or for a
+/// device that has no settable limit; [`crate::Error::InvalidArgument`] for a limit that is not
+/// a positive number or a device that does not exist.
+pub fn set_power_limit(index: u32, watts: f64) -> crate::Result<()> {
+    if !(watts.is_finite() && watts > 0.0 && watts < 100_000.0) {
+        return Err(crate::Error::InvalidArgument(format!(
+            "{watts} W is not a power limit"
+        )));
+    }
+    imp::set_power_limit(index, watts)
+}
+
 #[cfg(feature = "nvml")]
 mod imp {
     use std::sync::OnceLock;
@@ -106,6 +123,30 @@ mod imp {
             NvmlError::LibraryNotFound => "no NVIDIA driver: the NVML library was not found".into(),
             other => format!("NVML could not be initialised: {other}"),
         }
+    }
+
+    pub(super) fn set_power_limit(index: u32, watts: f64) -> crate::Result<()> {
+        use crate::Error;
+        let nvml = nvml().map_err(|r| Error::Unsupported(r.to_string()))?;
+        let mut d = nvml.device_by_index(index).map_err(|e| match e {
+            NvmlError::InvalidArg => Error::InvalidArgument(format!("no GPU {index}")),
+            e => Error::Unsupported(format!("GPU {index}: {e}")),
+        })?;
+        d.set_power_management_limit((watts * 1e3) as u32)
+            .map_err(|e| match e {
+                NvmlError::NoPermission => Error::PermissionDenied(format!(
+                    "the NVIDIA driver refused to set GPU {index}'s power limit (this needs root)"
+                )),
+                NvmlError::InvalidArg => {
+                    Error::InvalidArgument(format!("{watts} W is outside GPU {index}'s range"))
+                }
+                e => Error::Unsupported(format!("GPU {index}'s power limit: {e}")),
+            })?;
+        crate::log!(
+            crate::log::Level::Warn,
+            "GPU {index} power limit set to {watts:.0} W at the host application's request"
+        );
+        Ok(())
     }
 
     pub(super) fn detect() -> GpuReport {
@@ -182,10 +223,29 @@ mod imp {
     pub(super) fn detect() -> GpuReport {
         GpuReport::absent("this build of Woolly has no NVML support (the `nvml` feature is off)")
     }
+
+    pub(super) fn set_power_limit(_index: u32, _watts: f64) -> crate::Result<()> {
+        Err(crate::Error::Unsupported(
+            "this build of Woolly has no NVML support (the `nvml` feature is off)".into(),
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_power_limit_opt_in_reports_why_it_cannot() {
+        assert_eq!(
+            super::set_power_limit(0, -5.0).unwrap_err().kind(),
+            crate::ErrorKind::InvalidArgument
+        );
+        if !super::detect().available {
+            // No driver here: a clear refusal, never a crash.
+            let e = super::set_power_limit(0, 100.0).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Unsupported, "{e}");
+        }
+    }
+
     #[test]
     fn a_report_either_has_devices_or_says_why_not() {
         let r = super::detect();
