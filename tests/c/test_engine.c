@@ -10,16 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, " (%s)\n", woolly_last_error());                      \
-            failures++;                                                           \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 static const char *prompts[4] = {"The capital of France is", "Once upon a time,",
                                   "def fibonacci(n):", "The three primary colors are"};
@@ -167,10 +158,5 @@ int main(void) {
     woolly_engine_free(NULL);
 
     woolly_model_free(model);
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_engine: all checks passed\n");
-    return 0;
+    return finish("test_engine");
 }

@@ -7,16 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, " (%s)\n", woolly_last_error());                      \
-            failures++;                                                           \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 static char tiny[4096];
 
@@ -153,10 +144,5 @@ int main(int argc, char **argv) {
     woolly_model_free(d);
     woolly_cache_free(NULL);
 
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_memory: all checks passed\n");
-    return 0;
+    return finish("test_memory");
 }

@@ -9,16 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, " (%s)\n", woolly_last_error());                      \
-            failures++;                                                           \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 static char root[256], zone[1024], json[4096];
 
@@ -91,10 +82,5 @@ int main(void) {
     CHECK(woolly_doctor_json(NULL, false, big, sizeof big, NULL) == WOOLLY_ERR_NULL_ARGUMENT, "doctor len NULL");
 
     unlink(zone);
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_power: all checks passed\n");
-    return 0;
+    return finish("test_power");
 }

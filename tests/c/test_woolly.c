@@ -14,16 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, " (last error: %s)\n", woolly_last_error());         \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 /* ---- a little JSON: the integer or float array after "key": [ ---- */
 static char *read_file(const char *path) {
@@ -395,10 +386,5 @@ int main(int argc, char **argv) {
     CHECK(woolly_model_metrics_json(NULL, big, sizeof big, &jlen) == WOOLLY_ERR_NULL_ARGUMENT, "metrics model NULL");
 
     woolly_model_free(model);
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_woolly: all checks passed\n");
-    return 0;
+    return finish("test_woolly");
 }

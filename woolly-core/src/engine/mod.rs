@@ -391,16 +391,7 @@ impl Engine {
     pub fn new(model: Arc<Model>, params: EngineParams) -> Result<Engine> {
         params.validate()?;
         let hp = model.hparams();
-        let n_ctx = match params.context_size {
-            0 => crate::model::default_context(hp),
-            n => n,
-        };
-        if n_ctx > hp.n_ctx_train.max(4096) * 4 || n_ctx > 1 << 22 {
-            return Err(Error::InvalidArgument(format!(
-                "context_size {n_ctx} is far beyond the model's trained context of {}",
-                hp.n_ctx_train
-            )));
-        }
+        let n_ctx = crate::model::resolve_context(hp, params.context_size)?;
         let threads = match params.threads {
             0 => crate::tune::threads_for(
                 &crate::tune::Hardware::detect(),

@@ -227,16 +227,7 @@ impl Session {
     pub fn new(model: Arc<Model>, params: &SessionParams) -> Result<Session> {
         let hp = model.hparams();
         let explicit = params.context_size != 0;
-        let mut n_ctx = match params.context_size {
-            0 => crate::model::default_context(hp),
-            n => n,
-        };
-        if n_ctx > hp.n_ctx_train.max(4096) * 4 || n_ctx > 1 << 22 {
-            return Err(Error::InvalidArgument(format!(
-                "context_size {n_ctx} is far beyond the model's trained context of {}",
-                hp.n_ctx_train
-            )));
-        }
+        let mut n_ctx = crate::model::resolve_context(hp, params.context_size)?;
         if params.batch_size == 0 || params.batch_size > 1 << 16 {
             return Err(Error::InvalidArgument(format!(
                 "batch_size {} must be in 1..=65536",

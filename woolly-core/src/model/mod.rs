@@ -149,6 +149,24 @@ pub fn default_context(hp: &HParams) -> usize {
     hp.n_ctx_train.clamp(1, 4096)
 }
 
+/// The context a session or engine gets for `requested` tokens (0: [`default_context`]).
+///
+/// # Errors
+/// [`crate::Error::InvalidArgument`] for a context far beyond the model's trained one.
+pub fn resolve_context(hp: &HParams, requested: usize) -> Result<usize> {
+    let n_ctx = match requested {
+        0 => default_context(hp),
+        n => n,
+    };
+    if n_ctx > hp.n_ctx_train.max(4096) * 4 || n_ctx > 1 << 22 {
+        return Err(crate::Error::InvalidArgument(format!(
+            "context_size {n_ctx} is far beyond the model's trained context of {}",
+            hp.n_ctx_train
+        )));
+    }
+    Ok(n_ctx)
+}
+
 /// Batch size the load's estimate assumes (the sessions' default).
 const ESTIMATE_BATCH: usize = 512;
 
@@ -170,6 +188,13 @@ struct PreloadTask {
 }
 
 impl PreloadTask {
+    /// Waits for the background thread, if one runs.
+    fn join(&self) {
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+
     /// Reads `ranges` of the file on a background thread, in order: for a range marked
     /// `touch` it reads a byte of every page (the pages join the process), otherwise it asks
     /// the kernel to read
@@ -228,15 +253,7 @@ pub struct Model {
 impl Drop for Model {
     fn drop(&mut self) {
         self.preload.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self
-            .preload
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = t.join();
-        }
+        self.preload.join();
         self.account.release(self.charged);
     }
 }
@@ -511,15 +528,7 @@ impl Model {
 
     /// Waits until a background preload has read every page (at once when there is none).
     pub fn wait_preloaded(&self) {
-        if let Some(t) = self
-            .preload
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = t.join();
-        }
+        self.preload.join();
         self.preload.finished.store(true, Ordering::Relaxed);
     }
 

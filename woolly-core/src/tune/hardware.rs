@@ -265,17 +265,9 @@ fn cpuid_caches() -> Vec<CacheInfo> {
 }
 
 fn meminfo(root: &Path) -> (Option<u64>, Option<u64>) {
-    let Some(text) = read(root, "proc/meminfo") else {
-        return (None, None);
-    };
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    };
-    (field("MemTotal:"), field("MemAvailable:"))
+    let m = super::memory::MemoryInfo::detect_with_root(root);
+    let known = |v: u64| (v > 0).then_some(v);
+    (known(m.total_bytes), known(m.available_bytes))
 }
 
 fn cpu_name(root: &Path) -> Option<String> {
