@@ -404,3 +404,96 @@ export declare function hardware(): {
 export declare function diagnostics(model?: Model): Record<string, any>;
 export declare function defaultModelPath(): string | null;
 export declare const version: string;
+
+// ---- power and heat (process-wide) -----------------------------------------------------------
+
+export type PowerProfile = 'balanced' | 'high_performance' | 'power_saver' | 'adaptive';
+export declare const POWER_PROFILES: readonly PowerProfile[];
+
+/** A duration as woolly-core serializes it. */
+export interface DurationParts {
+  secs: number;
+  nanos: number;
+}
+
+/** The power state (snake_case, as in every front end). */
+export interface PowerState {
+  /** The profile set. */
+  profile: PowerProfile;
+  source: { kind: 'ac' } | { kind: 'battery'; percent: number | null } | { kind: 'unknown' };
+  /** What is in effect now. */
+  knobs: {
+    /** `adaptive` resolved to `balanced` or `power_saver`. */
+    profile: PowerProfile;
+    /** Most worker threads per forward pass; 0: no limit beyond the thread policy. */
+    max_threads: number;
+    max_batch_size: number;
+    batch_latency: DurationParts;
+    decode_pause: DurationParts;
+    kv_precision: 'f16' | 'f32';
+  };
+  throttled: boolean;
+  /** The thermal monitor's last reading, or null. */
+  temperature_c: number | null;
+  throttle_events: number;
+  thermal_monitor: boolean;
+}
+
+export interface ThermalMonitorOptions {
+  /** Above this (°C) Woolly halves its worker threads; back 5 °C lower (default 80). */
+  thresholdC?: number;
+  /** How often the sensors are read (default 2000). */
+  intervalMs?: number;
+  /** Read `sys/class/thermal` and `sys/class/hwmon` under this root (default '/'; tests). */
+  sysfsRoot?: string;
+}
+
+/** Sets the process-wide power profile (Woolly's own threads and batching; never the system's). */
+export declare function setPowerProfile(name: PowerProfile): void;
+export declare function powerState(): PowerState;
+/** Starts the thermal monitor on a thread of its own (replacing one already running). */
+export declare function startThermalMonitor(options?: ThermalMonitorOptions): void;
+export declare function stopThermalMonitor(): void;
+/**
+ * Changes the system for every program (an explicit opt-in): the CPU frequency governor of every
+ * CPU; returns how many were set. Throws WOOLLY_ERR_PERMISSION_DENIED when the system refuses,
+ * WOOLLY_ERR_UNSUPPORTED without cpufreq.
+ */
+export declare function setCpuGovernor(governor: string, sysfsRoot?: string | null): number;
+
+// ---- metrics and the doctor ------------------------------------------------------------------
+
+/** Every metric Woolly keeps, in the Prometheus text format 0.0.4 (Woolly opens no port). */
+export declare function metricsPrometheus(): string;
+/** The `Content-Type` to serve `metricsPrometheus()` with. */
+export declare const PROMETHEUS_CONTENT_TYPE: string;
+/** The same figures as JSON. */
+export declare function metrics(): {
+  time_unix_ms: number;
+  metrics: Record<string, { type: 'counter' | 'gauge' | 'histogram'; help: string; series: Array<Record<string, any>> }>;
+  models: Array<Record<string, any> & { model: string }>;
+  gpu: Record<string, any> | null;
+};
+
+export interface DoctorOptions {
+  /** The model to measure (default: WOOLLY_MODEL, then the default model). */
+  model?: string | URL;
+  /** Measure generation (default true, about 10 s on two cores); false: the machine only. */
+  measure?: boolean;
+  /** How far it got (0 to 1) and what runs now. */
+  onProgress?: (fraction: number, message: string) => void;
+}
+
+/** The doctor's report (snake_case keys inside, as in every front end). */
+export interface DoctorReport {
+  cpu: Record<string, any>;
+  memory: Record<string, any>;
+  gpu: Record<string, any>;
+  /** `threads` and `batches` (each with `tok_s`) when measured; `skipped` or `error` otherwise. */
+  inference: Record<string, any>;
+  /** `threads`, `batch_size`, `preload`, `profile` (each `{ value, reason }`) and `notes`. */
+  recommendations: Record<string, any>;
+}
+
+/** Examines this machine and recommends settings, off the JS thread. */
+export declare function doctor(options?: DoctorOptions): Promise<DoctorReport>;

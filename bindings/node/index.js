@@ -847,6 +847,123 @@ function diagnostics(model) {
   return native.diagnostics();
 }
 
+// ---- power and heat (process-wide) -----------------------------------------------------------
+
+/** The power profiles (woolly-core's `PowerProfile::from_name`). */
+const POWER_PROFILES = Object.freeze(['balanced', 'high_performance', 'power_saver', 'adaptive']);
+
+/**
+ * Sets the process-wide power profile, which every model, session and engine follows from their
+ * next forward pass: `balanced` (the default: Woolly's thread policy per phase),
+ * `high_performance` (every physical core, the largest batches), `power_saver` (half the cores,
+ * small batches, a pause between decode steps) or `adaptive` (balanced on mains power,
+ * power_saver on battery). Changes only Woolly's own behaviour, never the system's.
+ */
+function setPowerProfile(name) {
+  checks.oneOf(POWER_PROFILES)('name', name);
+  callNative(() => native.setPowerProfile(name));
+}
+
+/**
+ * The power state: `profile`, `source` ({ kind: 'ac' | 'battery' | 'unknown', percent? }),
+ * `knobs` (in effect: `profile` with adaptive resolved, `max_threads`, `max_batch_size`,
+ * `batch_latency`, `decode_pause` ({ secs, nanos }), `kv_precision`), `throttled`,
+ * `temperature_c`, `throttle_events`, `thermal_monitor`; snake_case, as in every front end.
+ */
+function powerState() {
+  return callNative(() => native.powerState());
+}
+
+const thermalSchema = {
+  thresholdC: checks.num((x) => x > 0 && x <= 150, 'in (0, 150]'),
+  intervalMs: checks.num((x) => x > 0, '> 0'),
+  sysfsRoot: (name, v) => {
+    if (typeof v !== 'string' || v === '') throw invalid(`${name} must be a non-empty string, got ${describe(v)}`);
+    return v;
+  },
+};
+
+/**
+ * Starts watching the CPU temperature on a thread of its own (replacing a monitor already
+ * running): every `intervalMs` (2000) it reads the hottest thermal zone or hwmon sensor; above
+ * `thresholdC` (80) Woolly halves its worker threads, and restores them once the temperature is
+ * 5 °C lower. `sysfsRoot` reads the sensors under another root (a fake tree, for tests).
+ */
+function startThermalMonitor(options) {
+  const o = checkOptions('options', options, thermalSchema);
+  callNative(() => native.startThermalMonitor(o));
+}
+
+/** Stops the thermal monitor (nothing when none runs); the thread cap it set is lifted. */
+function stopThermalMonitor() {
+  native.stopThermalMonitor();
+}
+
+/**
+ * Changes the system for every program: sets the CPU frequency governor (e.g. 'powersave') of
+ * every CPU. An explicit opt-in (Woolly never calls it by itself); returns the number of CPUs set.
+ * Throws WOOLLY_ERR_PERMISSION_DENIED when the system refuses (it needs root),
+ * WOOLLY_ERR_UNSUPPORTED without cpufreq. `sysfsRoot` writes under another root (tests).
+ */
+function setCpuGovernor(governor, sysfsRoot) {
+  if (typeof governor !== 'string') throw invalid(`governor must be a string, got ${describe(governor)}`);
+  if (sysfsRoot !== undefined && sysfsRoot !== null && (typeof sysfsRoot !== 'string' || sysfsRoot === '')) {
+    throw invalid(`sysfsRoot must be a non-empty string, got ${describe(sysfsRoot)}`);
+  }
+  return callNative(() => native.setCpuGovernor(governor, sysfsRoot ?? undefined));
+}
+
+/** Test hook (not part of the API): reads the power source under `root` (default `/`). */
+function setPowerRoot(root) {
+  if (root !== undefined && root !== null && typeof root !== 'string') throw invalid('root must be a string');
+  native.setPowerRoot(root ?? undefined);
+}
+
+// ---- metrics and the doctor ------------------------------------------------------------------
+
+/**
+ * Every metric Woolly keeps in the Prometheus text format 0.0.4 (serve it with
+ * `PROMETHEUS_CONTENT_TYPE`; Woolly opens no port): per model, requests, tokens, rates and
+ * latency histograms; engine figures; process memory; thermal throttling; the GPU when an NVIDIA
+ * driver is present.
+ */
+function metricsPrometheus() {
+  return native.metricsPrometheus();
+}
+
+/** The same figures as JSON: `time_unix_ms`, `metrics` (by family), `models`, `gpu`. */
+function metrics() {
+  return native.metrics();
+}
+
+const doctorSchema = {
+  model: (name, v) => {
+    if (v instanceof URL) return require('node:url').fileURLToPath(v);
+    if (typeof v !== 'string' || v === '') throw invalid(`${name} must be a non-empty string or a file URL, got ${describe(v)}`);
+    return v;
+  },
+  measure: checks.bool,
+  onProgress: checks.fn,
+};
+
+/**
+ * Examines this machine and recommends settings, off the JS thread: resolves with exactly
+ * `cpu`, `memory`, `gpu`, `inference` and `recommendations`. With `measure` (default true) it
+ * loads `model` (default: the default model) and measures generation at several thread counts
+ * and at batch sizes 1 to 16 (about 10 s on two cores); `measure: false` reads the machine only.
+ * `onProgress(fraction, message)` hears how far it got. A throwing `onProgress` rejects the
+ * promise; the measurement under way still finishes in the background (it cannot be stopped).
+ */
+async function doctor(options) {
+  const { model, measure = true, onProgress } = checkOptions('options', options, doctorSchema);
+  const ev = await runTask((cb) => native.doctor(model, measure, !!onProgress, cb), {
+    onEvent: (e) => {
+      if (e.kind === 'progress' && onProgress) onProgress(e.progress, e.message);
+    },
+  }).promise;
+  return ev.report;
+}
+
 module.exports = {
   Model,
   ModelCache,
@@ -859,4 +976,15 @@ module.exports = {
   diagnostics,
   version: native.version(),
   defaultModelPath: native.defaultModelPath,
+  POWER_PROFILES,
+  setPowerProfile,
+  powerState,
+  startThermalMonitor,
+  stopThermalMonitor,
+  setCpuGovernor,
+  metricsPrometheus,
+  metrics,
+  PROMETHEUS_CONTENT_TYPE: native.prometheusContentType(),
+  doctor,
+  _setPowerRoot: setPowerRoot,
 };

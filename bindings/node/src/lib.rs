@@ -30,8 +30,10 @@ use woolly_core::model::{Model, ModelCache, ModelParams, ProgressFn};
 use error::{js_error, to_event, to_js};
 use options::{
     chat_messages, EngineOptions, GenerateOptions, LoadOptions, MemoryOptions, Message,
-    RequestOptions,
+    RequestOptions, ThermalOptions,
 };
+use woolly_core::metrics::Registry;
+use woolly_core::tune::power::{self, PowerProfile};
 
 /// A JavaScript callback that receives one event object, callable from any thread.
 type EventFn = ThreadsafeFunction<Value, Unknown<'static>, Value, Status, false>;
@@ -845,4 +847,107 @@ pub fn version() -> String {
 #[napi]
 pub fn default_model_path() -> Option<String> {
     woolly_core::model::default_model_path().map(|p| p.display().to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Power and heat (process-wide: every model, session and engine follows them)
+
+/// Sets the process-wide power profile: `balanced`, `high_performance`, `power_saver` or
+/// `adaptive`.
+#[napi]
+pub fn set_power_profile(name: String) -> napi::Result<()> {
+    power::manager().set_profile(PowerProfile::from_name(&name).map_err(|e| to_js(&e))?);
+    Ok(())
+}
+
+/// The power state (woolly-core's `PowerState`, snake_case as in every front end).
+#[napi]
+pub fn power_state() -> napi::Result<Value> {
+    serde_json::to_value(power::manager().state()).map_err(|e| js_error("WOOLLY_ERR_INTERNAL", e))
+}
+
+/// Starts the thermal monitor on a thread of its own (replacing one already running).
+#[napi]
+pub fn start_thermal_monitor(options: Option<ThermalOptions>) -> napi::Result<()> {
+    let cfg = options
+        .unwrap_or_default()
+        .config()
+        .map_err(|e| to_js(&e))?;
+    power::manager()
+        .start_thermal_monitor(cfg)
+        .map_err(|e| to_js(&e))
+}
+
+/// Stops the thermal monitor (nothing when none runs); the cap it set is lifted.
+#[napi]
+pub fn stop_thermal_monitor() {
+    power::manager().stop_thermal_monitor();
+}
+
+/// Explicit opt-in that changes the system for every program: sets the CPU frequency governor
+/// of every CPU under `sysfs_root` (default `/`); the number of CPUs set.
+#[napi]
+pub fn set_cpu_governor(governor: String, sysfs_root: Option<String>) -> napi::Result<u32> {
+    let root = PathBuf::from(sysfs_root.as_deref().unwrap_or("/"));
+    power::set_cpu_governor(&root, &governor)
+        .map(|n| n as u32)
+        .map_err(|e| to_js(&e))
+}
+
+/// Test hook: reads the power source under `root` (default `/`).
+#[napi]
+pub fn set_power_root(root: Option<String>) {
+    power::manager().set_power_root(PathBuf::from(root.as_deref().unwrap_or("/")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and the doctor
+
+/// Every metric Woolly keeps, in the Prometheus text exposition format 0.0.4.
+#[napi]
+pub fn metrics_prometheus() -> String {
+    Registry::global().render_prometheus()
+}
+
+/// The same metrics as a JSON snapshot (`time_unix_ms`, `metrics`, `models`, `gpu`).
+#[napi]
+pub fn metrics() -> Value {
+    Registry::global().to_json()
+}
+
+/// The `Content-Type` of `metricsPrometheus()`.
+#[napi]
+pub fn prometheus_content_type() -> String {
+    woolly_core::metrics::PROMETHEUS_CONTENT_TYPE.to_string()
+}
+
+/// The doctor on a new thread. Events: `progress` (`progress`, `message`; when `progress` is
+/// true), then `done` with `report`. woolly-core cannot stop it early: the task's `cancel`
+/// does nothing.
+#[napi]
+pub fn doctor(
+    model: Option<String>,
+    measure: bool,
+    progress: bool,
+    on_event: EventFn,
+) -> napi::Result<NativeTask> {
+    let opts = woolly_core::diagnostics::DoctorOptions {
+        model: model.map(PathBuf::from),
+        measure,
+        ..Default::default()
+    };
+    spawn_worker("woolly-doctor", Arc::new(on_event), move |cb| {
+        let report = woolly_core::diagnostics::doctor_with(&opts, &mut |f, what| {
+            if progress {
+                send(
+                    cb,
+                    json!({ "kind": "progress", "progress": f, "message": what }),
+                );
+            }
+        });
+        json!({ "kind": "done", "report": report })
+    })?;
+    Ok(NativeTask {
+        token: CancelToken::new(),
+    })
 }

@@ -1,6 +1,7 @@
 //! JavaScript option bags (already type-checked by `index.js`) turned into Woolly's parameters.
 //! Ranges are checked here and by woolly-core, so calling the native module directly is safe too.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::Either;
@@ -11,6 +12,7 @@ use woolly_core::generate::{
 };
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::tune::memory::{parse_size, MemoryPolicy};
+use woolly_core::tune::power::ThermalConfig;
 use woolly_core::{Error, Result};
 
 /// A byte count, or a size such as `"512MB"` or `"1.5GiB"`.
@@ -296,5 +298,54 @@ impl RequestOptions {
             None => Ok(None),
             Some(ms) => Ok(Instant::now().checked_add(millis("timeoutMs", ms)?)),
         }
+    }
+}
+
+/// Options of `startThermalMonitor()`.
+#[napi(object)]
+#[derive(Default)]
+pub struct ThermalOptions {
+    /// Above this (°C) Woolly halves its worker threads (default 80); they come back 5 °C
+    /// lower.
+    #[napi(js_name = "thresholdC")]
+    pub threshold_c: Option<f64>,
+    /// How often the sensors are read, in milliseconds (default 2000).
+    #[napi(js_name = "intervalMs")]
+    pub interval_ms: Option<f64>,
+    /// Where `sys/class/thermal` and `sys/class/hwmon` are read (default `/`; a fake tree in
+    /// tests).
+    #[napi(js_name = "sysfsRoot")]
+    pub sysfs_root: Option<String>,
+}
+
+impl ThermalOptions {
+    pub fn config(&self) -> Result<ThermalConfig> {
+        let d = ThermalConfig::default();
+        let threshold_c = self.threshold_c.unwrap_or(d.threshold_c);
+        if !threshold_c.is_finite() || threshold_c <= 0.0 || threshold_c > 150.0 {
+            return Err(Error::InvalidArgument(format!(
+                "thresholdC must be in (0, 150], got {threshold_c}"
+            )));
+        }
+        let interval = match self.interval_ms {
+            None => d.interval,
+            Some(ms) => match Duration::try_from_secs_f64(ms / 1e3) {
+                Ok(i) if !i.is_zero() => i,
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "intervalMs must be a positive number, got {ms}"
+                    )))
+                }
+            },
+        };
+        Ok(ThermalConfig {
+            root: self
+                .sysfs_root
+                .as_deref()
+                .map_or(d.root.clone(), PathBuf::from),
+            threshold_c,
+            interval,
+            ..d
+        })
     }
 }

@@ -16,8 +16,10 @@ use woolly_core::generate::{
     CancelToken, ChatMessage, GenerateParams, Generation, KvPrecision, SamplingParams,
     SessionParams, SessionPool,
 };
+use woolly_core::metrics::Registry;
 use woolly_core::model::{Model, ModelCache, ModelParams, Preload, ProgressFn};
 use woolly_core::tune::memory::{self, MemoryPolicy};
+use woolly_core::tune::power::{self, PowerProfile, ThermalConfig};
 use woolly_core::Error;
 
 use errors::IntoPy;
@@ -823,18 +825,193 @@ impl NativeModelCache {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Power and heat (process-wide: every model, session and engine follows them)
+
+/// Uses the power profile `name` from now on.
+#[pyfunction]
+fn set_power_profile(py: Python<'_>, name: &str) -> PyResult<()> {
+    power::manager().set_profile(PowerProfile::from_name(name).py_err(py)?);
+    Ok(())
+}
+
+/// The power state (profile, power source, knobs, throttling, temperature), as JSON.
+#[pyfunction]
+fn power_state_json(py: Python<'_>) -> PyResult<String> {
+    // Reading the power source touches sysfs: without the GIL.
+    let state = py.detach(|| power::manager().state());
+    serde_json::to_string(&state).map_err(|e| errors::to_py(py, &Error::Internal(e.to_string())))
+}
+
+/// Starts (or restarts) the thermal monitor on its own thread.
+#[pyfunction]
+#[pyo3(signature = (threshold_c, interval_s, sysfs_root))]
+fn start_thermal_monitor(
+    py: Python<'_>,
+    threshold_c: f64,
+    interval_s: f64,
+    sysfs_root: Option<PathBuf>,
+) -> PyResult<()> {
+    if !threshold_c.is_finite() || threshold_c <= 0.0 || threshold_c > 150.0 {
+        return Err(invalid(
+            py,
+            format!("threshold_c = {threshold_c} must be in (0, 150]"),
+        ));
+    }
+    let interval = duration(py, "interval_s", interval_s, 1.0)?;
+    let cfg = ThermalConfig {
+        root: sysfs_root.unwrap_or_else(|| PathBuf::from("/")),
+        threshold_c,
+        interval,
+        ..ThermalConfig::default()
+    };
+    // A running monitor is stopped (its thread joined) first.
+    py.detach(|| power::manager().start_thermal_monitor(cfg))
+        .py_err(py)
+}
+
+/// Stops the thermal monitor (nothing when none runs); the cap it set is lifted.
+#[pyfunction]
+fn stop_thermal_monitor(py: Python<'_>) {
+    py.detach(|| power::manager().stop_thermal_monitor());
+}
+
+/// Explicit opt-in that changes the system: the CPU frequency governor of every CPU under
+/// `sysfs_root` (None: `/`); the number of CPUs set.
+#[pyfunction]
+#[pyo3(signature = (governor, sysfs_root))]
+fn set_cpu_governor(
+    py: Python<'_>,
+    governor: &str,
+    sysfs_root: Option<PathBuf>,
+) -> PyResult<usize> {
+    let root = sysfs_root.unwrap_or_else(|| PathBuf::from("/"));
+    py.detach(|| power::set_cpu_governor(&root, governor))
+        .py_err(py)
+}
+
+/// Test hook: reads the power source under `root` (None: `/`) instead of `/`.
+#[pyfunction]
+#[pyo3(signature = (root))]
+fn set_power_root(py: Python<'_>, root: Option<PathBuf>) {
+    py.detach(|| {
+        power::manager().set_power_root(root.unwrap_or_else(|| PathBuf::from("/")));
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and the doctor
+
+/// Every metric Woolly keeps, in the Prometheus text exposition format 0.0.4.
+#[pyfunction]
+fn metrics_prometheus(py: Python<'_>) -> String {
+    // The snapshot reads /proc and asks NVML about GPUs: without the GIL.
+    py.detach(|| Registry::global().render_prometheus())
+}
+
+/// The same metrics as a JSON snapshot.
+#[pyfunction]
+fn metrics_json(py: Python<'_>) -> String {
+    py.detach(|| Registry::global().to_json().to_string())
+}
+
+enum DoctorEvent {
+    Progress(f32, String),
+    Done(String),
+}
+
+/// The doctor running on its own thread. Its progress comes through a channel, so the
+/// callback runs on the caller's thread; dropping the job stops listening (woolly-core has no
+/// way to stop the measurement itself, which then finishes in the background).
+#[pyclass(frozen, module = "woolly._woolly")]
+struct DoctorJob {
+    events: Mutex<Receiver<DoctorEvent>>,
+}
+
+/// Starts the doctor on a new thread.
+#[pyfunction]
+#[pyo3(signature = (model, measure, progress))]
+fn doctor_start(
+    py: Python<'_>,
+    model: Option<PathBuf>,
+    measure: bool,
+    progress: bool,
+) -> PyResult<DoctorJob> {
+    let (tx, rx) = channel();
+    let opts = woolly_core::diagnostics::DoctorOptions {
+        model,
+        measure,
+        ..Default::default()
+    };
+    std::thread::Builder::new()
+        .name("woolly-doctor".into())
+        .spawn(move || {
+            let report = woolly_core::diagnostics::doctor_with(&opts, &mut |f, what| {
+                if progress {
+                    let _ = tx.send(DoctorEvent::Progress(f, what.to_string()));
+                }
+            });
+            let _ = tx.send(DoctorEvent::Done(report.to_string()));
+        })
+        .map_err(|e| {
+            errors::to_py(
+                py,
+                &Error::Internal(format!("cannot start the doctor's thread: {e}")),
+            )
+        })?;
+    Ok(DoctorJob {
+        events: Mutex::new(rx),
+    })
+}
+
+#[pymethods]
+impl DoctorJob {
+    /// Waits up to `timeout` seconds (with the GIL released) for the next event: `(0, 0.0,
+    /// None)` nothing yet, `(1, fraction, message)` progress, `(2, 1.0, report_json)` done.
+    fn poll(&self, py: Python<'_>, timeout: f64) -> PyResult<(u8, f32, Option<String>)> {
+        let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let got = py.detach(|| {
+            let rx = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            rx.recv_timeout(timeout)
+        });
+        match got {
+            Ok(DoctorEvent::Progress(f, what)) => Ok((1, f, Some(what))),
+            Ok(DoctorEvent::Done(json)) => Ok((2, 1.0, Some(json))),
+            Err(RecvTimeoutError::Timeout) => Ok((0, 0.0, None)),
+            Err(RecvTimeoutError::Disconnected) => Err(errors::to_py(
+                py,
+                &Error::Internal("the doctor's thread ended without a report".into()),
+            )),
+        }
+    }
+}
+
 #[pymodule]
 fn _woolly(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", woolly_core::VERSION)?;
+    m.add(
+        "PROMETHEUS_CONTENT_TYPE",
+        woolly_core::metrics::PROMETHEUS_CONTENT_TYPE,
+    )?;
     m.add_class::<NativeModel>()?;
     m.add_class::<NativeModelCache>()?;
     m.add_class::<LoadOptions>()?;
     m.add_class::<Job>()?;
     m.add_class::<NativeEngine>()?;
+    m.add_class::<DoctorJob>()?;
     m.add_function(wrap_pyfunction!(hardware_json, m)?)?;
     m.add_function(wrap_pyfunction!(diagnostics_json, m)?)?;
     m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(estimate_json, m)?)?;
     m.add_function(wrap_pyfunction!(memory_report_json, m)?)?;
+    m.add_function(wrap_pyfunction!(set_power_profile, m)?)?;
+    m.add_function(wrap_pyfunction!(power_state_json, m)?)?;
+    m.add_function(wrap_pyfunction!(start_thermal_monitor, m)?)?;
+    m.add_function(wrap_pyfunction!(stop_thermal_monitor, m)?)?;
+    m.add_function(wrap_pyfunction!(set_cpu_governor, m)?)?;
+    m.add_function(wrap_pyfunction!(set_power_root, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics_prometheus, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics_json, m)?)?;
+    m.add_function(wrap_pyfunction!(doctor_start, m)?)?;
     Ok(())
 }

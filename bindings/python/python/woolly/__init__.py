@@ -16,6 +16,12 @@ several threads may generate on one model at once, ``Ctrl-C`` stops a generation
 (``KeyboardInterrupt``) and leaves the model usable, and the ``a``-prefixed methods never block
 an asyncio event loop.
 
+Power and heat: :func:`set_power_profile` (``"balanced"``, ``"high_performance"``,
+``"power_saver"``, ``"adaptive"``) and :func:`start_thermal_monitor` adapt Woolly's own threads
+and batching, process-wide; :func:`power_state` says what is in effect. Monitoring:
+:func:`metrics_prometheus` (serve it from your own ``/metrics``; Woolly opens no port) and
+:func:`metrics`. :func:`doctor` measures this machine and recommends settings.
+
 Serving many requests at once: :class:`Engine` batches the requests of every thread (and
 asyncio task) into shared forward passes, admitting them by priority:
 
@@ -64,6 +70,16 @@ __all__ = [
     "memory_report",
     "hardware",
     "diagnostics",
+    "POWER_PROFILES",
+    "set_power_profile",
+    "power_state",
+    "start_thermal_monitor",
+    "stop_thermal_monitor",
+    "set_cpu_governor",
+    "metrics_prometheus",
+    "metrics",
+    "PROMETHEUS_CONTENT_TYPE",
+    "doctor",
     "WoollyError",
     "InvalidArgumentError",
     "WoollyIOError",
@@ -868,3 +884,145 @@ def diagnostics() -> Dict[str, Any]:
     """A diagnostics report: version, build, hardware, the kernels and threads Woolly chose,
     this process's memory, the default model's location."""
     return json.loads(_woolly.diagnostics_json())
+
+
+# -- power and heat ------------------------------------------------------------------------
+
+POWER_PROFILES = ("balanced", "high_performance", "power_saver", "adaptive")
+
+
+def _root(value: Any, name: str) -> Optional[str]:
+    return None if value is None else _text(os.fspath(value), name)
+
+
+def set_power_profile(name: str) -> None:
+    """Sets the process-wide power profile, which every model, session and engine follows from
+    their next forward pass:
+
+    - ``"balanced"`` (the default): Woolly's thread policy per phase.
+    - ``"high_performance"``: every physical core, the largest batches, no pauses.
+    - ``"power_saver"``: half the cores, small batches gathered a little longer, a pause
+      between decode steps (less heat and power, slower generation).
+    - ``"adaptive"``: balanced on mains power, power_saver on battery (Linux
+      ``/sys/class/power_supply``; elsewhere the source is unknown and it acts as balanced).
+
+    This changes only Woolly's own behaviour, never the system's. Raises
+    :class:`InvalidArgumentError` for another name.
+    """
+    _woolly.set_power_profile(_text(name, "name"))
+
+
+def power_state() -> Dict[str, Any]:
+    """The power state now: ``profile`` (the one set), ``source`` (``{"kind": "ac"}``,
+    ``{"kind": "battery", "percent": ...}`` or ``{"kind": "unknown"}``), ``knobs`` (what is in
+    effect: ``profile`` with adaptive resolved, ``max_threads`` (0: no limit beyond the thread
+    policy), ``max_batch_size``, ``batch_latency`` and ``decode_pause`` (``{"secs", "nanos"}``),
+    ``kv_precision``), ``throttled``, ``temperature_c`` (the last reading of the thermal
+    monitor, or None), ``throttle_events`` and ``thermal_monitor`` (whether it runs)."""
+    return json.loads(_woolly.power_state_json())
+
+
+def start_thermal_monitor(
+    threshold_c: float = 80.0,
+    interval_s: float = 2.0,
+    sysfs_root: Union[None, str, "os.PathLike[str]"] = None,
+) -> None:
+    """Starts watching the CPU temperature on a background thread (replacing a monitor already
+    running): every ``interval_s`` seconds it reads the hottest of
+    ``/sys/class/thermal/thermal_zone*/temp`` and ``/sys/class/hwmon/hwmon*/temp*_input``;
+    above ``threshold_c`` Woolly halves its worker threads, and restores them once the
+    temperature is 5 °C below the threshold. ``sysfs_root`` reads those files under another
+    root (a fake tree, for tests). Without sensors it runs and never throttles. Raises
+    :class:`InvalidArgumentError` for a threshold outside (0, 150] or an interval that is not
+    positive."""
+    _woolly.start_thermal_monitor(
+        _float(threshold_c, "threshold_c"),
+        _float(interval_s, "interval_s"),
+        _root(sysfs_root, "sysfs_root"),
+    )
+
+
+def stop_thermal_monitor() -> None:
+    """Stops the thermal monitor (nothing when none runs); the thread cap it set is lifted."""
+    _woolly.stop_thermal_monitor()
+
+
+def set_cpu_governor(governor: str, sysfs_root: Union[None, str, "os.PathLike[str]"] = None) -> int:
+    """**Changes the system for every program**: sets the CPU frequency governor (such as
+    ``"powersave"`` or ``"performance"``) of every CPU, through
+    ``/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor``. Woolly never calls this by
+    itself; it is an explicit opt-in for host applications that want it. Returns the number of
+    CPUs set. ``sysfs_root`` writes under another root (a fake tree, for tests).
+
+    Raises :class:`PermissionDeniedError` when the system refuses (it needs root, or sysfs is
+    read-only), :class:`UnsupportedError` when there is no cpufreq (virtual machines, other
+    platforms), :class:`InvalidArgumentError` for a governor name other than lowercase
+    letters and ``_``."""
+    return _woolly.set_cpu_governor(_text(governor, "governor"), _root(sysfs_root, "sysfs_root"))
+
+
+def _set_power_root(root: Union[None, str, "os.PathLike[str]"] = None) -> None:
+    """Test hook: reads the power source from ``root/sys/class/power_supply`` (None: the real
+    one)."""
+    _woolly.set_power_root(_root(root, "root"))
+
+
+# -- metrics and the doctor ----------------------------------------------------------------
+
+PROMETHEUS_CONTENT_TYPE: str = _woolly.PROMETHEUS_CONTENT_TYPE
+"""The ``Content-Type`` to serve :func:`metrics_prometheus` with."""
+
+
+def metrics_prometheus() -> str:
+    """Every metric Woolly keeps, in the Prometheus text exposition format 0.0.4 (serve it with
+    :data:`PROMETHEUS_CONTENT_TYPE`; Woolly opens no port): per live model (label ``model``)
+    requests by outcome, prompt, cached and generated tokens, rates, and histograms of the
+    time to first token, prompt and generation durations, queue waits and tokens per second;
+    engine queue depth, requests and batch sizes (for engines reported to the registry);
+    process memory; thermal throttling and worker threads; the GPU when an NVIDIA driver is
+    present."""
+    return _woolly.metrics_prometheus()
+
+
+def metrics() -> Dict[str, Any]:
+    """The same figures as :func:`metrics_prometheus`, as a dict: ``time_unix_ms``,
+    ``metrics`` (each family by name: ``type``, ``help``, ``series`` with ``labels`` and
+    ``value``, or ``count``, ``sum`` and ``buckets`` for histograms), ``models`` (each live
+    model's counters with its ``model`` label) and ``gpu`` (the GPU report, or None)."""
+    return json.loads(_woolly.metrics_json())
+
+
+def doctor(
+    model: Union[None, str, "os.PathLike[str]"] = None,
+    measure: bool = True,
+    progress: Optional[Callable[[float, str], Any]] = None,
+) -> Dict[str, Any]:
+    """Examines this machine and recommends settings: a dict with exactly the keys ``cpu``
+    (model, cores, frequency, caches, SIMD, thread policy), ``memory`` (total, available,
+    reserve, huge pages, swap), ``gpu`` (``available``, ``devices``, or the reason none is
+    seen), ``inference`` and ``recommendations`` (``threads``, ``batch_size``, ``preload``,
+    ``profile``, each a ``value`` with its ``reason``, and ``notes``).
+
+    With ``measure`` (the default) it loads ``model`` (None: ``$WOOLLY_MODEL``, then the
+    default model) and measures generation: one request at several thread counts
+    (``inference["threads"]``), then engines at batch sizes 1 to 16
+    (``inference["batches"]``, each with its aggregate ``tok_s``); about 10 s on two cores. A
+    model that cannot be loaded leaves ``inference["error"]``. ``measure=False`` reads the
+    machine only (milliseconds).
+
+    It runs on a thread of its own with the GIL released; ``progress(fraction, message)`` is
+    called on the caller's thread as it goes. ``Ctrl-C`` (or an exception from ``progress``)
+    returns control at once; the measurement already under way then finishes in the
+    background, as it cannot be stopped early.
+    """
+    path = _path(model)
+    if progress is not None and not callable(progress):
+        raise InvalidArgumentError("progress must be callable")
+    job = _woolly.doctor_start(path, bool(measure), progress is not None)
+    while True:
+        kind, fraction, value = job.poll(_POLL_S)
+        if kind == 1:
+            if progress is not None:
+                progress(fraction, value)
+        elif kind == 2:
+            return json.loads(value)

@@ -284,3 +284,65 @@ def memory_report(
 ) -> Dict[str, Any]: ...
 def hardware() -> Dict[str, Any]: ...
 def diagnostics() -> Dict[str, Any]: ...
+
+# -- power and heat (process-wide) -----------------------------------------------------------
+
+PowerProfileName = Literal["balanced", "high_performance", "power_saver", "adaptive"]
+POWER_PROFILES: tuple[str, ...]
+
+class DurationDict(TypedDict):
+    secs: int
+    nanos: int
+
+class PowerKnobs(TypedDict):
+    #: The profile in effect ("adaptive" resolved to "balanced" or "power_saver").
+    profile: str
+    #: Most worker threads per forward pass; 0: no limit beyond the thread policy.
+    max_threads: int
+    max_batch_size: int
+    batch_latency: DurationDict
+    decode_pause: DurationDict
+    kv_precision: str
+
+class PowerState(TypedDict):
+    profile: str
+    #: {"kind": "ac"}, {"kind": "battery", "percent": int | None} or {"kind": "unknown"}.
+    source: Dict[str, Any]
+    knobs: PowerKnobs
+    throttled: bool
+    temperature_c: Optional[float]
+    throttle_events: int
+    thermal_monitor: bool
+
+def set_power_profile(name: PowerProfileName) -> None: ...
+def power_state() -> PowerState: ...
+def start_thermal_monitor(
+    threshold_c: float = 80.0,
+    interval_s: float = 2.0,
+    sysfs_root: Path = None,
+) -> None: ...
+def stop_thermal_monitor() -> None: ...
+def set_cpu_governor(governor: str, sysfs_root: Path = None) -> int:
+    """Changes the system for every program (explicit opt-in); raises PermissionDeniedError
+    when the system refuses, UnsupportedError without cpufreq."""
+    ...
+
+# -- metrics and the doctor --------------------------------------------------------------------
+
+PROMETHEUS_CONTENT_TYPE: str
+
+def metrics_prometheus() -> str: ...
+def metrics() -> Dict[str, Any]: ...
+
+class DoctorReport(TypedDict):
+    cpu: Dict[str, Any]
+    memory: Dict[str, Any]
+    gpu: Dict[str, Any]
+    inference: Dict[str, Any]
+    recommendations: Dict[str, Any]
+
+def doctor(
+    model: Path = None,
+    measure: bool = True,
+    progress: Optional[Callable[[float, str], Any]] = None,
+) -> DoctorReport: ...
