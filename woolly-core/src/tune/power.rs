@@ -122,6 +122,10 @@ pub fn power_source(root: &Path) -> PowerSource {
     }
 }
 
+fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
 /// Woolly's own knobs for one profile on one machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PowerKnobs {
@@ -132,9 +136,12 @@ pub struct PowerKnobs {
     pub max_threads: usize,
     /// Most sequences an engine step batches.
     pub max_batch_size: usize,
-    /// How long an idle engine waits to gather a batch.
+    /// How long an idle engine waits to gather a batch (`batch_latency_ms` in JSON).
+    #[serde(rename = "batch_latency_ms", serialize_with = "as_ms")]
     pub batch_latency: Duration,
-    /// Pause after each decode step (lower duty cycle: less heat and power).
+    /// Pause after each decode step, for a lower duty cycle: less heat and power
+    /// (`decode_pause_ms` in JSON).
+    #[serde(rename = "decode_pause_ms", serialize_with = "as_ms")]
     pub decode_pause: Duration,
     /// The KV cache precision where the caller leaves the choice open (the only precision
     /// choice on CPU; f16 in every profile, as it halves memory traffic).
