@@ -254,11 +254,7 @@ impl PackedMatrix {
 
     /// Whether [`PackedMatrix::gemm`] reads the activations' block sums.
     pub fn needs_block_sums(&self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if let PackedMatrix::Q5(_) = self {
-            return true;
-        }
-        false
+        cfg!(target_arch = "x86_64")
     }
 
     /// Products of rows `first_row..first_row + out.len() / ntok` (`first_row` and the count
@@ -335,6 +331,7 @@ impl PackedMatrix {
                     a,
                     stride,
                     ntok,
+                    ysums,
                     first_row / 8,
                     count / 8,
                     out,

@@ -203,7 +203,8 @@ impl PackedQ8 {
     }
 
     /// `out[t * out_stride + i] = row(8 * first_group + i) · a_t` for `groups` groups of
-    /// eight rows and `ntok` Q8_0 activation rows `stride` bytes apart.
+    /// eight rows and `ntok` Q8_0 activation rows `stride` bytes apart; `ysums[t * nb + b]` is
+    /// the sum of block `b`'s quants of row `t` (used by the VNNI path).
     ///
     /// # Safety
     /// The groups lie inside the matrix, `a` holds `ntok` rows of `nb` blocks, `out` has room
@@ -214,6 +215,7 @@ impl PackedQ8 {
         a: &[u8],
         stride: usize,
         ntok: usize,
+        ysums: &[i32],
         first_group: usize,
         groups: usize,
         out: *mut f32,
@@ -223,10 +225,12 @@ impl PackedQ8 {
         assert!((first_group + groups) * 8 <= self.rows);
         assert!(ntok == 0 || a.len() >= (ntok - 1) * stride + self.nb * BlockQ8_0::SIZE);
         if vnni {
+            assert!(ysums.len() >= ntok * self.nb);
             self.gemm_vnni(
                 a.as_ptr(),
                 stride,
                 ntok,
+                ysums,
                 first_group,
                 groups,
                 out,
@@ -245,6 +249,10 @@ impl PackedQ8 {
         }
     }
 
+    /// The VNNI product without the sign trick: each weight vector is flipped once to
+    /// unsigned (`w + 128`, one xor shared by every token), `dpbusd` then takes the signed
+    /// activations as they are, and `128 · Σ y` per block is taken back out. The integer sums
+    /// are exactly `Σ w·y`, so the results equal the sign-trick path's to the bit.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn gemm_vnni(
@@ -252,22 +260,52 @@ impl PackedQ8 {
         a: *const u8,
         stride: usize,
         ntok: usize,
+        ysums: &[i32],
         first_group: usize,
         groups: usize,
         out: *mut f32,
         out_stride: usize,
     ) {
-        gemm4_body!(
-            self,
-            a,
-            stride,
-            ntok,
-            first_group,
-            groups,
-            out,
-            out_stride,
-            |acc, x, y| { _mm256_dpbusd_epi32(acc, x, y) }
-        )
+        let nb = self.nb;
+        let q = self.quants.as_ptr();
+        let sc = self.scales.as_ptr();
+        let flip = _mm256_set1_epi8(-128);
+        for gi in 0..groups {
+            let g = first_group + gi;
+            let mut t = 0;
+            while t < ntok {
+                let tn = (ntok - t).min(4);
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for b in 0..nb {
+                    let base = q.add((g * nb + b) * 8);
+                    let mut isum = [_mm256_setzero_si256(); 4];
+                    for (j, s) in isum.iter_mut().enumerate().take(tn) {
+                        *s = _mm256_set1_epi32(-128 * ysums[(t + j) * nb + b]);
+                    }
+                    for k in 0..8 {
+                        let wu = _mm256_xor_si256(_mm256_load_si256(base.add(k)), flip);
+                        for (j, s) in isum.iter_mut().enumerate().take(tn) {
+                            let ys = a.add((t + j) * stride + b * BlockQ8_0::SIZE + BlockQ8_0::QS)
+                                as *const i32;
+                            let y = _mm256_set1_epi32(ys.add(k).read_unaligned());
+                            *s = _mm256_dpbusd_epi32(*s, wu, y);
+                        }
+                    }
+                    let d8 = _mm256_cvtph_ps(_mm_loadu_si128(
+                        sc.add((g * nb + b) * 8) as *const __m128i
+                    ));
+                    for (j, acc_j) in acc.iter_mut().enumerate().take(tn) {
+                        let yb = a.add((t + j) * stride + b * BlockQ8_0::SIZE);
+                        let d = _mm256_mul_ps(d8, _mm256_set1_ps(f16_at(yb)));
+                        *acc_j = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[j]), *acc_j);
+                    }
+                }
+                for (j, acc_j) in acc.iter().enumerate().take(tn) {
+                    _mm256_storeu_ps(out.add((t + j) * out_stride + gi * 8), *acc_j);
+                }
+                t += tn;
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
