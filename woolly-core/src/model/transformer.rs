@@ -503,20 +503,29 @@ impl Transformer {
 
             // Attention of every query over its sequence's cache.
             let attn = sized(&mut s.attn, n * a_w);
-            let mut row = 0;
-            for b in seqs.iter() {
-                let len = b.tokens.len();
-                attention(
-                    c,
-                    layer.window,
-                    &mut s.q[row * q_w..(row + len) * q_w],
-                    b.cache.k(il),
-                    b.cache.v(il),
-                    b.cache.len() + len,
-                    &mut attn[row * a_w..(row + len) * a_w],
-                    pool,
-                );
-                row += len;
+            if seqs.len() > 1 && seqs.iter().all(|b| b.tokens.len() == 1) {
+                // A decode step of several sequences: one parallel region for all of them.
+                let caches: Vec<_> = seqs
+                    .iter()
+                    .map(|b| (b.cache.k(il), b.cache.v(il), b.cache.len() + 1))
+                    .collect();
+                attention_decode_batch(c, layer.window, &mut s.q[..n * q_w], &caches, attn, pool);
+            } else {
+                let mut row = 0;
+                for b in seqs.iter() {
+                    let len = b.tokens.len();
+                    attention(
+                        c,
+                        layer.window,
+                        &mut s.q[row * q_w..(row + len) * q_w],
+                        b.cache.k(il),
+                        b.cache.v(il),
+                        b.cache.len() + len,
+                        &mut attn[row * a_w..(row + len) * a_w],
+                        pool,
+                    );
+                    row += len;
+                }
             }
             quantize_rows(quant::vec_dot_type(layer.wo.ty), attn, n, &mut s.xq, pool)?;
             s.xq_type = None;
@@ -698,41 +707,118 @@ fn attention(
         || (vec![0f32; hv], vec![0f32; hk.max(hv)]),
         |(part, row), item, o| {
             let (t, h) = (item / c.n_head, item % c.n_head);
-            let kvh = h / group;
-            let pos = first_pos + t;
-            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            // Already rounded to f16 by the caller.
             let q16 = &q[t * q_w + h * hk..t * q_w + (h + 1) * hk];
-            let mut keys = |acc: &mut [f32], from: usize, to: usize| {
-                online_softmax_f16(&ops, c, q16, k, v, kvh, from, to, acc, row)
-            };
-            let (_, sum) = match chunks {
-                None => keys(o, lo, pos + 1),
-                Some(size) => {
-                    // Merge the chunks' (max, sum, accumulator) in f32, in chunk order.
-                    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-                    o.fill(0.0);
-                    let mut from = 0;
-                    while from <= pos {
-                        let to = (from + size).min(pos + 1);
-                        let (m_c, s_c) = keys(part, from.max(lo), to);
-                        from += size;
-                        if s_c == 0.0 {
-                            continue;
-                        }
-                        let m = max.max(m_c);
-                        let (a, b) = ((max - m).exp(), (m_c - m).exp());
-                        for (x, &y) in o.iter_mut().zip(part.iter()) {
-                            *x = *x * a + y * b;
-                        }
-                        sum = sum * a + s_c * b;
-                        max = m;
-                    }
-                    (max, sum)
+            query_head(
+                &ops,
+                c,
+                window,
+                q16,
+                k,
+                v,
+                first_pos + t,
+                h / group,
+                chunks,
+                part,
+                row,
+                o,
+            );
+        },
+    );
+}
+
+/// One query head at position `pos` over keys `..=pos` of KV head `kvh` (within the sliding
+/// `window`), into `o`: the online softmax with an f16 value accumulator, in `chunks` merged in
+/// f32 when given (see [`decode_chunks`]). `q16` is already rounded to f16.
+#[allow(clippy::too_many_arguments)]
+fn query_head(
+    ops: &ops::VecOps,
+    c: &Config,
+    window: Option<usize>,
+    q16: &[f32],
+    k: KvView<'_>,
+    v: KvView<'_>,
+    pos: usize,
+    kvh: usize,
+    chunks: Option<usize>,
+    part: &mut [f32],
+    row: &mut [f32],
+    o: &mut [f32],
+) {
+    let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+    let mut keys = |acc: &mut [f32], from: usize, to: usize| {
+        online_softmax_f16(ops, c, q16, k, v, kvh, from, to, acc, row)
+    };
+    let (_, sum) = match chunks {
+        None => keys(o, lo, pos + 1),
+        Some(size) => {
+            // Merge the chunks' (max, sum, accumulator) in f32, in chunk order.
+            let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+            o.fill(0.0);
+            let mut from = 0;
+            while from <= pos {
+                let to = (from + size).min(pos + 1);
+                let (m_c, s_c) = keys(part, from.max(lo), to);
+                from += size;
+                if s_c == 0.0 {
+                    continue;
                 }
-            };
-            let inv = 1.0 / sum;
-            o.iter_mut().for_each(|x| *x *= inv);
+                let m = max.max(m_c);
+                let (a, b) = ((max - m).exp(), (m_c - m).exp());
+                for (x, &y) in o.iter_mut().zip(part.iter()) {
+                    *x = *x * a + y * b;
+                }
+                sum = sum * a + s_c * b;
+                max = m;
+            }
+            (max, sum)
+        }
+    };
+    let inv = 1.0 / sum;
+    o.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// Decode attention for several sequences of one token each, in one parallel region (items are
+/// (sequence, head) pairs): each item computes what [`attention`] computes for that sequence
+/// alone, so batching changes no number. `caches[i]` holds sequence `i`'s keys, values and
+/// length including the new token.
+fn attention_decode_batch(
+    c: &Config,
+    window: Option<usize>,
+    q: &mut [f32],
+    caches: &[(KvView<'_>, KvView<'_>, usize)],
+    out: &mut [f32],
+    pool: &ThreadPool,
+) {
+    let (hk, hv) = (c.head_dim_k, c.head_dim_v);
+    let q_w = c.n_head * hk;
+    let group = c.n_head / c.n_head_kv;
+    (ops::vec_ops().round_to_f16)(q);
+    let q = &*q;
+    let ops = ops::vec_ops();
+    par_items_dynamic(
+        pool,
+        out,
+        hv,
+        1,
+        || (vec![0f32; hv], vec![0f32; hk.max(hv)]),
+        |(part, row), item, o| {
+            let (i, h) = (item / c.n_head, item % c.n_head);
+            let (k, v, len) = caches[i];
+            let q16 = &q[i * q_w + h * hk..i * q_w + (h + 1) * hk];
+            query_head(
+                &ops,
+                c,
+                window,
+                q16,
+                k,
+                v,
+                len - 1,
+                h / group,
+                decode_chunks(len),
+                part,
+                row,
+                o,
+            );
         },
     );
 }
