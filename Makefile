@@ -9,7 +9,7 @@ MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
-.PHONY: all deps build model demo test test-rust test-arm test-c test-python test-node header check-header install lint fmt clean bench bench-llama
+.PHONY: all deps build model demo test test-rust test-arm test-c test-python test-node header check-header check-platforms install lint fmt clean bench bench-llama
 
 all: build
 
@@ -68,6 +68,13 @@ test-c: build model
 	cmake -S tests/c -B build/tests-c -DCMAKE_PREFIX_PATH="$(CURDIR)/build/prefix" -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build build/tests-c -j 2
 	cd build/tests-c && ctest --output-on-failure
+
+# The macOS and Windows code paths (QoS classes, priorities, memory figures, large pages)
+# compile behind cfg; this type-checks them (they are not run here).
+check-platforms: deps
+	rustup target add x86_64-apple-darwin x86_64-pc-windows-gnu
+	$(CARGO) check -p woolly-core --target x86_64-apple-darwin
+	$(CARGO) check -p woolly-core --target x86_64-pc-windows-gnu
 
 # The NEON kernels, cross-built for AArch64 and run under qemu-user against their scalar twins.
 test-arm: deps

@@ -88,6 +88,32 @@ pub enum GgufError {
     MissingTensor(String),
 }
 
+/// How the mapping will be read (`madvise`); a no-op where the platform has no such advice
+/// (Windows: compiled behind `cfg`, untested here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advice {
+    Normal,
+    Random,
+    Sequential,
+    WillNeed,
+}
+
+/// `advice` over `map[offset..offset + len]` (the range rounded out to pages by the caller).
+pub(crate) fn advise_map(map: &Mmap, advice: Advice, offset: usize, len: usize) {
+    #[cfg(unix)]
+    {
+        let a = match advice {
+            Advice::Normal => memmap2::Advice::Normal,
+            Advice::Random => memmap2::Advice::Random,
+            Advice::Sequential => memmap2::Advice::Sequential,
+            Advice::WillNeed => memmap2::Advice::WillNeed,
+        };
+        let _ = map.advise_range(a, offset, len);
+    }
+    #[cfg(not(unix))]
+    let _ = (map, advice, offset, len);
+}
+
 /// A GGUF file mapped into memory.
 pub struct GgufFile {
     path: PathBuf,
@@ -219,24 +245,24 @@ impl GgufFile {
     /// skipped.
     pub fn prefault(&self) {
         for (s, e) in self.mapped_ranges() {
-            let _ = self.mmap.advise_range(memmap2::Advice::WillNeed, s, e - s);
+            advise_map(&self.mmap, Advice::WillNeed, s, e - s);
             touch_pages(&self.mmap, s, e, &|_| true);
         }
     }
 
     /// Tells the kernel how the mapping will be read: `Sequential` also widens read-ahead,
     /// `WillNeed` starts reading in the background.
-    pub fn advise(&self, advice: memmap2::Advice) {
-        let _ = self.mmap.advise(advice);
+    pub fn advise(&self, advice: Advice) {
+        advise_map(&self.mmap, advice, 0, self.mmap.len());
     }
 
     /// [`GgufFile::advise`] for the bytes `offset..offset + len` only (rounded out to pages).
-    pub fn advise_range(&self, advice: memmap2::Advice, offset: usize, len: usize) {
+    pub fn advise_range(&self, advice: Advice, offset: usize, len: usize) {
         let page = crate::tune::memory::page_size() as usize;
         let start = offset / page * page;
         let end = offset.saturating_add(len).min(self.mmap.len());
         if end > start {
-            let _ = self.mmap.advise_range(advice, start, end - start);
+            advise_map(&self.mmap, advice, start, end - start);
         }
     }
 
@@ -282,7 +308,15 @@ impl GgufFile {
     /// [`Error::PermissionDenied`] with the system's reason (often `RLIMIT_MEMLOCK`) when the
     /// system refuses.
     pub fn lock_in_memory(&self) -> Result<()> {
-        self.mmap.lock().map_err(|e| {
+        #[cfg(unix)]
+        let locked = self.mmap.lock();
+        // Windows (VirtualLock) is not wired up: compiled behind `cfg`, untested here.
+        #[cfg(not(unix))]
+        let locked: std::io::Result<()> = Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "mlock is implemented on Unix only",
+        ));
+        locked.map_err(|e| {
             Error::PermissionDenied(format!(
                 "cannot lock {} MiB of {} in memory: {e} (raise the memlock limit, `ulimit -l`, or load without mlock)",
                 self.mmap.len() >> 20,

@@ -216,7 +216,7 @@ impl PreloadTask {
                             break 'ranges;
                         }
                         let len = CHUNK.min(end - at);
-                        let _ = map.advise_range(memmap2::Advice::WillNeed, at, len);
+                        crate::gguf::advise_map(&map, crate::gguf::Advice::WillNeed, at, len);
                         if touch {
                             crate::gguf::touch_pages(&map, at, at + len, &|_| true);
                         }
@@ -345,12 +345,12 @@ impl Model {
         // touch until the load is done, then the normal read-ahead applies again.
         let quiet_load = matches!(params.preload, Preload::Lazy | Preload::Critical);
         if quiet_load {
-            file.advise(memmap2::Advice::Random);
+            file.advise(crate::gguf::Advice::Random);
         }
         match params.preload {
             Preload::Lazy => {}
             Preload::Sequential => {
-                file.advise(memmap2::Advice::Sequential);
+                file.advise(crate::gguf::Advice::Sequential);
                 let all = vec![(0, file.bytes().len(), false)];
                 preload.spawn(&file, all)?;
             }
@@ -369,7 +369,7 @@ impl Model {
                         || t.name == "output_norm.weight";
                     if critical {
                         let (off, len) = (t.offset as usize, t.size as usize);
-                        file.advise_range(memmap2::Advice::WillNeed, off, len);
+                        file.advise_range(crate::gguf::Advice::WillNeed, off, len);
                         crate::gguf::touch_pages(map, off, off + len, &|_| true);
                     }
                 }
@@ -396,7 +396,7 @@ impl Model {
         };
         if quiet_load {
             // Repacking reads whole tensors: the normal read-ahead serves it best.
-            file.advise(memmap2::Advice::Normal);
+            file.advise(crate::gguf::Advice::Normal);
         }
         report(0.3)?;
         let full = matches!(params.preload, Preload::Full | Preload::FullBlocking);
@@ -426,7 +426,7 @@ impl Model {
                     let mut at = embd.0;
                     while at < embd.1 {
                         let len = (4 << 20).min(embd.1 - at);
-                        file.advise_range(memmap2::Advice::WillNeed, at, len);
+                        file.advise_range(crate::gguf::Advice::WillNeed, at, len);
                         at += len;
                     }
                 }
@@ -434,7 +434,7 @@ impl Model {
                 let base = 0.3 + repack_share;
                 let mut done = 0;
                 for (s, e) in touch {
-                    file.advise_range(memmap2::Advice::WillNeed, s, e - s);
+                    file.advise_range(crate::gguf::Advice::WillNeed, s, e - s);
                     let cancelled = AtomicBool::new(false);
                     crate::gguf::touch_pages(file.bytes(), s, e, &|n| {
                         let f = base + (0.999 - base) * (done + n) as f32 / total as f32;

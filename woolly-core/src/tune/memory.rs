@@ -66,7 +66,9 @@ impl MemoryInfo {
             .or(sys_avail)
             .unwrap_or(0)
             .min(total_bytes);
-        let huge_page_size = field("Hugepagesize:").filter(|&h| h > 0);
+        let huge_page_size = field("Hugepagesize:")
+            .filter(|&h| h > 0)
+            .or_else(large_page_size);
         MemoryInfo {
             total_bytes,
             available_bytes,
@@ -110,10 +112,79 @@ fn sysconf_memory(page: u64) -> (Option<u64>, Option<u64>) {
     (bytes(total), bytes(avail))
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+/// macOS: total from `sysconf`, available from the kernel's `kern.memorystatus_level` (the
+/// percentage of memory free for programs), which also drives its memory-pressure
+/// notifications. Compiled behind `cfg`; untested here (Linux is the tested platform).
+#[cfg(target_vendor = "apple")]
 fn sysconf_memory(page: u64) -> (Option<u64>, Option<u64>) {
-    // Untested here: macOS and the BSDs have _SC_PHYS_PAGES but no portable "available"
-    // figure, so the whole of it counts as available; Windows has neither (0: no figure).
+    // SAFETY: sysconf has no preconditions.
+    let total = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    let total = (total > 0).then(|| total as u64 * page);
+    let mut level: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>();
+    // SAFETY: a NUL-terminated name, and an int-sized output buffer with its length.
+    let rc = unsafe {
+        libc::sysctlbyname(
+            c"kern.memorystatus_level".as_ptr(),
+            &mut level as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    let avail = match (total, rc == 0 && (0..=100).contains(&level)) {
+        (Some(t), true) => Some(t / 100 * level as u64),
+        (t, _) => t,
+    };
+    (total, avail)
+}
+
+/// Windows: `GlobalMemoryStatusEx`. Compiled behind `cfg`; untested here.
+#[cfg(windows)]
+fn sysconf_memory(_page: u64) -> (Option<u64>, Option<u64>) {
+    #[repr(C)]
+    struct MemoryStatusEx {
+        length: u32,
+        memory_load: u32,
+        total_phys: u64,
+        avail_phys: u64,
+        total_page_file: u64,
+        avail_page_file: u64,
+        total_virtual: u64,
+        avail_virtual: u64,
+        avail_extended_virtual: u64,
+    }
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GlobalMemoryStatusEx(status: *mut MemoryStatusEx) -> i32;
+    }
+    let mut s = MemoryStatusEx {
+        length: std::mem::size_of::<MemoryStatusEx>() as u32,
+        memory_load: 0,
+        total_phys: 0,
+        avail_phys: 0,
+        total_page_file: 0,
+        avail_page_file: 0,
+        total_virtual: 0,
+        avail_virtual: 0,
+        avail_extended_virtual: 0,
+    };
+    // SAFETY: `s` is a MEMORYSTATUSEX with its length set, as the API requires.
+    if unsafe { GlobalMemoryStatusEx(&mut s) } == 0 {
+        return (None, None);
+    }
+    (Some(s.total_phys), Some(s.avail_phys))
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    windows
+)))]
+fn sysconf_memory(page: u64) -> (Option<u64>, Option<u64>) {
+    // Untested here: other Unixes have _SC_PHYS_PAGES but no portable "available" figure, so
+    // the whole of it counts as available.
     #[cfg(unix)]
     {
         // SAFETY: sysconf has no preconditions.
@@ -126,6 +197,25 @@ fn sysconf_memory(page: u64) -> (Option<u64>, Option<u64>) {
         let _ = page;
         (None, None)
     }
+}
+
+/// The large-page size of the system where it is not in `/proc/meminfo`: Windows'
+/// `GetLargePageMinimum` (compiled behind `cfg`; untested here). Woolly only reports it: using
+/// large pages on Windows needs a privilege the user grants, never something Woolly changes.
+#[cfg(windows)]
+fn large_page_size() -> Option<u64> {
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetLargePageMinimum() -> usize;
+    }
+    // SAFETY: no arguments, no preconditions.
+    let n = unsafe { GetLargePageMinimum() };
+    (n > 0).then_some(n as u64)
+}
+
+#[cfg(not(windows))]
+fn large_page_size() -> Option<u64> {
+    None
 }
 
 /// What Woolly may use: every figure the host application can override.

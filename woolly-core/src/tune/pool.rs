@@ -145,6 +145,25 @@ impl ThreadPool {
     /// # Errors
     /// The OS error when the priority cannot be set (raising it needs privileges).
     pub fn set_worker_nice(&self, nice: i32) -> std::io::Result<()> {
+        #[cfg(any(target_vendor = "apple", windows))]
+        {
+            // macOS (QoS classes) and Windows (thread priorities) set a thread's priority from
+            // the thread itself: each worker lowers its own. Compiled behind `cfg`; untested
+            // here (Linux is the tested platform).
+            let failed = std::sync::atomic::AtomicBool::new(false);
+            self.broadcast(&|i| {
+                if i > 0 && !lower_own_priority(nice) {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(std::io::Error::other(
+                    "a worker could not lower its priority",
+                ));
+            }
+            return Ok(());
+        }
+        #[allow(unreachable_code)]
         let tids = self
             .shared
             .tids
@@ -282,6 +301,32 @@ fn current_tid() -> Option<i64> {
     }
     #[cfg(not(target_os = "linux"))]
     None
+}
+
+/// Lowers the calling thread's priority for background work: the utility QoS class on macOS,
+/// below-normal priority on Windows (`nice` > 0 asks for it). Untested here.
+#[cfg(target_vendor = "apple")]
+fn lower_own_priority(nice: i32) -> bool {
+    if nice <= 0 {
+        return true;
+    }
+    // SAFETY: sets the calling thread's own QoS class.
+    unsafe { libc::pthread_set_qos_class_self_np(libc::qos_class_t::QOS_CLASS_UTILITY, 0) == 0 }
+}
+
+#[cfg(windows)]
+fn lower_own_priority(nice: i32) -> bool {
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetCurrentThread() -> *mut std::ffi::c_void;
+        fn SetThreadPriority(thread: *mut std::ffi::c_void, priority: i32) -> i32;
+    }
+    const THREAD_PRIORITY_BELOW_NORMAL: i32 = -1;
+    if nice <= 0 {
+        return true;
+    }
+    // SAFETY: the pseudo-handle of the calling thread, and a documented priority value.
+    unsafe { SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL) != 0 }
 }
 
 /// Sets one thread's nice value (Linux: priorities are per thread).
