@@ -88,6 +88,15 @@ impl ChatTemplate {
     }
 }
 
+/// Instructions a chat template may run per render: real templates use a few hundred per message,
+/// so this allows conversations of many thousands of messages and stops a runaway loop in about a
+/// second.
+const TEMPLATE_FUEL: u64 = 20_000_000;
+/// Nesting of macro calls and blocks a template may reach.
+const TEMPLATE_RECURSION: usize = 100;
+/// Longest prompt text a template may produce.
+const TEMPLATE_MAX_OUTPUT: usize = 64 << 20;
+
 fn raise_exception(msg: String) -> std::result::Result<String, JinjaError> {
     Err(JinjaError::new(JinjaErrorKind::InvalidOperation, msg))
 }
@@ -105,16 +114,59 @@ fn render_jinja(
     // HF templates are written for `trim_blocks` and `lstrip_blocks`.
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
+    // The template comes from the model file, which Woolly does not trust: bound its work.
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.set_recursion_limit(TEMPLATE_RECURSION);
     let tmpl = env.template_from_str(src).map_err(|e| {
         Error::InvalidModel(format!("the model's chat template does not parse: {e}"))
     })?;
-    tmpl.render(context! {
-        messages => messages,
-        add_generation_prompt => add_generation_prompt,
-        bos_token => bos,
-        eos_token => eos,
-    })
-    .map_err(|e| Error::InvalidArgument(format!("the chat template refused the messages: {e}")))
+    let mut out = CappedWriter(Vec::new());
+    tmpl.render_captured_to(
+        context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => bos,
+            eos_token => eos,
+        },
+        &mut out,
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        let runaway = matches!(e.kind(), JinjaErrorKind::OutOfFuel | JinjaErrorKind::WriteFailure)
+            || e.detail().is_some_and(|d| d.contains("recursion limit"));
+        if runaway {
+            // Out of fuel, too deep or too long whatever the messages: the file's fault.
+            Error::InvalidModel(format!(
+                "the model's chat template ran past its limits: {e} (at most {TEMPLATE_FUEL} steps, {TEMPLATE_RECURSION} levels, {} MiB of text)",
+                TEMPLATE_MAX_OUTPUT >> 20
+            ))
+        } else {
+            // `raise_exception` from the template, or a type error on these messages.
+            Error::InvalidArgument(format!("the chat template refused the messages: {e}"))
+        }
+    })?;
+    String::from_utf8(out.0)
+        .map_err(|_| Error::InvalidModel("the model's chat template produced invalid UTF-8".into()))
+}
+
+/// Collects a template's output, failing once it passes [`TEMPLATE_MAX_OUTPUT`].
+struct CappedWriter(Vec<u8>);
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > TEMPLATE_MAX_OUTPUT {
+            return Err(std::io::Error::other(format!(
+                "the output passed {} MiB",
+                TEMPLATE_MAX_OUTPUT >> 20
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn check_role(b: BuiltinTemplate, i: usize, role: &str) -> Result<()> {

@@ -172,8 +172,12 @@ impl KvCache {
         capacity: usize,
         precision: KvPrecision,
     ) -> u64 {
-        let cap = capacity.div_ceil(GROW_STEP) * GROW_STEP;
-        (n_layer * (k_width + v_width) * precision.bytes()) as u64 * cap as u64
+        // Saturating: an estimate for absurd numbers must say "too much", never wrap or panic.
+        let cap = capacity.div_ceil(GROW_STEP) as u64 * GROW_STEP as u64;
+        (n_layer as u64)
+            .saturating_mul((k_width as u64).saturating_add(v_width as u64))
+            .saturating_mul(precision.bytes() as u64)
+            .saturating_mul(cap)
     }
 
     /// How values are stored.

@@ -82,7 +82,10 @@ impl MemoryEstimate {
             scratch_bytes: scratch,
             context_size: n_ctx,
             batch_size: batch,
-            total_bytes: weights_bytes + overhead_bytes + kv_cache_bytes + scratch,
+            total_bytes: weights_bytes
+                .saturating_add(overhead_bytes)
+                .saturating_add(kv_cache_bytes)
+                .saturating_add(scratch),
         }
     }
 }

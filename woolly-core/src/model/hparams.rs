@@ -188,6 +188,29 @@ impl HParams {
         if self.n_layer == 0 || self.n_layer > 1024 {
             return bad(format!("block_count {} is out of range", self.n_layer));
         }
+        // Far beyond any real model (the widest have residual streams near 2^14 and feed-forward
+        // blocks near 2^17), and small enough that no size computed from them can overflow.
+        const MAX_WIDTH: usize = 1 << 20;
+        for (name, v) in [
+            ("embedding_length", self.n_embd),
+            ("feed_forward_length", self.n_ff),
+            ("attention.head_count", self.n_head),
+            ("attention.head_count_kv", self.n_head_kv),
+            ("attention.key_length", self.head_dim_k),
+            ("attention.value_length", self.head_dim_v),
+            ("vocabulary size", self.n_vocab),
+        ] {
+            if v > MAX_WIDTH * 4 {
+                return bad(format!("{name} {v} is out of range"));
+            }
+        }
+        if self.n_head * self.head_dim_k.max(self.head_dim_v) > MAX_WIDTH {
+            return bad(format!(
+                "{} heads of {} are out of range",
+                self.n_head,
+                self.head_dim_k.max(self.head_dim_v)
+            ));
+        }
         if self.n_embd == 0 || self.n_ff == 0 || self.n_vocab == 0 {
             return bad(
                 "embedding_length, feed_forward_length and the vocabulary must be non-zero".into(),

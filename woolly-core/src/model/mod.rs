@@ -158,7 +158,7 @@ pub fn resolve_context(hp: &HParams, requested: usize) -> Result<usize> {
         0 => default_context(hp),
         n => n,
     };
-    if n_ctx > hp.n_ctx_train.max(4096) * 4 || n_ctx > 1 << 22 {
+    if n_ctx > hp.n_ctx_train.max(4096).saturating_mul(4) || n_ctx > 1 << 22 {
         return Err(crate::Error::InvalidArgument(format!(
             "context_size {n_ctx} is far beyond the model's trained context of {}",
             hp.n_ctx_train
@@ -388,6 +388,15 @@ impl Model {
         }
         report(0.1)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
+        // Every row of the output is a token the sampler may pick: the two must agree (as in
+        // llama.cpp, which sizes the embedding from the vocabulary).
+        if tokenizer.vocab_size() != hparams.n_vocab {
+            return Err(crate::Error::InvalidModel(format!(
+                "the vocabulary has {} tokens but token_embd.weight has {} rows",
+                tokenizer.vocab_size(),
+                hparams.n_vocab
+            )));
+        }
         report(0.2)?;
         let mut transformer = match hparams.architecture {
             Architecture::Gemma3 => gemma3::load(&file, &hparams)?,
