@@ -88,10 +88,10 @@ impl ChatTemplate {
     }
 }
 
-/// Instructions a chat template may run per render: real templates use a few hundred per message,
-/// so this allows conversations of many thousands of messages and stops a runaway loop in about a
-/// second.
-const TEMPLATE_FUEL: u64 = 20_000_000;
+/// Instructions a chat template may run per render. Real templates use tens to hundreds per
+/// message, so this allows conversations of thousands of messages, and stops a runaway loop in
+/// about 0.1 s.
+const TEMPLATE_FUEL: u64 = 5_000_000;
 /// Nesting of macro calls and blocks a template may reach.
 const TEMPLATE_RECURSION: usize = 100;
 /// Longest prompt text a template may produce.

@@ -223,6 +223,11 @@ impl Sampler {
         }
 
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if !max.is_finite() {
+            // No finite logit (a broken model, or every token biased away): nothing to weigh,
+            // so the greedy answer, which is defined for any input.
+            return argmax(logits);
+        }
         let c = &mut self.candidates;
         c.clear();
         c.extend(
@@ -298,6 +303,23 @@ pub fn argmax(logits: &[f32]) -> TokenId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logits_without_a_finite_value_still_give_a_token() {
+        let mut s = Sampler::new(SamplingParams::default()).unwrap();
+        for fill in [f32::NAN, f32::NEG_INFINITY, f32::INFINITY] {
+            let mut logits = vec![fill; 10];
+            assert!(s.sample(&mut logits, &[1, 2]) < 10);
+        }
+        let mut mixed = vec![f32::NAN, 1.0, f32::NAN, 3.0];
+        assert_eq!(
+            Sampler::new(SamplingParams::greedy())
+                .unwrap()
+                .sample(&mut mixed, &[]),
+            3
+        );
+        assert!(s.sample(&mut mixed, &[]) == 1 || s.sample(&mut mixed, &[]) == 3);
+    }
 
     fn logits() -> Vec<f32> {
         vec![1.0, 3.0, 2.5, -1.0, 2.9, 0.0]

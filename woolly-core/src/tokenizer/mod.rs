@@ -696,6 +696,12 @@ impl Tokenizer {
         self.piece_bytes(id, true).ok()
     }
 
+    /// Whether encoding puts a space before the text (SentencePiece's `add_space_prefix`), which
+    /// decoding then keeps.
+    pub fn add_space_prefix(&self) -> bool {
+        self.add_space_prefix
+    }
+
     /// The token's text as written in the vocabulary (e.g. `"▁the"`, `"Ġthe"`, `"<0x0A>"`).
     pub fn token_text(&self, id: TokenId) -> Option<&str> {
         ((id as usize) < self.vocab.len()).then(|| self.vocab.text(id))
