@@ -9,7 +9,7 @@ MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
-.PHONY: all deps build model demo test test-rust test-arm test-c test-python test-node header check-header check-platforms install lint fmt clean bench bench-llama
+.PHONY: fuzz soak leaks all deps build model demo test test-rust test-arm test-c test-python test-node header check-header check-platforms install lint fmt clean bench bench-llama
 
 all: build
 
@@ -93,6 +93,17 @@ test-node: deps model
 
 test: lint check-header test-rust test-c test-python test-node test-arm
 	@echo "make test: all suites passed"
+
+# Coverage-guided fuzzing (cargo fuzz, nightly): each target for FUZZ_SECONDS (default 60); a crash
+# lands in fuzz/regressions/, which cargo test replays. Outside make test.
+FUZZ_SECONDS ?= 60
+fuzz: deps model
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
+
+# The stress mix for SOAK_SECONDS (default 300) with RSS every 10 s; fails on growth. Outside make test.
+SOAK_SECONDS ?= 300
+soak: deps model
+	WOOLLY_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --release -p woolly-core --test stress -- --ignored soak --nocapture
 
 # Woolly's own figures (no comparison).
 bench: build model
