@@ -91,7 +91,12 @@ test-python: deps model
 test-node: deps model
 	@bash scripts/test-node.sh
 
-test: lint check-header test-rust test-c test-python test-node test-arm
+# The native parts of the Python and Node packages under valgrind (their installs from
+# test-python and test-node): no leak or memory error of Woolly's own.
+leaks: test-python test-node
+	@bash scripts/leaks.sh
+
+test: lint check-header test-rust test-c test-python test-node leaks test-arm
 	@echo "make test: all suites passed"
 
 # Coverage-guided fuzzing (cargo fuzz, nightly): each target for FUZZ_SECONDS (default 60); a crash
