@@ -27,7 +27,7 @@ for t in $targets; do
   # fuel in about 3 s there); -rss_limit_mb: no input may make the process grow past this.
   if ! cargo +nightly fuzz run "$t" "corpus/$t" "${extra[@]}" -- \
       -max_total_time="$seconds" -timeout=25 -rss_limit_mb=3072 "${par[@]}" \
-      -print_final_stats=1 2>&1 | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+== ERROR|SUMMARY|thread .* panicked|artifact_prefix)'; then
+      -print_final_stats=1 2>&1 | grep -E '^(#[0-9]+[[:space:]]+DONE|stat::|==[0-9]+== ERROR|SUMMARY|thread .* panicked|artifact_prefix)'; then
     :
   fi
   for a in $(ls "artifacts/$t" | tail -n +$((before + 1))); do

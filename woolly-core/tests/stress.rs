@@ -44,7 +44,7 @@ struct Counts {
     errors: AtomicU64,
     cancelled: AtomicU64,
     expired: AtomicU64,
-    busy: AtomicU64,
+    refused: AtomicU64,
     loads: AtomicU64,
     sessions: AtomicU64,
     session_cancels: AtomicU64,
@@ -131,8 +131,10 @@ fn round(
                 }
                 let h = match engine.submit(req) {
                     Ok(h) => h,
-                    Err(e) if e.kind() == ErrorKind::Busy => {
-                        counts.busy.fetch_add(1, Ordering::Relaxed);
+                    // Refused at once, never accepted: a full queue, or a deadline of 0 ms
+                    // already past.
+                    Err(e) if matches!(e.kind(), ErrorKind::Busy | ErrorKind::DeadlineExceeded) => {
+                        counts.refused.fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(Duration::from_millis(20));
                         continue;
                     }
@@ -308,13 +310,13 @@ fn threads_loading_generating_cancelling_and_unloading() {
     let (c, _) = round(&gemma, secs, 2, Duration::from_secs(1));
     let after = settled_rss();
     println!(
-        "stress {secs} s: {} submitted, {} done, {} errors ({} cancelled, {} expired), {} busy, {} loads, {} sessions ({} cancelled); RSS {:.1} -> {:.1} MiB; {:.1} s in all",
+        "stress {secs} s: {} submitted, {} done, {} errors ({} cancelled, {} expired), {} refused at submission, {} loads, {} sessions ({} cancelled); RSS {:.1} -> {:.1} MiB; {:.1} s in all",
         c.submitted.load(Ordering::Relaxed),
         c.done.load(Ordering::Relaxed),
         c.errors.load(Ordering::Relaxed),
         c.cancelled.load(Ordering::Relaxed),
         c.expired.load(Ordering::Relaxed),
-        c.busy.load(Ordering::Relaxed),
+        c.refused.load(Ordering::Relaxed),
         c.loads.load(Ordering::Relaxed),
         c.sessions.load(Ordering::Relaxed),
         c.session_cancels.load(Ordering::Relaxed),
