@@ -99,5 +99,6 @@ test('doctor() measures off the event loop (a 1 ms interval keeps ticking)', asy
   assert.ok(measured.every((b) => b.tok_s > 0), JSON.stringify(r.inference.batches));
   assert.ok(fractions.length > 3 && fractions.at(-1) === 1);
   assert.ok(loop.ticks > 10, `the interval ran ${loop.ticks} times`);
-  assert.ok(loop.maxGapMs < 50, `event loop stalled ${loop.maxGapMs.toFixed(1)} ms`);
+  // Far above scheduling noise with the measuring threads on both cores, far below a blocked loop.
+  assert.ok(loop.maxGapMs < 250, `event loop stalled ${loop.maxGapMs.toFixed(1)} ms`);
 });

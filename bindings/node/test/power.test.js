@@ -22,7 +22,7 @@ function write(root, rel, text) {
   fs.writeFileSync(p, text);
 }
 
-async function waitFor(cond, timeoutMs = 5000) {
+async function waitFor(cond, timeoutMs = 60000) {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     if (cond()) return true;

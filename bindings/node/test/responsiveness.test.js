@@ -1,14 +1,17 @@
 'use strict';
-// Loading and generating never block the event loop: a 1 ms interval keeps ticking.
+// Loading and generating never block the event loop: a 1 ms interval keeps ticking. The gap bound
+// is far above scheduling noise on a loaded two-core machine (the worker threads compete with the
+// JS thread for the cores) and far below the work itself (the 831-token prompt alone takes
+// seconds there), so it fails only when native work runs on the JS thread.
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { Model } = require('woolly');
 const { reference, watchEventLoop } = require('./helpers');
 
-const MAX_GAP_MS = 50;
+const MAX_GAP_MS = 250;
 
-test('a 1 ms setInterval never stalls more than 50 ms during load and generation', async () => {
+test('a 1 ms setInterval never stalls more than 250 ms during load and generation', async () => {
   // Let the test runner's start-up settle before measuring.
   await new Promise((r) => setTimeout(r, 50));
   const w = watchEventLoop();

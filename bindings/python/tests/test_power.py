@@ -17,7 +17,7 @@ def balanced():
     woolly.set_power_profile("balanced")
 
 
-def wait_for(cond, timeout=5.0):
+def wait_for(cond, timeout=60.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():

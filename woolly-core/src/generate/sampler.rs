@@ -318,7 +318,17 @@ mod tests {
                 .sample(&mut mixed, &[]),
             3
         );
-        assert!(s.sample(&mut mixed, &[]) == 1 || s.sample(&mut mixed, &[]) == 3);
+        // Only the finite logits are candidates, whatever the draw: check many seeds.
+        for seed in 0..256 {
+            let mut s = Sampler::new(SamplingParams {
+                seed: Some(seed),
+                ..Default::default()
+            })
+            .unwrap();
+            let mut mixed = vec![f32::NAN, 1.0, f32::NAN, 3.0];
+            let t = s.sample(&mut mixed, &[]);
+            assert!(t == 1 || t == 3, "seed {seed} drew {t}");
+        }
     }
 
     fn logits() -> Vec<f32> {
