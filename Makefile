@@ -9,7 +9,7 @@ MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
-.PHONY: fuzz soak leaks all deps build model demo test test-rust test-arm test-c test-python test-node header check-header check-platforms install lint fmt clean bench bench-llama
+.PHONY: fuzz soak leaks repeat all deps build model demo test test-rust test-arm test-c test-python test-node header check-header check-platforms install lint fmt clean bench bench-llama
 
 all: build
 
@@ -109,6 +109,13 @@ fuzz: deps model
 SOAK_SECONDS ?= 300
 soak: deps model
 	WOOLLY_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --release -p woolly-core --test stress -- --ignored soak --nocapture
+
+# Every suite RUNS times (default 20) on one build, to find tests that fail at random: a summary of
+# each failed test and how often (build/repeat/summary.txt). Outside make test.
+RUNS ?= 20
+SUITES ?= rust python node
+repeat: deps model
+	RUNS=$(RUNS) SUITES="$(SUITES)" bash scripts/repeat.sh
 
 # Woolly's own figures (no comparison).
 bench: build model
