@@ -177,7 +177,8 @@ typedef enum {
 // session holds (and that is not pinned) is evicted first; a model in use never is.
 typedef struct woolly_cache woolly_cache;
 
-// One model serving many requests (opaque). Thread-safe: submit and cancel from any thread.
+// One model serving many requests (opaque). Thread-safe: submit and cancel from any thread;
+// a long prompt being prepared (tokenized, its template rendered) holds up no other call.
 typedef struct woolly_engine woolly_engine;
 
 // A loaded model (opaque). Immutable: any number of threads and sessions may use one model at
@@ -185,7 +186,10 @@ typedef struct woolly_engine woolly_engine;
 typedef struct woolly_model woolly_model;
 
 // A conversation with its own KV cache and threads (opaque). One generation at a time per
-// session (a second concurrent call waits); [`woolly_abort`] may be called from any thread.
+// session: a second call from another thread waits for the running one to end; a call from
+// the running generation's own token callback (`woolly_session_generate`, `_chat`, `_reset`)
+// returns `WOOLLY_ERR_BUSY` at once. [`woolly_abort`] and [`woolly_session_last_result`] may
+// be called from any thread (also from the callback) and never wait for a generation.
 typedef struct woolly_session woolly_session;
 
 // Receives Woolly's log messages (the message is valid during the call only). Called on
@@ -361,7 +365,10 @@ typedef struct {
 } woolly_event;
 
 // Receives a request's events: tokens, then exactly one DONE or ERROR. Called on the engine's
-// thread (never the submitting one); keep it short, and do not free the engine from it.
+// thread (never the submitting one); keep it short. From it, [`woolly_engine_submit`] and
+// [`woolly_engine_cancel`] work, [`woolly_engine_generate`] on the same engine returns
+// `WOOLLY_ERR_BUSY` (it would wait for itself), and [`woolly_engine_free`] of the same engine
+// returns at once, the engine stopping when the callback returns.
 typedef void (*woolly_event_callback)(const woolly_event *event, void *user_data);
 
 // What a model needs in memory, estimated from its file's header (see [`woolly_model_estimate`]).
@@ -398,7 +405,10 @@ const char *woolly_last_error(void);
 const char *woolly_status_name(woolly_status status);
 
 // Installs the process-wide log callback (NULL removes it). Woolly writes nothing to
-// stdout/stderr itself.
+// stdout/stderr itself. Returns once no call of the callback it replaces runs any more on any
+// other thread: from then on the old callback is never called again (its `user_data` may be
+// freed). Messages Woolly logs while the callback runs on the same thread (the callback
+// calling into Woolly) are dropped; calling this from inside the callback is allowed.
 void woolly_set_log_callback(woolly_log_callback callback, void *user_data);
 
 // Default load parameters: lazy mapping, no mlock, repacking on, automatic threads, no
@@ -541,7 +551,9 @@ woolly_status woolly_session_create(const woolly_model *model,
                                     woolly_session_params params,
                                     woolly_session **out_session);
 
-// Releases a session (NULL is allowed). Must not be called while a generation on it runs.
+// Releases a session (NULL is allowed). Must not be called while a generation on it runs on
+// another thread; called from that generation's own token callback it does nothing but log
+// an error (the session stays usable: free it after the generation returns).
 //
 // # Safety
 // `session` is NULL or a handle from [`woolly_session_create`] not freed before.
@@ -574,14 +586,16 @@ woolly_status woolly_session_chat(const woolly_session *session,
                                   void *user_data);
 
 // Writes what the last generation on `session` did to `*out` (`stop_reason`
-// `WOOLLY_STOP_NONE` when the last call failed or none has run).
+// `WOOLLY_STOP_NONE` when the last call failed, none has run, or one runs now). Never waits
+// for a running generation; may be called from any thread, its token callback included.
 //
 // # Safety
 // `session` is a live handle; `out` writable.
 woolly_status woolly_session_last_result(const woolly_session *session, woolly_result *out);
 
 // Forgets the conversation kept in `session`'s cache (the next prompt is computed from the
-// start). Waits for a generation running on it to end.
+// start). Waits for a generation running on it on another thread to end; from that
+// generation's own token callback returns `WOOLLY_ERR_BUSY` (nothing reset).
 //
 // # Safety
 // `session` is a live handle.
@@ -611,7 +625,10 @@ woolly_status woolly_engine_create(const woolly_model *model,
                                    woolly_engine **out_engine);
 
 // Stops an engine (NULL is allowed): every request still waiting or running ends with an
-// ERROR event (`WOOLLY_ERR_CANCELLED`) before this returns. Not from an event callback.
+// ERROR event (`WOOLLY_ERR_CANCELLED`) before this returns. From one of the engine's own
+// event callbacks it returns at once instead (the handle is gone; the engine's thread ends
+// the other requests the same way once the callback returns, and the callback's own request
+// gets no further event after an ERROR).
 //
 // # Safety
 // `engine` NULL or a handle from [`woolly_engine_create`] not freed before.
@@ -645,7 +662,9 @@ woolly_status woolly_engine_cancel(const woolly_engine *engine, uint64_t id);
 // return value is ignored: cancel with [`woolly_engine_cancel`] and the id written to
 // `*out_id` (may be NULL) as soon as the request is queued). `*out_result` (may be NULL) gets
 // the figures. Returns the request's status (`WOOLLY_ERR_CANCELLED`,
-// `WOOLLY_ERR_DEADLINE_EXCEEDED`, `WOOLLY_ERR_BUSY`, ...).
+// `WOOLLY_ERR_DEADLINE_EXCEEDED`, `WOOLLY_ERR_BUSY`, ...); `WOOLLY_ERR_BUSY` at once, with
+// nothing queued, when called from an event callback of the same engine (it would wait for
+// itself: use [`woolly_engine_submit`] there).
 //
 // # Safety
 // As [`woolly_engine_submit`]; `out_result` NULL or writable. `on_token` runs on the engine's

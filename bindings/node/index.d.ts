@@ -355,7 +355,7 @@ export interface EngineStats {
  */
 export declare class Engine {
   constructor(model: Model, options?: EngineOptions);
-  /** Rejects at once with WOOLLY_ERR_BUSY when the queue is full. */
+  /** Tokenizes off the JS thread, then queues; rejects without queueing with WOOLLY_ERR_BUSY when the queue is full. */
   submit(input: string | ChatMessage[], options?: SubmitOptions): Promise<GenerationResult>;
   generate(input: string | ChatMessage[], options?: SubmitOptions): Promise<string>;
   stream(input: string | ChatMessage[], options?: StreamRequestOptions): TokenStream;

@@ -664,8 +664,9 @@ class Engine {
    * generatedIds, stopReason, timings }; `timings.queueMs` is how long it waited to start).
    * Options: the generation options, `priority` ('low' | 'normal' | 'high' | 'critical'),
    * `latencySensitive`, `timeoutMs` (rejects with WOOLLY_ERR_DEADLINE_EXCEEDED unless finished
-   * by then), `signal` (AbortSignal) and `onToken(text, { id, index })`. Rejects at once with
-   * WOOLLY_ERR_BUSY when the queue is full.
+   * by then), `signal` (AbortSignal) and `onToken(text, { id, index })`. The prompt is tokenized
+   * off the JS thread, then queued (requests in submission order); rejects without queueing with
+   * WOOLLY_ERR_BUSY when the queue is full (or for a context overflow, a tokenizer error).
    */
   async submit(input, options) {
     const { start, signal, onToken } = this.#start(checkInput(input), options, submitSchema, false);

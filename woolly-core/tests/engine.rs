@@ -283,9 +283,10 @@ fn deadlines_end_requests_with_an_error() {
     );
     long.cancel();
     let _ = long.wait();
-    // While it runs.
+    // While it runs (a deadline generous enough for the first token on a busy machine, too
+    // short for all of them).
     let r = e
-        .submit(Request::text("Count:", greedy(500)).with_timeout(Duration::from_millis(300)))
+        .submit(Request::text("Count:", greedy(1000)).with_timeout(Duration::from_millis(1000)))
         .unwrap();
     let mut tokens = 0;
     let err = loop {
@@ -296,7 +297,7 @@ fn deadlines_end_requests_with_an_error() {
         }
     };
     assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{err}");
-    assert!(tokens > 0 && tokens < 500);
+    assert!(tokens > 0 && tokens < 1000, "{tokens} tokens");
     // Already past at submission: refused at once.
     let mut past = Request::text("Hello", greedy(4));
     past.deadline = Some(Instant::now() - Duration::from_millis(1));
@@ -381,4 +382,125 @@ fn bad_requests_are_refused_at_submission() {
         e.submit(chat).unwrap().wait().unwrap().generated_ids.len(),
         3
     );
+}
+
+/// About 400 tokens of prompt.
+fn long_prompt() -> String {
+    "The history of the printing press is long and full of turns. ".repeat(33)
+}
+
+#[test]
+fn a_deadline_is_checked_inside_the_prompt_and_never_reports_success() {
+    // The whole prompt in one step: before, the deadline was checked only between steps, so
+    // this request read its prompt, sampled its one token and reported success long after.
+    let e = engine(EngineParams {
+        prefill_chunk: 4096,
+        ..Default::default()
+    });
+    let r = e
+        .submit(Request::text(long_prompt(), greedy(1)).with_timeout(Duration::from_millis(50)))
+        .unwrap();
+    let mut tokens = 0;
+    let err = loop {
+        match r.recv_timeout(Duration::from_secs(120)).expect("watchdog") {
+            Event::Token { .. } => tokens += 1,
+            Event::Done(g) => panic!("success past the deadline: {:?}", g.timings),
+            Event::Error(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{err}");
+    assert_eq!(tokens, 0);
+    // The prompt step was stopped within its layers, not run to its end.
+    assert_eq!(e.stats().steps, 0, "{:?}", e.stats());
+    assert_eq!(e.stats().deadline_exceeded, 1);
+}
+
+#[test]
+fn requests_are_cancelled_by_id() {
+    let (e, long) = busy_engine(4);
+    let queued = e.submit(Request::text("Hello", greedy(3))).unwrap();
+    // Waiting, then running: both by id, from another thread.
+    let e = Arc::new(e);
+    let (e2, qid, lid) = (e.clone(), queued.id(), long.id());
+    std::thread::spawn(move || assert!(e2.cancel(qid) && e2.cancel(lid)))
+        .join()
+        .unwrap();
+    assert_eq!(queued.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_eq!(long.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    // Ended: unknown from then on.
+    assert!(!e.cancel(qid) && !e.cancel(lid) && !e.cancel(12345));
+    let done = e.submit(Request::text("Hello", greedy(2))).unwrap();
+    let id = done.id();
+    done.wait().unwrap();
+    assert!(!e.cancel(id));
+}
+
+#[test]
+fn a_long_prompt_being_prepared_holds_up_no_cancel() {
+    let (e, long) = busy_engine(4);
+    let e = Arc::new(e);
+    let preparing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (e2, p2, f2) = (e.clone(), preparing.clone(), finished.clone());
+    // 4 MiB of text: tokenizing it takes seconds; it then overflows the context.
+    let submitter = std::thread::spawn(move || {
+        let text = "word ".repeat(4 << 18);
+        p2.store(true, std::sync::atomic::Ordering::SeqCst);
+        let r = e2.submit(Request::text(text, greedy(1)));
+        f2.store(true, std::sync::atomic::Ordering::SeqCst);
+        r.err().map(|e| e.kind())
+    });
+    while !preparing.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(e.cancel(long.id()));
+    assert_eq!(long.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    let _ = e.stats();
+    assert!(
+        !finished.load(std::sync::atomic::Ordering::SeqCst),
+        "the cancel waited for the long prompt's preparation"
+    );
+    assert_eq!(submitter.join().unwrap(), Some(ErrorKind::ContextOverflow));
+}
+
+#[test]
+fn waiting_or_dropping_the_engine_from_a_sink_never_hangs() {
+    let e = Arc::new(Mutex::new(Some(engine(EngineParams::default()))));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inner = e.clone();
+    let sink = Box::new(move |ev: Event| {
+        if let Event::Token { index: 0, .. } = ev {
+            // Waiting for a request of the same engine on its own thread: Busy at once.
+            let guard = inner.lock().unwrap();
+            let h = guard
+                .as_ref()
+                .unwrap()
+                .submit(Request::text("Hello", greedy(2)))
+                .unwrap();
+            let r = h.wait().map(|_| ()).map_err(|e| e.kind());
+            drop(guard);
+            // Dropping the engine from its own thread returns at once.
+            let engine = inner.lock().unwrap().take();
+            drop(engine);
+            let _ = tx.send(Some(r));
+        } else if !matches!(ev, Event::Token { .. }) {
+            let _ = tx.send(None);
+            let _ = ev;
+        }
+    });
+    let id = e
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .submit_with(Request::text("Once upon a time", greedy(50)), sink)
+        .unwrap();
+    assert!(id > 0);
+    let first = rx.recv_timeout(Duration::from_secs(120)).expect("watchdog");
+    assert_eq!(first, Some(Err(ErrorKind::Busy)));
+    // The request ends (cancelled with its engine) and the engine's thread with it.
+    let last = rx.recv_timeout(Duration::from_secs(120)).expect("watchdog");
+    assert_eq!(last, None);
+    assert!(e.lock().unwrap().is_none());
 }

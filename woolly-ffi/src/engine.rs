@@ -1,13 +1,11 @@
 //! The engine through the C ABI: many requests on one model, batched, by priority and
 //! deadline, each cancellable by id.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use woolly_core::engine::{Engine, EngineParams, Event, Priority, Request};
-use woolly_core::generate::{CancelToken, ChatMessage, KvPrecision};
+use woolly_core::generate::{ChatMessage, KvPrecision};
 
 use super::woolly_status::*;
 use super::{
@@ -119,15 +117,17 @@ pub struct woolly_event {
 }
 
 /// Receives a request's events: tokens, then exactly one DONE or ERROR. Called on the engine's
-/// thread (never the submitting one); keep it short, and do not free the engine from it.
+/// thread (never the submitting one); keep it short. From it, [`woolly_engine_submit`] and
+/// [`woolly_engine_cancel`] work, [`woolly_engine_generate`] on the same engine returns
+/// `WOOLLY_ERR_BUSY` (it would wait for itself), and [`woolly_engine_free`] of the same engine
+/// returns at once, the engine stopping when the callback returns.
 pub type woolly_event_callback =
     Option<extern "C" fn(event: *const woolly_event, user_data: *mut c_void)>;
 
-/// One model serving many requests (opaque). Thread-safe: submit and cancel from any thread.
+/// One model serving many requests (opaque). Thread-safe: submit and cancel from any thread;
+/// a long prompt being prepared (tokenized, its template rendered) holds up no other call.
 pub struct woolly_engine {
     engine: Engine,
-    /// Cancellation of the requests not finished yet, by id.
-    running: Arc<Mutex<HashMap<u64, CancelToken>>>,
 }
 
 /// Starts an engine on `model` into `*out_engine` (NULL on failure). The engine keeps the
@@ -165,19 +165,16 @@ pub unsafe extern "C" fn woolly_engine_create(
             threads: params.n_threads as usize,
         };
         let engine = Engine::new(m.model.clone(), ep)?;
-        put_handle(
-            out_engine,
-            woolly_engine {
-                engine,
-                running: Default::default(),
-            },
-        );
+        put_handle(out_engine, woolly_engine { engine });
         Ok(())
     })
 }
 
 /// Stops an engine (NULL is allowed): every request still waiting or running ends with an
-/// ERROR event (`WOOLLY_ERR_CANCELLED`) before this returns. Not from an event callback.
+/// ERROR event (`WOOLLY_ERR_CANCELLED`) before this returns. From one of the engine's own
+/// event callbacks it returns at once instead (the handle is gone; the engine's thread ends
+/// the other requests the same way once the callback returns, and the callback's own request
+/// gets no further event after an ERROR).
 ///
 /// # Safety
 /// `engine` NULL or a handle from [`woolly_engine_create`] not freed before.
@@ -187,16 +184,10 @@ pub unsafe extern "C" fn woolly_engine_free(engine: *mut woolly_engine) {
     unsafe { super::free_handle(engine) }
 }
 
-fn request(
-    e: &woolly_engine,
-    prompt: *const c_char,
-    params: &woolly_request_params,
-) -> Result<(Request, CancelToken), Failure> {
+fn request(prompt: *const c_char, params: &woolly_request_params) -> Result<Request, Failure> {
     let text = required_str(prompt, "prompt")?;
     check_enum(raw_enum(&params.priority), 3, "priority")?;
-    let mut gp = generate_params(&params.generate)?;
-    let cancel = CancelToken::new();
-    gp.cancel = Some(cancel.clone());
+    let gp = generate_params(&params.generate)?;
     let mut r = if params.generate.chat {
         Request::chat(vec![ChatMessage::new("user", text)], gp)
     } else {
@@ -212,8 +203,7 @@ fn request(
     if params.timeout_ms > 0 {
         r = r.with_timeout(Duration::from_millis(params.timeout_ms as u64));
     }
-    let _ = e;
-    Ok((r, cancel))
+    Ok(r)
 }
 
 /// Delivers `ev` to a C callback as a [`woolly_event`].
@@ -276,37 +266,18 @@ pub unsafe extern "C" fn woolly_engine_submit(
 ) -> woolly_status {
     guard(|| {
         let e = required(engine, "engine")?;
-        let (req, cancel) = request(e, prompt, &params)?;
+        let req = request(prompt, &params)?;
         let ud = UserData(user_data);
-        let running = e.running.clone();
-        // The id is known only after submission; the sink learns it from a shared cell.
-        let id_cell = Arc::new(std::sync::OnceLock::<u64>::new());
-        let cell = id_cell.clone();
+        // Tokenizing and rendering take no lock of the engine's; the id is known before the
+        // request is queued, so the sink has it from the first event.
+        let prepared = e.engine.prepare(req)?;
+        let id = prepared.id();
         let sink = Box::new(move |ev: Event| {
-            // Events can only come after `submit_with` returned the id.
-            let id = loop {
-                if let Some(&id) = cell.get() {
-                    break id;
-                }
-                std::thread::yield_now();
-            };
-            let terminal = !matches!(ev, Event::Token { .. });
-            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 deliver(callback, &ud, id, &ev)
             }));
-            let _ = caught;
-            if terminal {
-                running
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-            }
         });
-        let mut map = e.running.lock().unwrap_or_else(|p| p.into_inner());
-        let id = e.engine.submit_with(req, sink)?;
-        map.insert(id, cancel);
-        drop(map);
-        let _ = id_cell.set(id);
+        e.engine.enqueue(prepared, sink)?;
         // SAFETY: NULL or writable (the caller's promise).
         if let Some(p) = unsafe { out_id.as_mut() } {
             *p = id;
@@ -328,49 +299,18 @@ pub unsafe extern "C" fn woolly_engine_cancel(
 ) -> woolly_status {
     guard(|| {
         let e = required(engine, "engine")?;
-        if let Some(t) = e.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            t.cancel();
-        }
+        e.engine.cancel(id);
         Ok(())
     })
-}
-
-struct Waiter {
-    on_token: super::woolly_token_callback,
-    user_data: UserData,
-    done: Mutex<Option<Result<woolly_result, Failure>>>,
-    wake: std::sync::Condvar,
-}
-
-extern "C" fn wait_event(ev: *const woolly_event, user_data: *mut c_void) {
-    // SAFETY: `user_data` is the `Waiter` that `woolly_engine_generate` keeps alive until the
-    // final event; `ev` is valid during the call.
-    let (w, ev) = unsafe { (&*(user_data as *const Waiter), &*ev) };
-    match ev.kind {
-        woolly_event_kind::WOOLLY_EVENT_TOKEN => {
-            if let Some(f) = w.on_token {
-                f(ev.text, ev.text_len, ev.token, w.user_data.get());
-            }
-        }
-        kind => {
-            let r = if kind == woolly_event_kind::WOOLLY_EVENT_DONE {
-                Ok(ev.result)
-            } else {
-                // SAFETY: a NUL-terminated message, valid during the call.
-                let msg = unsafe { std::ffi::CStr::from_ptr(ev.message) };
-                Err(Failure(ev.status, msg.to_string_lossy().into_owned()))
-            };
-            *w.done.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            w.wake.notify_all();
-        }
-    }
 }
 
 /// Submits `prompt` and waits for its end, streaming tokens to `on_token` (may be NULL; its
 /// return value is ignored: cancel with [`woolly_engine_cancel`] and the id written to
 /// `*out_id` (may be NULL) as soon as the request is queued). `*out_result` (may be NULL) gets
 /// the figures. Returns the request's status (`WOOLLY_ERR_CANCELLED`,
-/// `WOOLLY_ERR_DEADLINE_EXCEEDED`, `WOOLLY_ERR_BUSY`, ...).
+/// `WOOLLY_ERR_DEADLINE_EXCEEDED`, `WOOLLY_ERR_BUSY`, ...); `WOOLLY_ERR_BUSY` at once, with
+/// nothing queued, when called from an event callback of the same engine (it would wait for
+/// itself: use [`woolly_engine_submit`] there).
 ///
 /// # Safety
 /// As [`woolly_engine_submit`]; `out_result` NULL or writable. `on_token` runs on the engine's
@@ -385,34 +325,53 @@ pub unsafe extern "C" fn woolly_engine_generate(
     out_id: *mut u64,
     out_result: *mut woolly_result,
 ) -> woolly_status {
-    let waiter = Waiter {
-        on_token,
-        user_data: UserData(user_data),
-        done: Mutex::new(None),
-        wake: std::sync::Condvar::new(),
-    };
-    // SAFETY: the caller's promises; `waiter` outlives every event (we wait for the last).
-    let st = unsafe {
-        woolly_engine_submit(
-            engine,
-            prompt,
-            params,
-            Some(wait_event),
-            &waiter as *const Waiter as *mut c_void,
-            out_id,
-        )
-    };
-    if st != WOOLLY_OK {
-        return st;
-    }
-    let mut done = waiter.done.lock().unwrap_or_else(|p| p.into_inner());
-    while done.is_none() {
-        done = waiter.wake.wait(done).unwrap_or_else(|p| p.into_inner());
-    }
-    let outcome = done.take().expect("set");
-    drop(done);
     guard(|| {
-        let r = outcome?;
+        let e = required(engine, "engine")?;
+        if e.engine.is_engine_thread() {
+            return fail(
+                WOOLLY_ERR_BUSY,
+                "woolly_engine_generate called from an event callback of the same engine \
+                 would wait for itself; use woolly_engine_submit there",
+            );
+        }
+        let req = request(prompt, &params)?;
+        let prepared = e.engine.prepare(req)?;
+        let id = prepared.id();
+        // The sink owns the sending end and this call the receiving one: neither touches
+        // memory of the other after this call returns (no waiter on this stack).
+        let (tx, rx) = std::sync::mpsc::channel::<Result<woolly_result, woolly_core::Error>>();
+        let ud = UserData(user_data);
+        let sink = Box::new(move |ev: Event| {
+            let end = match ev {
+                Event::Token { id: tok, text, .. } => {
+                    if let Some(f) = on_token {
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            f(
+                                text.as_ptr() as *const c_char,
+                                text.len(),
+                                tok as i32,
+                                ud.get(),
+                            )
+                        }));
+                    }
+                    return;
+                }
+                Event::Done(g) => Ok(woolly_result::from(&g)),
+                Event::Error(e) => Err(e),
+            };
+            let _ = tx.send(end);
+        });
+        e.engine.enqueue(prepared, sink)?;
+        // SAFETY: NULL or writable (the caller's promise).
+        if let Some(p) = unsafe { out_id.as_mut() } {
+            *p = id;
+        }
+        // The error becomes a status on this thread (with its memory figures, if any).
+        let r = rx.recv().unwrap_or_else(|_| {
+            Err(woolly_core::Error::Internal(
+                "the engine dropped a request without an answer".into(),
+            ))
+        })?;
         // SAFETY: NULL or writable (the caller's promise).
         if let Some(p) = unsafe { out_result.as_mut() } {
             *p = r;

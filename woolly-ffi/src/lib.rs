@@ -285,7 +285,10 @@ impl UserData {
 }
 
 /// Installs the process-wide log callback (NULL removes it). Woolly writes nothing to
-/// stdout/stderr itself.
+/// stdout/stderr itself. Returns once no call of the callback it replaces runs any more on any
+/// other thread: from then on the old callback is never called again (its `user_data` may be
+/// freed). Messages Woolly logs while the callback runs on the same thread (the callback
+/// calling into Woolly) are dropped; calling this from inside the callback is allowed.
 #[no_mangle]
 pub extern "C" fn woolly_set_log_callback(callback: woolly_log_callback, user_data: *mut c_void) {
     let _ = guard(|| {
@@ -1097,15 +1100,63 @@ pub unsafe extern "C" fn woolly_model_metrics_json(
 // Sessions
 
 /// A conversation with its own KV cache and threads (opaque). One generation at a time per
-/// session (a second concurrent call waits); [`woolly_abort`] may be called from any thread.
+/// session: a second call from another thread waits for the running one to end; a call from
+/// the running generation's own token callback (`woolly_session_generate`, `_chat`, `_reset`)
+/// returns `WOOLLY_ERR_BUSY` at once. [`woolly_abort`] and [`woolly_session_last_result`] may
+/// be called from any thread (also from the callback) and never wait for a generation.
 pub struct woolly_session {
     state: Mutex<SessionState>,
+    /// What the last generation did (its own lock, never held during a generation).
+    last: Mutex<woolly_result>,
+    /// The thread running a generation on this session now ([`thread_number`]; 0: none).
+    running_on: std::sync::atomic::AtomicU64,
     cancel: CancelHandle,
 }
 
 struct SessionState {
     session: Session,
-    last: woolly_result,
+}
+
+/// A number for the calling thread, unique in the process (never 0).
+fn thread_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static NUMBER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.with(|n| *n)
+}
+
+impl woolly_session {
+    /// Whether the calling thread runs a generation on this session now (so it is inside that
+    /// generation's token callback).
+    fn inside_own_generation(&self) -> bool {
+        self.running_on.load(std::sync::atomic::Ordering::SeqCst) == thread_number()
+    }
+
+    /// `WOOLLY_ERR_BUSY` for a call of `what` from this session's own token callback, which
+    /// would wait for itself.
+    fn refuse_reentry(&self, what: &str) -> Result<(), Failure> {
+        if self.inside_own_generation() {
+            return fail(
+                WOOLLY_ERR_BUSY,
+                format!(
+                    "{what} called from the token callback of a generation on the same session \
+                     would wait for itself; call it after the generation returns"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The session's state, waiting for a generation running on another thread.
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_last(&self, r: woolly_result) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = r;
+    }
 }
 
 /// How to open a session. Start from [`woolly_session_default_params`].
@@ -1195,10 +1246,9 @@ pub unsafe extern "C" fn woolly_session_create(
         put_handle(
             out_session,
             woolly_session {
-                state: Mutex::new(SessionState {
-                    session,
-                    last: woolly_result::none(),
-                }),
+                state: Mutex::new(SessionState { session }),
+                last: Mutex::new(woolly_result::none()),
+                running_on: Default::default(),
                 cancel,
             },
         );
@@ -1206,13 +1256,26 @@ pub unsafe extern "C" fn woolly_session_create(
     })
 }
 
-/// Releases a session (NULL is allowed). Must not be called while a generation on it runs.
+/// Releases a session (NULL is allowed). Must not be called while a generation on it runs on
+/// another thread; called from that generation's own token callback it does nothing but log
+/// an error (the session stays usable: free it after the generation returns).
 ///
 /// # Safety
 /// `session` is NULL or a handle from [`woolly_session_create`] not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn woolly_session_free(session: *mut woolly_session) {
     // SAFETY: the caller passes NULL or a live handle from woolly_session_create.
+    if let Some(s) = unsafe { session.as_ref() } {
+        if s.inside_own_generation() {
+            woolly_core::log::log(
+                woolly_core::log::Level::Error,
+                "woolly_session_free called from the token callback of a generation on the same \
+                 session: ignored (free it after the generation returns)",
+            );
+            return;
+        }
+    }
+    // SAFETY: as above.
     unsafe { free_handle(session) }
 }
 
@@ -1225,11 +1288,22 @@ fn session_run<'a>(
     user_data: *mut c_void,
 ) -> Result<(), Failure> {
     let s = required(session, "session")?;
-    let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
-    state.last = woolly_result::none();
+    s.refuse_reentry("woolly_session_generate (or _chat)")?;
+    let mut state = s.lock();
+    /// Marks the session as running on this thread while it lives.
+    struct Running<'a>(&'a std::sync::atomic::AtomicU64);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.0.store(0, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    s.running_on
+        .store(thread_number(), std::sync::atomic::Ordering::SeqCst);
+    let _running = Running(&s.running_on);
+    s.set_last(woolly_result::none());
     let prompt = prompt()?;
     let g = run(&mut state.session, prompt, params, on_token, user_data)?;
-    state.last = woolly_result::from(&g);
+    s.set_last(woolly_result::from(&g));
     Ok(())
 }
 
@@ -1318,7 +1392,8 @@ pub unsafe extern "C" fn woolly_session_chat(
 }
 
 /// Writes what the last generation on `session` did to `*out` (`stop_reason`
-/// `WOOLLY_STOP_NONE` when the last call failed or none has run).
+/// `WOOLLY_STOP_NONE` when the last call failed, none has run, or one runs now). Never waits
+/// for a running generation; may be called from any thread, its token callback included.
 ///
 /// # Safety
 /// `session` is a live handle; `out` writable.
@@ -1332,7 +1407,7 @@ pub unsafe extern "C" fn woolly_session_last_result(
         if out.is_null() {
             return fail(WOOLLY_ERR_NULL_ARGUMENT, "out is NULL");
         }
-        let last = s.state.lock().unwrap_or_else(|e| e.into_inner()).last;
+        let last = *s.last.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: checked non-NULL above.
         unsafe { *out = last };
         Ok(())
@@ -1340,7 +1415,8 @@ pub unsafe extern "C" fn woolly_session_last_result(
 }
 
 /// Forgets the conversation kept in `session`'s cache (the next prompt is computed from the
-/// start). Waits for a generation running on it to end.
+/// start). Waits for a generation running on it on another thread to end; from that
+/// generation's own token callback returns `WOOLLY_ERR_BUSY` (nothing reset).
 ///
 /// # Safety
 /// `session` is a live handle.
@@ -1348,11 +1424,8 @@ pub unsafe extern "C" fn woolly_session_last_result(
 pub unsafe extern "C" fn woolly_session_reset(session: *const woolly_session) -> woolly_status {
     guard(|| {
         let s = required(session, "session")?;
-        s.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .session
-            .reset();
+        s.refuse_reentry("woolly_session_reset")?;
+        s.lock().session.reset();
         Ok(())
     })
 }

@@ -479,6 +479,41 @@ impl NativeModel {
 pub struct NativeEngine {
     /// None once closed.
     engine: Mutex<Option<Arc<Engine>>>,
+    /// Prepares requests (tokenizing, rendering templates) off the JavaScript thread, one
+    /// after another in submission order; None once closed.
+    preparer: Mutex<Option<Preparer>>,
+}
+
+/// A request's preparation and queueing, run on the preparer's thread.
+type PrepJob = Box<dyn FnOnce() + Send>;
+
+/// The thread that prepares an engine's requests, in the order they were submitted.
+struct Preparer {
+    jobs: std::sync::mpsc::Sender<PrepJob>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Preparer {
+    fn start() -> napi::Result<Preparer> {
+        let (jobs, rx) = std::sync::mpsc::channel::<PrepJob>();
+        let thread = std::thread::Builder::new()
+            .name("woolly-engine-prepare".into())
+            .stack_size(WORKER_STACK)
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    // A job sends its own failure as an event; a panic must not end the thread.
+                    let _ = catch_unwind(AssertUnwindSafe(job));
+                }
+            })
+            .map_err(|e| js_error("WOOLLY_ERR_INTERNAL", format!("cannot start a thread: {e}")))?;
+        Ok(Preparer { jobs, thread })
+    }
+
+    /// Lets the jobs submitted so far finish, then ends the thread.
+    fn finish(self) {
+        drop(self.jobs);
+        let _ = self.thread.join();
+    }
 }
 
 impl NativeEngine {
@@ -490,22 +525,35 @@ impl NativeEngine {
             .ok_or_else(|| js_error("WOOLLY_ERR_INVALID_ARGUMENT", "the engine is closed"))
     }
 
-    fn take(&self) -> Option<Arc<Engine>> {
-        self.engine.lock().unwrap_or_else(|e| e.into_inner()).take()
+    fn take(&self) -> (Option<Arc<Engine>>, Option<Preparer>) {
+        (
+            self.engine.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            self.preparer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        )
     }
 }
 
-/// Drops an engine off the JavaScript thread (the drop joins its worker, which first ends every
-/// request), then runs `then`.
-fn drop_engine<F: FnOnce() + Send + 'static>(engine: Option<Arc<Engine>>, then: F) {
-    type Job<F> = Mutex<Option<(Option<Arc<Engine>>, F)>>;
+/// Drops an engine off the JavaScript thread (after the requests being prepared are queued;
+/// the drop joins its worker, which first ends every request), then runs `then`.
+fn drop_engine<F: FnOnce() + Send + 'static>(
+    (engine, preparer): (Option<Arc<Engine>>, Option<Preparer>),
+    then: F,
+) {
+    type Job<F> = Mutex<Option<(Option<Arc<Engine>>, Option<Preparer>, F)>>;
     fn run<F: FnOnce()>(job: &Job<F>) {
-        if let Some((engine, then)) = job.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some((engine, preparer, then)) = job.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            if let Some(p) = preparer {
+                p.finish();
+            }
             drop(engine);
             then();
         }
     }
-    let job: Arc<Job<F>> = Arc::new(Mutex::new(Some((engine, then))));
+    let job: Arc<Job<F>> = Arc::new(Mutex::new(Some((engine, preparer, then))));
     let theirs = job.clone();
     let spawned = std::thread::Builder::new()
         .name("woolly-engine-close".into())
@@ -530,12 +578,14 @@ impl NativeEngine {
         let engine = Engine::new(model, params).map_err(|e| to_js(&e))?;
         Ok(NativeEngine {
             engine: Mutex::new(Some(Arc::new(engine))),
+            preparer: Mutex::new(Some(Preparer::start()?)),
         })
     }
 
-    /// Submits a request for `prompt` or `messages`. Throws at once (nothing queued) when the
-    /// queue is full, the deadline has passed or the request is bad; the returned task cancels
-    /// it.
+    /// Submits a request for `prompt` or `messages`. Throws at once for bad options; the
+    /// prompt is tokenized (or the messages rendered) off the JavaScript thread, and a request
+    /// refused then (full queue, deadline passed, context overflow, tokenizer or template
+    /// error) ends with its `error` event, nothing queued. The returned task cancels it.
     #[napi]
     pub fn submit(
         &self,
@@ -573,6 +623,8 @@ impl NativeEngine {
         };
         // On the engine's thread; the callback (and so the thread-safe function, which keeps
         // Node's loop alive) goes with the sink after the last event.
+        let on_event = Arc::new(on_event);
+        let on_refused = on_event.clone();
         let sink = Box::new(move |ev: EngineEvent| match ev {
             EngineEvent::Token { id, text, index } => {
                 if stream && !text.is_empty() {
@@ -585,7 +637,26 @@ impl NativeEngine {
             EngineEvent::Done(g) => send(&on_event, done_event(&g)),
             EngineEvent::Error(e) => send(&on_event, to_event(&e)),
         });
-        engine.submit_with(request, sink).map_err(|e| to_js(&e))?;
+        let prepare = Box::new(move || {
+            let queued = engine
+                .prepare(request)
+                .and_then(|prepared| engine.enqueue(prepared, sink));
+            if let Err(e) = queued {
+                // Refused: the sink (which would have answered) is dropped unused.
+                send(&on_refused, to_event(&e));
+            }
+        });
+        let preparer = self.preparer.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = match preparer.as_ref() {
+            Some(p) => p.jobs.send(prepare).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(js_error(
+                "WOOLLY_ERR_INVALID_ARGUMENT",
+                "the engine is closed",
+            ));
+        }
         Ok(NativeTask { token })
     }
 
@@ -614,8 +685,9 @@ impl NativeEngine {
     /// `WOOLLY_ERR_CANCELLED` error event; then `done` (also when it was closed already).
     #[napi]
     pub fn close(&self, on_event: EventFn) {
-        let engine = self.take();
-        drop_engine(engine, move || send(&on_event, json!({ "kind": "done" })));
+        drop_engine(self.take(), move || {
+            send(&on_event, json!({ "kind": "done" }))
+        });
     }
 
     #[napi(getter)]
@@ -631,8 +703,9 @@ impl Drop for NativeEngine {
     /// Garbage collected without close(): the requests still there are cancelled the same way,
     /// off the JavaScript thread.
     fn drop(&mut self) {
-        if let Some(engine) = self.take() {
-            drop_engine(Some(engine), || {});
+        let (engine, preparer) = self.take();
+        if engine.is_some() || preparer.is_some() {
+            drop_engine((engine, preparer), || {});
         }
     }
 }

@@ -53,6 +53,15 @@ async function running(e, active = 1) {
   }
 }
 
+/** Waits until `n` requests wait (submissions are prepared off the JS thread, then queued). */
+async function queued(e, n) {
+  const t = Date.now();
+  while (e.stats().queued !== n) {
+    assert.ok(Date.now() - t < 30000, JSON.stringify(e.stats()));
+    await sleep(5);
+  }
+}
+
 /** An engine with one slot, held by a long low-priority request (running when it resolves). */
 async function busy(options) {
   const e = makeEngine({ maxConcurrent: 1, ...options });
@@ -101,7 +110,7 @@ test('priorities decide who starts first', async () => {
     ['high', { priority: 'high' }],
   ];
   const reqs = order.map(([name, o]) => e.submit('Hello', { ...o, maxTokens: 2, temperature: 0 }).then((r) => [name, r.timings.queueMs]));
-  assert.equal(e.stats().queued, 5);
+  await queued(e, 5);
   assert.ok(e.estimatedWait('low') >= e.estimatedWait('critical'));
   abort();
   await assert.rejects(long, cancelled);
@@ -111,23 +120,34 @@ test('priorities decide who starts first', async () => {
 });
 
 test('a deadline that passes rejects with WOOLLY_ERR_DEADLINE_EXCEEDED', async () => {
-  const { e, abort } = await busy();
+  const { e, abort } = await busy({ contextSize: 2048 });
   // While queued behind the long request.
   await assert.rejects(e.submit('Hello', { maxTokens: 4, timeoutMs: 50 }), (err) =>
     code('WOOLLY_ERR_DEADLINE_EXCEEDED')(err) && /before the request started/.test(err.message),
   );
   abort();
-  // While it runs: some tokens first.
+  // While it runs: some tokens first (a deadline generous enough for the first token on a busy
+  // machine, as deadlines are checked inside the prompt too; too short for all of them).
   let tokens = 0;
   await assert.rejects(
-    e.submit('Count:', { maxTokens: 400, ignoreEos: true, temperature: 0, timeoutMs: 300, onToken: () => tokens++ }),
+    e.submit('Count:', { maxTokens: 1500, ignoreEos: true, temperature: 0, timeoutMs: 1000, onToken: () => tokens++ }),
     code('WOOLLY_ERR_DEADLINE_EXCEEDED'),
   );
-  assert.ok(tokens > 0 && tokens < 400, `${tokens} tokens`);
+  assert.ok(tokens > 0 && tokens < 1500, `${tokens} tokens`);
   // Already past: at once.
   await assert.rejects(e.submit('Hello', { timeoutMs: 0 }), code('WOOLLY_ERR_DEADLINE_EXCEEDED'));
   await assert.rejects(e.submit('Hello', { timeoutMs: -1 }), code('WOOLLY_ERR_INVALID_ARGUMENT'));
   assert.ok(e.stats().deadline_exceeded >= 2);
+  await e.close();
+});
+
+test('a deadline inside a long prompt rejects, never resolves', async () => {
+  // About 400 tokens read in one step: the deadline is checked between its layers.
+  const e = makeEngine({ contextSize: 1024, prefillChunk: 4096 });
+  const prompt = 'The history of the printing press is long and full of turns. '.repeat(33);
+  await assert.rejects(e.submit(prompt, { maxTokens: 1, timeoutMs: 50 }), code('WOOLLY_ERR_DEADLINE_EXCEEDED'));
+  const s = e.stats();
+  assert.ok(s.steps === 0 && s.deadline_exceeded === 1, JSON.stringify(s));
   await e.close();
 });
 
@@ -180,6 +200,27 @@ test('closing the engine rejects every pending request with WOOLLY_ERR_CANCELLED
   await e.close(); // again: nothing
   await assert.rejects(e.submit('Hello'), code('WOOLLY_ERR_INVALID_ARGUMENT'));
   assert.throws(() => e.stats(), code('WOOLLY_ERR_INVALID_ARGUMENT'));
+});
+
+test('a long prompt is tokenized off the event loop, and its refusal still rejects', async () => {
+  const e = makeEngine();
+  // 4 MiB of text: seconds of tokenizing, then too long for the context.
+  const huge = 'word '.repeat(4 << 18);
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  try {
+    const refused = e.submit(huge, { maxTokens: 1 });
+    // Before, submit tokenized on this thread and the rejection came before any timer could run.
+    await assert.rejects(refused, code('WOOLLY_ERR_CONTEXT_OVERFLOW'));
+    assert.ok(ticks > 0, 'the event loop was blocked while the prompt was tokenized');
+    // Submissions after it still run, in order.
+    const [a, b] = await Promise.all([e.submit('Hello', GREEDY), e.submit(PROMPTS[0], GREEDY)]);
+    assert.equal(a.generatedIds.length, N);
+    assert.deepEqual(b.generatedIds, alone[0]);
+  } finally {
+    clearInterval(timer);
+    await e.close();
+  }
 });
 
 test('bad arguments throw or reject with WOOLLY_ERR_INVALID_ARGUMENT', async () => {

@@ -12,9 +12,18 @@
 //! next layer (the step is redone later; nothing is lost) and has its prompt read in a step of
 //! its own, so its first token comes about as fast as on an idle engine. A bounded queue answers
 //! [`Error::Busy`]; a deadline that passes before a request finishes ends it with
-//! [`Error::DeadlineExceeded`]; any request can be cancelled from any thread. Every accepted
+//! [`Error::DeadlineExceeded`] (checked between steps and, within a step, between layers: a
+//! request that finishes after its deadline never reports success); any request can be
+//! cancelled from any thread, by its handle or by its id ([`Engine::cancel`]). Every accepted
 //! request ends with exactly one [`Event::Done`] or [`Event::Error`].
+//!
+//! Threads: preparing a request (tokenizing, rendering a template) takes no lock, so a long
+//! prompt never holds up cancellation or the running requests. Sinks run on the engine's own
+//! thread: there, waiting for a request of the same engine ([`RequestHandle::wait`]) answers
+//! [`Error::Busy`] instead of waiting forever, and dropping the engine does not wait for the
+//! thread (it stops once the sink returns).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -138,10 +147,6 @@ impl Request {
     pub fn with_timeout(mut self, after: Duration) -> Request {
         self.deadline = Some(Instant::now() + after);
         self
-    }
-
-    fn urgent(&self) -> bool {
-        self.priority >= Priority::High || self.latency_sensitive
     }
 }
 
@@ -284,9 +289,10 @@ impl Waiting {
 struct Queue {
     waiting: Vec<Waiting>,
     shutdown: bool,
-    next_id: u64,
     /// Requests running now.
     active: usize,
+    /// The cancellation of every request not finished yet (waiting or running), by id.
+    cancels: HashMap<u64, CancelToken>,
 }
 
 struct Shared {
@@ -299,6 +305,8 @@ struct Shared {
     stats: Mutex<EngineStats>,
     /// Smoothed step figures (f64 bits), for the wait estimate.
     decode_step_us: AtomicU64,
+    /// The last id handed out.
+    next_id: AtomicU64,
     capacity: usize,
     max_concurrent: usize,
     n_ctx: usize,
@@ -319,6 +327,8 @@ pub struct RequestHandle {
     id: u64,
     events: mpsc::Receiver<Event>,
     cancel: CancelToken,
+    /// The engine's thread, where waiting for an event would wait forever.
+    engine_thread: std::thread::ThreadId,
 }
 
 impl RequestHandle {
@@ -338,21 +348,44 @@ impl RequestHandle {
         self.cancel.clone()
     }
 
-    /// The next event, waiting for it; `None` after the final one.
+    /// Whether this thread is the engine's own (a sink runs there): waiting there would never
+    /// end, as the engine cannot run the request while it waits.
+    fn on_engine_thread(&self) -> bool {
+        std::thread::current().id() == self.engine_thread
+    }
+
+    /// The next event, waiting for it; `None` after the final one, and at once (without
+    /// waiting) on the engine's own thread, that is in a sink.
     pub fn recv(&self) -> Option<Event> {
+        if self.on_engine_thread() {
+            return self.events.try_recv().ok();
+        }
         self.events.recv().ok()
     }
 
-    /// The next event if it comes within `timeout`.
+    /// The next event if it comes within `timeout` (on the engine's own thread: only one that
+    /// has come already).
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        if self.on_engine_thread() {
+            return self.events.try_recv().ok();
+        }
         self.events.recv_timeout(timeout).ok()
     }
 
     /// Waits for the end, passing each token to `on_token`.
     ///
     /// # Errors
-    /// The request's error.
+    /// The request's error; [`Error::Busy`] at once when called on the engine's own thread (in
+    /// a sink), where the request could never run (the request is then cancelled).
     pub fn wait_with(self, mut on_token: impl FnMut(TokenId, &str)) -> Result<Generation> {
+        if self.on_engine_thread() {
+            self.cancel.cancel();
+            return Err(Error::Busy(
+                "waiting for an engine request on that engine's own thread (in an event sink) \
+                 would never end; submit without waiting there"
+                    .into(),
+            ));
+        }
         while let Some(ev) = self.recv() {
             match ev {
                 Event::Token { id, text, .. } => on_token(id, &text),
@@ -380,6 +413,30 @@ pub struct Engine {
     shared: Arc<Shared>,
     model: Arc<Model>,
     worker: Option<std::thread::JoinHandle<()>>,
+    /// The worker's thread, where sinks run.
+    worker_thread: std::thread::ThreadId,
+}
+
+/// A request checked and tokenized by [`Engine::prepare`], for [`Engine::enqueue`].
+pub struct Prepared {
+    id: u64,
+    prompt_ids: Vec<TokenId>,
+    params: GenerateParams,
+    priority: Priority,
+    latency_sensitive: bool,
+    deadline: Option<Instant>,
+}
+
+impl Prepared {
+    /// The id the request will have (unique within its engine).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The prompt's tokens.
+    pub fn prompt_ids(&self) -> &[TokenId] {
+        &self.prompt_ids
+    }
 }
 
 impl Engine {
@@ -424,6 +481,7 @@ impl Engine {
             step_urgent: AtomicBool::new(false),
             stats: Mutex::new(EngineStats::default()),
             decode_step_us: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
             capacity: params.queue_capacity,
             max_concurrent: params.max_concurrent,
             n_ctx,
@@ -454,8 +512,29 @@ impl Engine {
         Ok(Engine {
             shared,
             model,
+            worker_thread: handle.thread().id(),
             worker: Some(handle),
         })
+    }
+
+    /// Whether the calling thread is this engine's own, where sinks run (a call there that
+    /// waits for this engine's work would wait forever).
+    pub fn is_engine_thread(&self) -> bool {
+        std::thread::current().id() == self.worker_thread
+    }
+
+    /// Cancels request `id` (from any thread): it ends with [`Error::Cancelled`] within a
+    /// step (within a layer of the running step). Returns false when no such request is
+    /// waiting or running (it ended, or never was).
+    pub fn cancel(&self, id: u64) -> bool {
+        let token = self.shared.lock().cancels.get(&id).cloned();
+        match token {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     /// The model.
@@ -494,15 +573,27 @@ impl Engine {
             id,
             events: rx,
             cancel,
+            engine_thread: self.worker_thread,
         })
     }
 
     /// Submits `request` with its events delivered to `sink` (on the engine's thread); returns
-    /// its id. Cancel it through `request.params.cancel`.
+    /// its id. Cancel it through `request.params.cancel` or [`Engine::cancel`].
     ///
     /// # Errors
     /// As [`Engine::submit`]; then `sink` is never called.
     pub fn submit_with(&self, request: Request, sink: EventSink) -> Result<u64> {
+        let prepared = self.prepare(request)?;
+        self.enqueue(prepared, sink)
+    }
+
+    /// The first half of [`Engine::submit_with`]: checks `request` and tokenizes (or renders)
+    /// its prompt, without taking any of the engine's locks, so it may run on any thread for
+    /// as long as a long prompt takes. Nothing is queued.
+    ///
+    /// # Errors
+    /// Tokenizer and template errors, [`Error::ContextOverflow`] and invalid params.
+    pub fn prepare(&self, request: Request) -> Result<Prepared> {
         let prompt_ids = match &request.prompt {
             Prompt::Text(t) => {
                 self.model
@@ -534,13 +625,33 @@ impl Engine {
         }
         // The sampler's params are checked now, not on the worker.
         crate::generate::Sampler::new(request.params.sampling.clone())?;
+        Ok(Prepared {
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            prompt_ids,
+            priority: request.priority,
+            latency_sensitive: request.latency_sensitive,
+            deadline: request.deadline,
+            params: request.params,
+        })
+    }
+
+    /// The second half of [`Engine::submit_with`]: queues a prepared request (quick: no
+    /// tokenizing under the queue's lock); returns its id. A request whose cancel token was
+    /// cancelled meanwhile is queued and ends with [`Error::Cancelled`].
+    ///
+    /// # Errors
+    /// At once, without queueing: [`Error::Busy`] when the queue is full,
+    /// [`Error::DeadlineExceeded`] for a deadline already past, [`Error::Cancelled`] once the
+    /// engine is shutting down; then `sink` is never called.
+    pub fn enqueue(&self, prepared: Prepared, sink: EventSink) -> Result<u64> {
+        let request = prepared;
         if request.deadline.is_some_and(|d| d <= Instant::now()) {
             self.shared.stats().deadline_exceeded += 1;
             return Err(Error::DeadlineExceeded(
                 "the request's deadline had passed when it was submitted".into(),
             ));
         }
-        let urgent = request.urgent();
+        let urgent = request.priority >= Priority::High || request.latency_sensitive;
         let mut q = self.shared.lock();
         if q.shutdown {
             return Err(Error::Cancelled);
@@ -553,12 +664,13 @@ impl Engine {
                 self.shared.capacity, self.shared.capacity
             )));
         }
-        q.next_id += 1;
-        let id = q.next_id;
+        let id = request.id;
+        let cancel = request.params.cancel.clone().unwrap_or_default();
+        q.cancels.insert(id, cancel.clone());
         q.waiting.push(Waiting {
             id,
-            prompt_ids,
-            cancel: request.params.cancel.clone().unwrap_or_default(),
+            prompt_ids: request.prompt_ids,
+            cancel,
             params: request.params,
             priority: request.priority,
             latency_sensitive: request.latency_sensitive,
@@ -607,12 +719,19 @@ impl Engine {
 }
 
 impl Drop for Engine {
+    /// Ends every request and waits for the engine's thread to finish, except on that thread
+    /// itself (a sink dropping its engine): then the thread finishes on its own, once the
+    /// sink returns, answering every other request with [`Error::Cancelled`].
     fn drop(&mut self) {
         self.shared.lock().shutdown = true;
         self.shared.preempt.store(true, Ordering::Relaxed);
         self.shared.wake.notify_all();
         if let Some(w) = self.worker.take() {
-            let _ = w.join();
+            if self.is_engine_thread() {
+                drop(w);
+            } else {
+                let _ = w.join();
+            }
         }
     }
 }
@@ -692,9 +811,12 @@ impl Worker {
         }
         let account = self.model.memory_account();
         account.release(self.kv_charged + self.scratch_charge);
+        // This engine's series go with it (no step observes them any more).
+        crate::metrics::Registry::global().remove_labeled(&[("engine", self.label.as_str())]);
     }
 
     fn fail_waiting(&self, mut w: Waiting, e: Error) {
+        self.shared.lock().cancels.remove(&w.id);
         self.count_error(&e);
         self.model.metrics().record_error(&e);
         (w.sink)(Event::Error(e));
@@ -844,8 +966,21 @@ impl Worker {
     /// Ends `a`: its answer goes to its sink, its cache back to the free list.
     fn finish(&mut self, mut a: Active, result: Result<()>) {
         // The count first: a caller reading the stats after its answer sees it gone.
-        self.shared.lock().active = self.active.len();
+        {
+            let mut q = self.shared.lock();
+            q.active = self.active.len();
+            q.cancels.remove(&a.w.id);
+        }
         let now = Instant::now();
+        // A request that ends after its deadline never reports success.
+        let result = match (result, a.w.deadline) {
+            (Ok(()), Some(d)) if d <= now => Err(Error::DeadlineExceeded(format!(
+                "the deadline passed {:.0} ms before the request finished ({} generated tokens)",
+                ms(now - d),
+                a.out.generated.len()
+            ))),
+            (r, _) => r,
+        };
         match result {
             Ok(()) => {
                 a.out.finish(&mut |ev: &TokenEvent<'_>| {
@@ -1013,9 +1148,17 @@ impl Worker {
             .iter()
             .map(|&(i, _)| self.active[i].w.cancel.clone())
             .collect();
+        // Deadlines are checked between layers too: a long prompt step stops once one of its
+        // sequences is late (the next round ends that one and plans again).
+        let deadline = chosen
+            .iter()
+            .filter_map(|&(i, _)| self.active[i].w.deadline)
+            .min();
         let shared = self.shared.clone();
         let cancelled = move || {
-            shared.preempt.load(Ordering::Relaxed) || cancels.iter().any(CancelToken::is_cancelled)
+            shared.preempt.load(Ordering::Relaxed)
+                || cancels.iter().any(CancelToken::is_cancelled)
+                || deadline.is_some_and(|d| Instant::now() >= d)
         };
         let power = crate::tune::power::manager();
         self.pool.set_active(power.threads(self.pool.size()));
@@ -1085,6 +1228,11 @@ impl Worker {
             }
             let logits = &mut self.scratch.logits[logits_at * n_vocab..(logits_at + 1) * n_vocab];
             logits_at += 1;
+            if a.w.deadline.is_some_and(|d| d <= now) {
+                // Late: no token from this step (finish reports the deadline).
+                done.push((i, Ok(())));
+                continue;
+            }
             let sink = &mut a.w.sink;
             let mut emit = |ev: &TokenEvent<'_>| {
                 sink(Event::Token {

@@ -415,6 +415,42 @@ impl Registry {
         }
     }
 
+    /// Removes every series whose labels include all of `labels` (an engine's series, once it
+    /// has stopped), and the families left without series; returns how many series went
+    /// (none for empty `labels`).
+    /// Handles to removed series keep working but are no longer exported.
+    pub fn remove_labeled(&self, labels: &[(&str, &str)]) -> usize {
+        if labels.is_empty() {
+            // Every series would match: removing nothing is the safe reading.
+            return 0;
+        }
+        let matches = |l: &Labels| {
+            labels
+                .iter()
+                .all(|(k, v)| l.iter().any(|(a, b)| a == k && b == v))
+        };
+        let mut removed = 0;
+        {
+            let mut fams = self.lock();
+            for fam in fams.values_mut() {
+                let before = fam.series.len();
+                fam.series.retain(|l, _| !matches(l));
+                removed += before - fam.series.len();
+            }
+            fams.retain(|_, f| !f.series.is_empty());
+        }
+        self.engines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|l, _| !matches(l));
+        removed
+    }
+
+    /// How many series the registry holds (every family's).
+    pub fn series_count(&self) -> usize {
+        self.lock().values().map(|f| f.series.len()).sum()
+    }
+
     fn batch_histogram(&self, labels: &[(&str, &str)]) -> Arc<Histogram> {
         self.histogram(
             "woolly_engine_batch_size",
@@ -832,6 +868,35 @@ mod tests {
     #[should_panic(expected = "not a valid metric name")]
     fn names_are_checked() {
         Registry::new().counter("1bad-name", "x", &[]);
+    }
+
+    #[test]
+    fn an_engines_series_are_removed_by_its_label() {
+        let r = Registry::new();
+        let st = EngineStats {
+            steps: 3,
+            mean_batch_size: 1.0,
+            ..Default::default()
+        };
+        r.observe_engine_labeled(&[("engine", "a")], &st);
+        r.observe_engine_labeled(&[("engine", "b")], &st);
+        r.counter("other_total", "Another family.", &[]).inc();
+        let per_engine = r.series_count();
+        let text = r.render_prometheus();
+        assert!(text.contains("engine=\"a\"") && text.contains("engine=\"b\""));
+        assert_eq!(r.remove_labeled(&[]), 0);
+        let gone = r.remove_labeled(&[("engine", "a")]);
+        assert!(gone > 10, "{gone}");
+        assert_eq!(r.series_count(), per_engine - gone);
+        let text = r.render_prometheus();
+        assert!(!text.contains("engine=\"a\"") && text.contains("engine=\"b\""));
+        // The last engine gone: its families go too, the others stay.
+        r.remove_labeled(&[("engine", "b")]);
+        let text = r.render_prometheus();
+        assert!(!text.contains("woolly_engine"), "{text}");
+        assert!(text.contains("other_total 1"), "{text}");
+        assert_eq!(r.series_count(), 1);
+        assert!(r.engines.lock().unwrap().is_empty());
     }
 
     #[test]
