@@ -138,8 +138,9 @@ fn set_last_error(msg: &str) {
 
 /// Runs `f` at the boundary: its error becomes a status and the thread's last error message,
 /// and a panic becomes `WOOLLY_ERR_INTERNAL`.
+/// The panic's message goes to the log callback, never to stderr (see `woolly_core::panics`).
 fn guard(f: impl FnOnce() -> Result<(), Failure>) -> woolly_status {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match woolly_core::panics::scope(|| catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(())) => {
             PENDING_MEMORY.with(|p| p.set(None));
             WOOLLY_OK
@@ -1377,6 +1378,69 @@ pub unsafe extern "C" fn woolly_abort(session: *const woolly_session) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The body of [`a_caught_panic_writes_nothing_to_stderr`], run in a child process whose
+    /// stderr the parent reads: a panic inside the guard on the calling thread, and one on a
+    /// worker thread of a real pool re-raised through the guard.
+    #[test]
+    fn panic_child() {
+        if std::env::var_os("WOOLLY_PANIC_CHILD").is_none() {
+            return;
+        }
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = seen.clone();
+        woolly_core::log::set_callback(Some(std::sync::Arc::new(move |_, m: &str| {
+            sink.lock().unwrap().push(m.to_string())
+        })));
+        let status = guard(|| panic!("boom on the caller"));
+        assert_eq!(status, WOOLLY_ERR_INTERNAL);
+        let pool = woolly_core::tune::ThreadPool::new(2).unwrap();
+        let status = guard(|| {
+            pool.broadcast(&|i| {
+                if i == 1 {
+                    panic!("boom on a worker");
+                }
+            });
+            Ok(())
+        });
+        assert_eq!(status, WOOLLY_ERR_INTERNAL);
+        let seen = seen.lock().unwrap();
+        for what in ["boom on the caller", "boom on a worker"] {
+            assert!(seen.iter().any(|m| m.contains(what)), "{what}: {seen:?}");
+        }
+        // Panics elsewhere still reach the previous hook (the default one prints).
+        let t = std::thread::Builder::new()
+            .name("host-thread".into())
+            .spawn(|| panic!("the host's own panic"))
+            .unwrap();
+        assert!(t.join().is_err());
+    }
+
+    #[test]
+    fn a_caught_panic_writes_nothing_to_stderr() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::panic_child",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env("WOOLLY_PANIC_CHILD", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        assert!(
+            !stderr.contains("boom"),
+            "Woolly's panics reached stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains("the host's own panic"),
+            "the host's panics must still reach its hook: {stderr}"
+        );
+    }
 
     #[test]
     fn statuses_match_the_core_codes() {
