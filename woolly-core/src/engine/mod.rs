@@ -182,7 +182,8 @@ pub struct EngineParams {
     /// [`crate::model::default_context`]).
     pub context_size: usize,
     pub kv_precision: KvPrecision,
-    /// Threads, the worker's included (0: Woolly's policy for batched work).
+    /// Threads, the worker's included (0: Woolly's policy for batched work; an explicit count
+    /// above the CPUs available to the process is capped there, with a warning in the log).
     pub threads: usize,
 }
 
@@ -397,7 +398,7 @@ impl Engine {
                 &crate::tune::Hardware::detect(),
                 crate::tune::Workload::BatchInference,
             ),
-            n => n,
+            n => crate::tune::threads::cap_threads(n),
         };
         let pool = ThreadPool::new(threads)
             .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
