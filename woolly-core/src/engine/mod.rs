@@ -415,7 +415,7 @@ impl Engine {
                 what: format!("one {n_ctx}-token sequence"),
                 required: kv_charge,
                 available: account.headroom(),
-                budgeted: account.policy().budget_bytes.is_some(),
+                budgeted: account.policy().budget().is_some(),
             });
         }
         let shared = Arc::new(Shared {
@@ -759,7 +759,7 @@ impl Worker {
                                     what: format!("a {}-token sequence", self.n_ctx),
                                     required: self.kv_charge,
                                     available: account.headroom(),
-                                    budgeted: account.policy().budget_bytes.is_some(),
+                                    budgeted: account.policy().budget().is_some(),
                                 };
                                 self.fail_waiting(w, e);
                                 q = self.shared.lock();
