@@ -460,7 +460,8 @@ pub struct woolly_model_params {
     /// Copy weights into faster layouts for this CPU (default true).
     pub repack: bool,
     /// Threads for `woolly_generate` and for sessions whose params leave them to the model
-    /// (0: chosen by `thread_policy`).
+    /// (0: chosen by `thread_policy`; at most 1024). A count above the CPUs available to the
+    /// process is capped there, with a warning to the log callback.
     pub n_threads: u32,
     /// Thread policy for the same (`WOOLLY_THREADS_DEFAULT` means `WOOLLY_THREADS_AUTO`).
     pub thread_policy: woolly_thread_policy,
@@ -689,7 +690,9 @@ pub unsafe extern "C" fn woolly_tokenize(
 // Generation
 
 /// Receives each piece of generated text (`piece[0..len]`, UTF-8, not NUL-terminated; a piece
-/// may be empty while a character or a possible stop string is incomplete) with the token id.
+/// may be empty while a character or a possible stop string is incomplete, and `piece` then
+/// points to a valid empty string, never NULL) with the token id. `piece` is valid only during
+/// the call.
 /// Return false to stop generating. Called on the thread that called the generate function.
 pub type woolly_token_callback = Option<
     extern "C" fn(piece: *const c_char, len: usize, id: i32, user_data: *mut c_void) -> bool,
@@ -870,6 +873,17 @@ enum Prompt<'a> {
     Chat(Vec<ChatMessage>),
 }
 
+/// The pointer to hand C for `text` with its length: the text's own bytes, or a static,
+/// NUL-terminated "" for empty text (an empty Rust string's pointer is dangling, not NULL and not
+/// readable).
+pub(crate) fn text_ptr(text: &str) -> *const c_char {
+    if text.is_empty() {
+        c"".as_ptr()
+    } else {
+        text.as_ptr() as *const c_char
+    }
+}
+
 /// Runs one generation on `session` and streams it to `on_token`.
 fn run(
     session: &mut Session,
@@ -880,12 +894,7 @@ fn run(
 ) -> Result<Generation, Failure> {
     let gp = generate_params(params)?;
     let mut cb = |ev: &woolly_core::generate::TokenEvent<'_>| match on_token {
-        Some(f) => f(
-            ev.text.as_ptr() as *const c_char,
-            ev.text.len(),
-            ev.id as i32,
-            user_data,
-        ),
+        Some(f) => f(text_ptr(ev.text), ev.text.len(), ev.id as i32, user_data),
         None => true,
     };
     let g = match prompt {
@@ -931,6 +940,8 @@ pub unsafe extern "C" fn woolly_generate(
 
 /// Turns `n_ids` token ids into UTF-8 text (control tokens such as BOS render as nothing) and writes
 /// it, NUL-terminated, to `buf`. `*len` receives the text's length in bytes without the NUL.
+/// The text itself may contain NUL bytes (the byte token `<0x00>` decodes to one, as it does in
+/// Python and Node): `*len` is authoritative, not `strlen`.
 /// When `capacity` cannot hold the text and its NUL, nothing is written to `buf` and the result
 /// is `WOOLLY_ERR_BUFFER_TOO_SMALL` (so `capacity` 0 with `buf` NULL asks for the size). Bytes
 /// that are not valid UTF-8 on their own (a character split across the ids) become U+FFFD.
@@ -1115,7 +1126,9 @@ struct SessionState {
 pub struct woolly_session_params {
     /// Context size in tokens (0: the smaller of 4096 and the model's).
     pub context_size: u32,
-    /// Threads for both phases, the caller's included (0: chosen by `thread_policy`).
+    /// Threads for both phases, the caller's included (0: chosen by `thread_policy`; at most
+    /// 1024). A count above the CPUs available to the process is capped there, with a warning
+    /// to the log callback (the `woolly_worker_threads` metric shows what runs).
     pub n_threads: u32,
     /// `WOOLLY_THREADS_DEFAULT`: the model's settings (`n_threads` 0 then means the model's too).
     pub thread_policy: woolly_thread_policy,
