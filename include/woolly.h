@@ -222,7 +222,8 @@ typedef struct {
   // Copy weights into faster layouts for this CPU (default true).
   bool repack;
   // Threads for `woolly_generate` and for sessions whose params leave them to the model
-  // (0: chosen by `thread_policy`).
+  // (0: chosen by `thread_policy`; at most 1024). A count above the CPUs available to the
+  // process is capped there, with a warning to the log callback.
   uint32_t n_threads;
   // Thread policy for the same (`WOOLLY_THREADS_DEFAULT` means `WOOLLY_THREADS_AUTO`).
   woolly_thread_policy thread_policy;
@@ -269,7 +270,9 @@ typedef struct {
 } woolly_generate_params;
 
 // Receives each piece of generated text (`piece[0..len]`, UTF-8, not NUL-terminated; a piece
-// may be empty while a character or a possible stop string is incomplete) with the token id.
+// may be empty while a character or a possible stop string is incomplete, and `piece` then
+// points to a valid empty string, never NULL) with the token id. `piece` is valid only during
+// the call.
 // Return false to stop generating. Called on the thread that called the generate function.
 typedef bool (*woolly_token_callback)(const char *piece, size_t len, int32_t id, void *user_data);
 
@@ -277,7 +280,9 @@ typedef bool (*woolly_token_callback)(const char *piece, size_t len, int32_t id,
 typedef struct {
   // Context size in tokens (0: the smaller of 4096 and the model's).
   uint32_t context_size;
-  // Threads for both phases, the caller's included (0: chosen by `thread_policy`).
+  // Threads for both phases, the caller's included (0: chosen by `thread_policy`; at most
+  // 1024). A count above the CPUs available to the process is capped there, with a warning
+  // to the log callback (the `woolly_worker_threads` metric shows what runs).
   uint32_t n_threads;
   // `WOOLLY_THREADS_DEFAULT`: the model's settings (`n_threads` 0 then means the model's too).
   woolly_thread_policy thread_policy;
@@ -353,7 +358,7 @@ typedef struct {
   woolly_event_kind kind;
   uint64_t request_id;
   int32_t token;
-  // Not NUL-terminated; `text_len` bytes of UTF-8.
+  // Not NUL-terminated; `text_len` bytes of UTF-8 (when 0, a valid empty string, never NULL).
   const char *text;
   size_t text_len;
   // `WOOLLY_OK`, or the failure of an ERROR event.
@@ -485,6 +490,8 @@ woolly_status woolly_generate(const woolly_model *model,
 
 // Turns `n_ids` token ids into UTF-8 text (control tokens such as BOS render as nothing) and writes
 // it, NUL-terminated, to `buf`. `*len` receives the text's length in bytes without the NUL.
+// The text itself may contain NUL bytes (the byte token `<0x00>` decodes to one, as it does in
+// Python and Node): `*len` is authoritative, not `strlen`.
 // When `capacity` cannot hold the text and its NUL, nothing is written to `buf` and the result
 // is `WOOLLY_ERR_BUFFER_TOO_SMALL` (so `capacity` 0 with `buf` NULL asks for the size). Bytes
 // that are not valid UTF-8 on their own (a character split across the ids) become U+FFFD.

@@ -113,8 +113,9 @@ pub enum Error {
         #[source]
         source: GgufError,
     },
-    #[error("no model file found (looked at: {}); run `make model` to install the default model, or pass a path / set WOOLLY_MODEL", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    ModelNotFound { tried: Vec<PathBuf> },
+    /// `tried` says, in words, each place Woolly looked (paths, and the variables that were unset).
+    #[error("no model file found (looked at: {}); run `make model` to install the default model, or pass a path / set WOOLLY_MODEL", tried.join("; "))]
+    ModelNotFound { tried: Vec<String> },
     #[error("invalid model: {0}")]
     InvalidModel(String),
     #[error("unsupported: {0}")]

@@ -13,6 +13,7 @@ pub mod kernels;
 pub mod log;
 pub mod metrics;
 pub mod model;
+pub mod panics;
 pub mod quant;
 pub mod tokenizer;
 pub mod tune;

@@ -23,10 +23,14 @@ fn tree(name: &str) -> PathBuf {
     d
 }
 
+/// Writes a fake sensor file atomically (a new file renamed over the old), as sysfs reads are:
+/// the monitor must never see it truncated and half-written.
 fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &p).unwrap();
 }
 
 fn hw(physical: usize) -> Hardware {
@@ -145,6 +149,54 @@ fn heat_throttles_with_hysteresis() {
             ..Default::default()
         })
         .is_err());
+}
+
+#[test]
+fn a_fifo_among_the_sensors_blocks_neither_reads_nor_stop() {
+    let root = tree("thermal-fifo");
+    write(&root, "sys/class/thermal/thermal_zone0/temp", "61000\n");
+    let fifo = root.join("sys/class/hwmon/hwmon0/temp1_input");
+    std::fs::create_dir_all(fifo.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // A FIFO under the power-supply class too.
+    let ps = root.join("sys/class/power_supply/BAT0");
+    std::fs::create_dir_all(&ps).unwrap();
+    let _ = std::fs::remove_file(ps.join("type"));
+    assert!(std::process::Command::new("mkfifo")
+        .arg(ps.join("type"))
+        .status()
+        .unwrap()
+        .success());
+    // Everything runs under a watchdog so that a regression fails instead of hanging.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = root.clone();
+    std::thread::spawn(move || {
+        let t = power::max_temperature(&r);
+        let src = power::power_source(&r);
+        let m: &'static PowerManager = Box::leak(Box::new(PowerManager::new(hw(4))));
+        m.start_thermal_monitor(ThermalConfig {
+            root: r.clone(),
+            interval: Duration::from_millis(10),
+            ..Default::default()
+        })
+        .unwrap();
+        let seen = wait_for(|| m.state().temperature_c == Some(61.0));
+        m.stop_thermal_monitor();
+        let _ = tx.send((t, src, seen, m.state().thermal_monitor));
+    });
+    let (t, src, seen, running) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a FIFO sensor hung the thermal monitor");
+    // The FIFO is skipped, the regular sensor still counts.
+    assert_eq!(t, Some(61.0));
+    assert_eq!(src, power::PowerSource::Ac);
+    assert!(seen, "the monitor read the regular sensor");
+    assert!(!running);
 }
 
 fn model() -> Arc<Model> {

@@ -275,6 +275,52 @@ fn bad_input_is_a_clear_error() {
 }
 
 #[test]
+fn threads_above_the_cpus_are_capped_and_generation_completes() {
+    let cpus = woolly_core::tune::threads::available_cpus();
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = warnings.clone();
+    woolly_core::log::set_callback(Some(std::sync::Arc::new(move |l, m: &str| {
+        if l == woolly_core::log::Level::Warn {
+            sink.lock().unwrap().push(m.to_string());
+        }
+    })));
+    let mut s = Session::new(
+        model(),
+        &SessionParams {
+            threads: 64,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    woolly_core::log::set_callback(None);
+    let requested = 64;
+    assert_eq!(s.threads(), (requested.min(cpus), requested.min(cpus)));
+    if cpus < requested {
+        let w = warnings.lock().unwrap();
+        assert!(
+            w.iter()
+                .any(|m| m.contains("64 threads requested") && m.contains("capped")),
+            "{w:?}"
+        );
+    }
+    let g = s
+        .generate(
+            "Hello",
+            &GenerateParams {
+                max_tokens: 4,
+                ignore_eos: true,
+                sampling: SamplingParams::greedy(),
+                ..Default::default()
+            },
+            |_| true,
+        )
+        .unwrap();
+    assert_eq!(g.generated_ids.len(), 4);
+    s.set_threads(1000).unwrap();
+    assert_eq!(s.threads(), (1000.min(cpus), 1000.min(cpus)));
+}
+
+#[test]
 fn thread_policy_and_overrides() {
     use woolly_core::tune::{threads_for, Hardware, Workload};
     let hw = Hardware::detect();
@@ -305,7 +351,8 @@ fn thread_policy_and_overrides() {
         },
     )
     .unwrap();
-    assert_eq!(fixed.threads(), (3, 3));
+    let cpus = woolly_core::tune::threads::available_cpus();
+    assert_eq!(fixed.threads(), (3.min(cpus), 3.min(cpus)));
     fixed.set_threads(1).unwrap();
     assert_eq!(fixed.threads(), (1, 1));
     assert!(fixed.set_threads(100_000).is_err());

@@ -105,7 +105,7 @@ pub struct woolly_event {
     pub kind: woolly_event_kind,
     pub request_id: u64,
     pub token: i32,
-    /// Not NUL-terminated; `text_len` bytes of UTF-8.
+    /// Not NUL-terminated; `text_len` bytes of UTF-8 (when 0, a valid empty string, never NULL).
     pub text: *const c_char,
     pub text_len: usize,
     /// `WOOLLY_OK`, or the failure of an ERROR event.
@@ -224,13 +224,13 @@ fn deliver(cb: woolly_event_callback, ud: &UserData, id: u64, ev: &Event) {
     match ev {
         Event::Token { id: tok, text, .. } => {
             out.token = *tok as i32;
-            out.text = text.as_ptr() as *const c_char;
+            out.text = super::text_ptr(text);
             out.text_len = text.len();
         }
         Event::Done(g) => {
             out.kind = woolly_event_kind::WOOLLY_EVENT_DONE;
             out.result = woolly_result::from(g);
-            out.text = g.text.as_ptr() as *const c_char;
+            out.text = super::text_ptr(&g.text);
             out.text_len = g.text.len();
         }
         Event::Error(e) => {

@@ -138,8 +138,9 @@ fn set_last_error(msg: &str) {
 
 /// Runs `f` at the boundary: its error becomes a status and the thread's last error message,
 /// and a panic becomes `WOOLLY_ERR_INTERNAL`.
+/// The panic's message goes to the log callback, never to stderr (see `woolly_core::panics`).
 fn guard(f: impl FnOnce() -> Result<(), Failure>) -> woolly_status {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match woolly_core::panics::scope(|| catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(())) => {
             PENDING_MEMORY.with(|p| p.set(None));
             WOOLLY_OK
@@ -462,7 +463,8 @@ pub struct woolly_model_params {
     /// Copy weights into faster layouts for this CPU (default true).
     pub repack: bool,
     /// Threads for `woolly_generate` and for sessions whose params leave them to the model
-    /// (0: chosen by `thread_policy`).
+    /// (0: chosen by `thread_policy`; at most 1024). A count above the CPUs available to the
+    /// process is capped there, with a warning to the log callback.
     pub n_threads: u32,
     /// Thread policy for the same (`WOOLLY_THREADS_DEFAULT` means `WOOLLY_THREADS_AUTO`).
     pub thread_policy: woolly_thread_policy,
@@ -691,7 +693,9 @@ pub unsafe extern "C" fn woolly_tokenize(
 // Generation
 
 /// Receives each piece of generated text (`piece[0..len]`, UTF-8, not NUL-terminated; a piece
-/// may be empty while a character or a possible stop string is incomplete) with the token id.
+/// may be empty while a character or a possible stop string is incomplete, and `piece` then
+/// points to a valid empty string, never NULL) with the token id. `piece` is valid only during
+/// the call.
 /// Return false to stop generating. Called on the thread that called the generate function.
 pub type woolly_token_callback = Option<
     extern "C" fn(piece: *const c_char, len: usize, id: i32, user_data: *mut c_void) -> bool,
@@ -872,6 +876,17 @@ enum Prompt<'a> {
     Chat(Vec<ChatMessage>),
 }
 
+/// The pointer to hand C for `text` with its length: the text's own bytes, or a static,
+/// NUL-terminated "" for empty text (an empty Rust string's pointer is dangling, not NULL and not
+/// readable).
+pub(crate) fn text_ptr(text: &str) -> *const c_char {
+    if text.is_empty() {
+        c"".as_ptr()
+    } else {
+        text.as_ptr() as *const c_char
+    }
+}
+
 /// Runs one generation on `session` and streams it to `on_token`.
 fn run(
     session: &mut Session,
@@ -882,12 +897,7 @@ fn run(
 ) -> Result<Generation, Failure> {
     let gp = generate_params(params)?;
     let mut cb = |ev: &woolly_core::generate::TokenEvent<'_>| match on_token {
-        Some(f) => f(
-            ev.text.as_ptr() as *const c_char,
-            ev.text.len(),
-            ev.id as i32,
-            user_data,
-        ),
+        Some(f) => f(text_ptr(ev.text), ev.text.len(), ev.id as i32, user_data),
         None => true,
     };
     let g = match prompt {
@@ -933,6 +943,8 @@ pub unsafe extern "C" fn woolly_generate(
 
 /// Turns `n_ids` token ids into UTF-8 text (control tokens such as BOS render as nothing) and writes
 /// it, NUL-terminated, to `buf`. `*len` receives the text's length in bytes without the NUL.
+/// The text itself may contain NUL bytes (the byte token `<0x00>` decodes to one, as it does in
+/// Python and Node): `*len` is authoritative, not `strlen`.
 /// When `capacity` cannot hold the text and its NUL, nothing is written to `buf` and the result
 /// is `WOOLLY_ERR_BUFFER_TOO_SMALL` (so `capacity` 0 with `buf` NULL asks for the size). Bytes
 /// that are not valid UTF-8 on their own (a character split across the ids) become U+FFFD.
@@ -1165,7 +1177,9 @@ impl woolly_session {
 pub struct woolly_session_params {
     /// Context size in tokens (0: the smaller of 4096 and the model's).
     pub context_size: u32,
-    /// Threads for both phases, the caller's included (0: chosen by `thread_policy`).
+    /// Threads for both phases, the caller's included (0: chosen by `thread_policy`; at most
+    /// 1024). A count above the CPUs available to the process is capped there, with a warning
+    /// to the log callback (the `woolly_worker_threads` metric shows what runs).
     pub n_threads: u32,
     /// `WOOLLY_THREADS_DEFAULT`: the model's settings (`n_threads` 0 then means the model's too).
     pub thread_policy: woolly_thread_policy,
@@ -1450,6 +1464,69 @@ pub unsafe extern "C" fn woolly_abort(session: *const woolly_session) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The body of [`a_caught_panic_writes_nothing_to_stderr`], run in a child process whose
+    /// stderr the parent reads: a panic inside the guard on the calling thread, and one on a
+    /// worker thread of a real pool re-raised through the guard.
+    #[test]
+    fn panic_child() {
+        if std::env::var_os("WOOLLY_PANIC_CHILD").is_none() {
+            return;
+        }
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = seen.clone();
+        woolly_core::log::set_callback(Some(std::sync::Arc::new(move |_, m: &str| {
+            sink.lock().unwrap().push(m.to_string())
+        })));
+        let status = guard(|| panic!("boom on the caller"));
+        assert_eq!(status, WOOLLY_ERR_INTERNAL);
+        let pool = woolly_core::tune::ThreadPool::new(2).unwrap();
+        let status = guard(|| {
+            pool.broadcast(&|i| {
+                if i == 1 {
+                    panic!("boom on a worker");
+                }
+            });
+            Ok(())
+        });
+        assert_eq!(status, WOOLLY_ERR_INTERNAL);
+        let seen = seen.lock().unwrap();
+        for what in ["boom on the caller", "boom on a worker"] {
+            assert!(seen.iter().any(|m| m.contains(what)), "{what}: {seen:?}");
+        }
+        // Panics elsewhere still reach the previous hook (the default one prints).
+        let t = std::thread::Builder::new()
+            .name("host-thread".into())
+            .spawn(|| panic!("the host's own panic"))
+            .unwrap();
+        assert!(t.join().is_err());
+    }
+
+    #[test]
+    fn a_caught_panic_writes_nothing_to_stderr() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::panic_child",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env("WOOLLY_PANIC_CHILD", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        assert!(
+            !stderr.contains("boom"),
+            "Woolly's panics reached stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains("the host's own panic"),
+            "the host's panics must still reach its hook: {stderr}"
+        );
+    }
 
     #[test]
     fn statuses_match_the_core_codes() {

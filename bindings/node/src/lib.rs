@@ -47,12 +47,14 @@ fn send(cb: &EventFn, ev: Value) {
     let _ = cb.call(ev, ThreadsafeFunctionCallMode::NonBlocking);
 }
 
-/// Runs `work` on a new thread; a panic there becomes an `error` event instead of an abort.
+/// Runs `work` on a new thread; a panic there becomes an `error` event instead of an abort (its
+/// message goes to the log callback, not to the application's stderr: `woolly_core::panics`).
 fn spawn_worker(
     name: &str,
     cb: Arc<EventFn>,
     work: impl FnOnce(&EventFn) -> Value + Send + 'static,
 ) -> napi::Result<()> {
+    woolly_core::panics::install();
     std::thread::Builder::new()
         .name(name.into())
         .stack_size(WORKER_STACK)

@@ -374,6 +374,8 @@ impl Job {
         let cancel = CancelToken::new();
         params.cancel = Some(cancel.clone());
         let tx_fail = tx.clone();
+        // A panic on this thread goes to the log callback, not to the host's stderr.
+        woolly_core::panics::install();
         let spawned = std::thread::Builder::new()
             .name("woolly-generate".into())
             .spawn(move || {

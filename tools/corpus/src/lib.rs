@@ -170,6 +170,36 @@ pub fn synthetic_llama() -> Parts {
     Parts { metadata, tensors }
 }
 
+/// [`synthetic_llama`] as a gemma3-architecture model: its metadata under `gemma3.*`, the query,
+/// key, post-attention and post-feed-forward norms gemma3 adds, and a 4-token sliding window (so
+/// its one layer is a sliding-window layer, using `rope.freq_base_swa`).
+pub fn synthetic_gemma3() -> Parts {
+    let mut p = synthetic_llama();
+    for (k, v) in p.metadata.iter_mut() {
+        if let Some(rest) = k.strip_prefix("llama.") {
+            *k = format!("gemma3.{rest}");
+        } else if k == "general.architecture" {
+            *v = Value::String("gemma3".into());
+        } else if k == "general.name" {
+            *v = Value::String("woolly synthetic gemma3".into());
+        }
+    }
+    p.set("gemma3.attention.sliding_window", Value::U32(4))
+        .set("gemma3.rope.freq_base", Value::F32(1_000_000.0))
+        .set("gemma3.rope.freq_base_swa", Value::F32(10_000.0));
+    let hd = N_EMBD / 2;
+    for (name, n) in [
+        ("blk.0.attn_q_norm.weight", hd),
+        ("blk.0.attn_k_norm.weight", hd),
+        ("blk.0.post_attention_norm.weight", N_EMBD),
+        ("blk.0.post_ffw_norm.weight", N_EMBD),
+    ] {
+        p.tensors
+            .push((name.to_string(), GgmlType::F32, vec![n], ones(n)));
+    }
+    p
+}
+
 /// One hostile file.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -530,6 +560,89 @@ pub fn hostile() -> Vec<Case> {
         "freq_base",
         edit(|p| {
             p.set("llama.rope.freq_base", Value::F32(-1.0));
+        }),
+    );
+    case(
+        "gemma3-valid",
+        "nothing: the gemma3 model the rope-base-swa cases edit",
+        OK,
+        "",
+        synthetic_gemma3().to_bytes(),
+    );
+    case(
+        "rope-base-swa-zero",
+        "a gemma3 sliding-window RoPE base of 0",
+        INVALID,
+        "freq_base_swa",
+        {
+            let mut p = synthetic_gemma3();
+            p.set("gemma3.rope.freq_base_swa", Value::F32(0.0));
+            p.to_bytes()
+        },
+    );
+    case(
+        "rope-base-swa-nan",
+        "a NaN gemma3 sliding-window RoPE base",
+        INVALID,
+        "freq_base_swa",
+        {
+            let mut p = synthetic_gemma3();
+            p.set("gemma3.rope.freq_base_swa", Value::F32(f32::NAN));
+            p.to_bytes()
+        },
+    );
+    case(
+        "rope-base-infinite",
+        "an infinite RoPE base",
+        INVALID,
+        "freq_base",
+        edit(|p| {
+            p.set("llama.rope.freq_base", Value::F32(f32::INFINITY));
+        }),
+    );
+    case(
+        "rms-eps-zero",
+        "a zero normalisation epsilon",
+        INVALID,
+        "epsilon",
+        edit(|p| {
+            p.set("llama.attention.layer_norm_rms_epsilon", Value::F32(0.0));
+        }),
+    );
+    case(
+        "rope-scaling-factor-zero",
+        "linear RoPE scaling by a factor of 0",
+        INVALID,
+        "scaling.factor",
+        edit(|p| {
+            p.set("llama.rope.scaling.type", Value::String("linear".into()))
+                .set("llama.rope.scaling.factor", Value::F32(0.0));
+        }),
+    );
+    case(
+        "rope-scaling-factor-nan",
+        "linear RoPE scaling by a NaN factor",
+        INVALID,
+        "scaling.factor",
+        edit(|p| {
+            p.set("llama.rope.scaling.type", Value::String("linear".into()))
+                .set("llama.rope.scaling.factor", Value::F32(f32::NAN));
+        }),
+    );
+    case(
+        "rope-freqs-zero",
+        "a zero llama 3.1 RoPE frequency divisor",
+        INVALID,
+        "rope_freqs",
+        edit(|p| {
+            let mut data = ones(N_EMBD / 4);
+            data[4..8].copy_from_slice(&0f32.to_le_bytes());
+            p.tensors.push((
+                "rope_freqs.weight".into(),
+                GgmlType::F32,
+                vec![N_EMBD / 4],
+                data,
+            ));
         }),
     );
     case(

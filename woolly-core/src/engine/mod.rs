@@ -187,7 +187,8 @@ pub struct EngineParams {
     /// [`crate::model::default_context`]).
     pub context_size: usize,
     pub kv_precision: KvPrecision,
-    /// Threads, the worker's included (0: Woolly's policy for batched work).
+    /// Threads, the worker's included (0: Woolly's policy for batched work; an explicit count
+    /// above the CPUs available to the process is capped there, with a warning in the log).
     pub threads: usize,
 }
 
@@ -454,7 +455,7 @@ impl Engine {
                 &crate::tune::Hardware::detect(),
                 crate::tune::Workload::BatchInference,
             ),
-            n => n,
+            n => crate::tune::threads::cap_threads(n),
         };
         let pool = ThreadPool::new(threads)
             .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
@@ -471,7 +472,7 @@ impl Engine {
                 what: format!("one {n_ctx}-token sequence"),
                 required: kv_charge,
                 available: account.headroom(),
-                budgeted: account.policy().budget_bytes.is_some(),
+                budgeted: account.policy().budget().is_some(),
             });
         }
         let shared = Arc::new(Shared {
@@ -880,7 +881,7 @@ impl Worker {
                                     what: format!("a {}-token sequence", self.n_ctx),
                                     required: self.kv_charge,
                                     available: account.headroom(),
-                                    budgeted: account.policy().budget_bytes.is_some(),
+                                    budgeted: account.policy().budget().is_some(),
                                 };
                                 self.fail_waiting(w, e);
                                 q = self.shared.lock();

@@ -25,6 +25,8 @@ pub struct SessionParams {
     pub kv_precision: KvPrecision,
     /// Threads for everything, the caller's included (0 = Woolly's policy per phase, see
     /// [`crate::tune::threads`]: one per physical core for the prompt, capped for generation).
+    /// An explicit count above the CPUs available to the process is capped there (with a
+    /// warning in the log); [`Session::threads`] reports what runs.
     pub threads: usize,
     /// Inside an application with a UI: leave a core to it (never fewer than one thread).
     pub interactive: bool,
@@ -215,10 +217,13 @@ fn thread_plan(params: &SessionParams) -> Result<(usize, usize)> {
                 )
             })
         }
-        n if n > 1024 => Err(Error::InvalidArgument(format!(
-            "{n} threads is absurd (at most 1024)"
-        ))),
-        n => Ok((n, n)),
+        n if n > crate::tune::threads::MAX_REQUESTED_THREADS => Err(Error::InvalidArgument(
+            format!("{n} threads is absurd (at most 1024)"),
+        )),
+        n => {
+            let n = crate::tune::threads::cap_threads(n);
+            Ok((n, n))
+        }
     }
 }
 

@@ -10,9 +10,7 @@ mod types;
 mod value;
 pub mod writer;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use memmap2::Mmap;
@@ -144,14 +142,10 @@ impl GgufFile {
             path: path.clone(),
             source,
         };
-        let file = File::open(&path).map_err(io_err)?;
+        // Opening a FIFO for reading would block until a writer appears: what is not a regular
+        // file is refused before it is opened.
+        let file = crate::tune::files::open_regular(&path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
-        if meta.is_dir() {
-            return Err(io_err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "is a directory, not a model file",
-            )));
-        }
         // SAFETY: the mapping is read-only. As with every mmap-based loader, a file truncated by
         // another process while mapped can fault on access; Woolly documents that model files must
         // not be modified while loaded.
@@ -284,7 +278,7 @@ impl GgufFile {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             use std::os::fd::AsRawFd;
-            let f = File::open(path)?;
+            let f = crate::tune::files::open_regular(path)?;
             // SAFETY: the descriptor is open for the duration of the call.
             let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
             if rc != 0 {

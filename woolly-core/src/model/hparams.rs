@@ -238,11 +238,26 @@ impl HParams {
                 self.rms_eps
             ));
         }
-        if !(self.rope_freq_base.is_finite() && self.rope_freq_base > 0.0) {
-            return bad(format!(
-                "rope.freq_base {} is out of range",
-                self.rope_freq_base
-            ));
+        // The forward pass raises the RoPE bases to fractional powers and divides positions by
+        // the scaling factor: each must be a positive finite number (0 gives infinite or NaN
+        // angles, a negative base NaN), or every token after the first is garbage.
+        for (name, v) in [
+            ("rope.freq_base", self.rope_freq_base),
+            ("rope.freq_base_swa", self.rope_freq_base_swa),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{name} {v} is out of range (must be positive)"));
+            }
+        }
+        match self.rope_scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear { factor } | RopeScaling::Yarn { factor, .. } => {
+                if !(factor.is_finite() && factor > 0.0) {
+                    return bad(format!(
+                        "rope.scaling.factor {factor} is out of range (must be positive)"
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -23,6 +23,23 @@ pub(super) fn rope_freq_scale(hp: &HParams) -> Result<f32> {
     }
 }
 
+/// llama 3.1's per-pair RoPE frequency divisors, when present: each must be a positive finite
+/// number (the angles are divided by them).
+fn rope_freqs(f: &GgufFile, hp: &HParams) -> Result<Option<Vec<f32>>> {
+    let freqs = optional_vector(f, "rope_freqs.weight", hp.rope_dims / 2)?;
+    if let Some((i, v)) = freqs
+        .iter()
+        .flatten()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v > 0.0))
+    {
+        return Err(Error::InvalidModel(format!(
+            "rope_freqs.weight[{i}] = {v} is out of range (must be positive)"
+        )));
+    }
+    Ok(freqs)
+}
+
 /// What distinguishes members of the llama family from each other.
 pub(super) struct Variant {
     pub rope_layout: RopeLayout,
@@ -99,7 +116,7 @@ pub(super) fn load_variant(f: &GgufFile, hp: &HParams, var: Variant) -> Result<T
         layers,
         output_norm: vector(f, "output_norm.weight", e)?,
         output,
-        rope_freqs: optional_vector(f, "rope_freqs.weight", hp.rope_dims / 2)?,
+        rope_freqs: rope_freqs(f, hp)?,
         packed: Vec::new(),
     })
 }

@@ -23,14 +23,40 @@ pub fn default_model_path() -> Option<PathBuf> {
     Some(cache.join("woolly").join("models").join(DEFAULT_MODEL_FILE))
 }
 
+/// `Ok(true)` when `p` is a regular file, `Ok(false)` when nothing is there, and an `Io` error
+/// naming the path and what it is when something else is (a FIFO, a directory, a device):
+/// opening such a thing for reading could block or fail obscurely.
+fn check_candidate(p: &Path, what: &str) -> Result<bool> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(true),
+        Ok(m) => Err(Error::Io {
+            path: p.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{what} is {}, not a model file",
+                    crate::tune::files::describe(&m.file_type())
+                ),
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Io {
+            path: p.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// Resolves the model to load.
 ///
-/// An explicit path is used as given (and must exist). Without one, `WOOLLY_MODEL` is used when set;
-/// otherwise the default model in the cache. When nothing is found the error lists where Woolly
-/// looked and says how to install the default model.
+/// An explicit path is used as given (and must be a regular file). Without one, `WOOLLY_MODEL` is
+/// used when set; otherwise the default model in the cache. What is there but not a regular file
+/// (a FIFO, a directory, a device) is refused with an `Io` error saying what it is. When nothing
+/// is found the error lists where Woolly looked (and which variables were unset) and says how to
+/// install the default model.
 pub fn resolve_model_path(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
-        return if p.exists() {
+        return if check_candidate(p, "the model path")? {
             Ok(p.to_path_buf())
         } else {
             Err(Error::Io {
@@ -42,7 +68,7 @@ pub fn resolve_model_path(explicit: Option<&Path>) -> Result<PathBuf> {
     let mut tried = Vec::new();
     if let Some(env) = std::env::var_os(MODEL_ENV).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(env);
-        if p.exists() {
+        if check_candidate(&p, MODEL_ENV)? {
             return Ok(p);
         }
         // A variable naming a file that is not there is a mistake worth reporting as such.
@@ -54,11 +80,18 @@ pub fn resolve_model_path(explicit: Option<&Path>) -> Result<PathBuf> {
             ),
         });
     }
-    if let Some(p) = default_model_path() {
-        if p.exists() {
-            return Ok(p);
+    tried.push(format!("{MODEL_ENV} (not set)"));
+    match default_model_path() {
+        Some(p) => {
+            if check_candidate(&p, "the cached model")? {
+                return Ok(p);
+            }
+            tried.push(p.display().to_string());
         }
-        tried.push(p);
+        None => tried.push(format!(
+            "the cache ({}/woolly/models/{DEFAULT_MODEL_FILE}), but XDG_CACHE_HOME and HOME are both unset",
+            "${XDG_CACHE_HOME:-$HOME/.cache}"
+        )),
     }
     Err(Error::ModelNotFound { tried })
 }

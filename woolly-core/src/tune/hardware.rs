@@ -146,9 +146,7 @@ impl Hardware {
 }
 
 fn read(root: &Path, p: &str) -> Option<String> {
-    std::fs::read_to_string(root.join(p.trim_start_matches('/')))
-        .ok()
-        .map(|s| s.trim().to_string())
+    super::files::read_small(&root.join(p.trim_start_matches('/'))).map(|s| s.trim().to_string())
 }
 
 /// Parses a CPU list such as `0-3,8,10-11`.

@@ -51,7 +51,7 @@ impl MemoryInfo {
     /// that file is missing.
     pub fn detect_with_root(root: &Path) -> MemoryInfo {
         let page_size = page_size();
-        let text = std::fs::read_to_string(root.join("proc/meminfo")).unwrap_or_default();
+        let text = super::files::read_small(&root.join("proc/meminfo")).unwrap_or_default();
         let field = |name: &str| {
             text.lines()
                 .find(|l| l.starts_with(name))
@@ -222,7 +222,8 @@ fn large_page_size() -> Option<u64> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct MemoryPolicy {
     /// A hard limit on the memory of everything Woolly holds (models, KV caches, scratch), in
-    /// bytes. `None`: no limit beyond what the system has.
+    /// bytes. `None` or `Some(0)`: no limit beyond what the system has (0 means "no budget" in
+    /// every front end, as in the C API; see [`MemoryPolicy::budget`]).
     pub budget_bytes: Option<u64>,
     /// Memory left to the system and other programs (`None`: [`default_reserve`]).
     pub reserve_bytes: Option<u64>,
@@ -265,6 +266,11 @@ impl MemoryPolicy {
         Ok(())
     }
 
+    /// The budget in force: `budget_bytes`, with 0 meaning none.
+    pub fn budget(&self) -> Option<u64> {
+        self.budget_bytes.filter(|&b| b != 0)
+    }
+
     /// The figures now: measured ones with this policy's overrides applied.
     pub fn resolve(&self) -> MemoryBudget {
         self.resolve_with(MemoryInfo::detect())
@@ -284,7 +290,7 @@ impl MemoryPolicy {
             pressure_threshold: self
                 .pressure_threshold
                 .unwrap_or(DEFAULT_PRESSURE_THRESHOLD),
-            budget_bytes: self.budget_bytes,
+            budget_bytes: self.budget(),
         }
     }
 }
@@ -519,6 +525,15 @@ mod tests {
         assert_eq!(b.headroom(0), 1000);
         assert_eq!(b.headroom(700), 300);
         assert_eq!(b.headroom(5000), 0);
+        // A budget of 0 is no budget (as the C API's 0), not a budget of nothing.
+        let none = MemoryPolicy {
+            budget_bytes: Some(0),
+            ..p
+        };
+        assert_eq!(none.budget(), None);
+        let b = none.resolve();
+        assert_eq!(b.budget_bytes, None);
+        assert_eq!(b.headroom(0), 6_000 - 100);
         assert!(!b.under_pressure());
         let b = MemoryPolicy {
             budget_bytes: None,

@@ -1,5 +1,6 @@
 //! Tuning Woolly to the machine it runs on.
 
+pub mod files;
 pub mod gpu;
 pub mod hardware;
 pub mod memory;

@@ -61,6 +61,20 @@ impl std::fmt::Debug for ThreadPool {
 /// Default spin before parking: about 50-100 microseconds on a current desktop core.
 pub const DEFAULT_SPIN: usize = 20_000;
 
+/// Threads of every live pool in the process (workers and callers).
+static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the live pools have more threads than the process has CPUs. Spinning threads then
+/// take CPU time from the ones doing the work (on 2 cores, 16 spinning threads made generation ten
+/// times slower), so waiting threads yield at once and park sooner.
+pub fn oversubscribed() -> bool {
+    LIVE_THREADS.load(Ordering::Relaxed) > super::threads::available_cpus()
+}
+
+/// Spin iterations between yields, and the spin before parking, when oversubscribed.
+const OVERSUBSCRIBED_YIELD_EVERY: usize = 16;
+const OVERSUBSCRIBED_SPIN_DIVISOR: usize = 16;
+
 impl ThreadPool {
     /// A pool of `threads` threads in all (the caller counts as one, so `threads - 1` are spawned).
     pub fn new(threads: usize) -> std::io::Result<ThreadPool> {
@@ -75,6 +89,20 @@ impl ThreadPool {
         cpus: Option<Vec<usize>>,
     ) -> std::io::Result<ThreadPool> {
         let threads = threads.max(1);
+        // A panic on a worker is caught and re-raised to the caller; its message goes to the
+        // log callback, not to stderr.
+        crate::panics::install();
+        LIVE_THREADS.fetch_add(threads, Ordering::Relaxed);
+        // Counted until the pool is dropped (or, if it cannot be built, until this returns).
+        struct Live(usize, bool);
+        impl Drop for Live {
+            fn drop(&mut self) {
+                if !self.1 {
+                    LIVE_THREADS.fetch_sub(self.0, Ordering::Relaxed);
+                }
+            }
+        }
+        let mut live = Live(threads, false);
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
             job: Mutex::new(None),
@@ -114,6 +142,7 @@ impl ThreadPool {
         while shared.tids.lock().unwrap_or_else(|e| e.into_inner()).len() < threads - 1 {
             std::thread::yield_now();
         }
+        live.1 = true;
         Ok(ThreadPool {
             shared,
             workers,
@@ -206,9 +235,14 @@ impl ThreadPool {
         s.wake.notify_all();
         let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
         let mut spins = 0u32;
+        let yield_every = if oversubscribed() {
+            OVERSUBSCRIBED_YIELD_EVERY as u32
+        } else {
+            1024
+        };
         while s.pending.load(Ordering::Acquire) != 0 {
             spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(1024) {
+            if spins.is_multiple_of(yield_every) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -226,8 +260,15 @@ impl ThreadPool {
 fn worker(s: Arc<Shared>, index: usize) {
     let mut seen = 0u64;
     loop {
-        // Spin for a new epoch, then park.
+        // Spin for a new epoch, then park; when the process runs more pool threads than it has
+        // CPUs, yield while spinning and park sooner.
         let mut spins = 0;
+        let crowded = oversubscribed();
+        let spin_limit = if crowded {
+            s.spin / OVERSUBSCRIBED_SPIN_DIVISOR
+        } else {
+            s.spin
+        };
         let job = loop {
             if s.shutdown.load(Ordering::Acquire) {
                 return;
@@ -238,9 +279,13 @@ fn worker(s: Arc<Shared>, index: usize) {
                 let job = *s.job.lock().unwrap_or_else(|p| p.into_inner());
                 break job;
             }
-            if spins < s.spin {
+            if spins < spin_limit {
                 spins += 1;
-                std::hint::spin_loop();
+                if crowded && spins.is_multiple_of(OVERSUBSCRIBED_YIELD_EVERY) {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
                 continue;
             }
             let guard = s.job.lock().unwrap_or_else(|p| p.into_inner());
@@ -265,6 +310,7 @@ fn worker(s: Arc<Shared>, index: usize) {
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
+        let threads = self.size();
         self.shared.shutdown.store(true, Ordering::SeqCst);
         {
             let _slot = self.shared.job.lock().unwrap_or_else(|e| e.into_inner());
@@ -273,6 +319,7 @@ impl Drop for ThreadPool {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        LIVE_THREADS.fetch_sub(threads, Ordering::Relaxed);
     }
 }
 

@@ -95,11 +95,8 @@ pub fn power_source(root: &Path) -> PowerSource {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return PowerSource::Unknown;
     };
-    let read = |p: &Path, f: &str| {
-        std::fs::read_to_string(p.join(f))
-            .ok()
-            .map(|s| s.trim().to_string())
-    };
+    let read =
+        |p: &Path, f: &str| super::files::read_small(&p.join(f)).map(|s| s.trim().to_string());
     let (mut mains_online, mut any, mut discharging, mut percent) = (false, false, false, None);
     for e in entries.flatten() {
         let p = e.path();
@@ -197,10 +194,9 @@ impl PowerProfile {
 pub fn max_temperature(root: &Path) -> Option<f64> {
     let mut best: Option<f64> = None;
     let mut consider = |p: PathBuf| {
-        if let Some(t) = std::fs::read_to_string(&p)
-            .ok()
-            .and_then(|s| s.trim().parse::<f64>().ok())
-        {
+        // Regular files only, opened without blocking: a FIFO or device among the sensors
+        // must not hang the monitor (and with it the thread that stops it).
+        if let Some(t) = super::files::read_small(&p).and_then(|s| s.trim().parse::<f64>().ok()) {
             let c = t / 1000.0;
             // Sensors that are absent or broken report nonsense; ignore it.
             if (-40.0..200.0).contains(&c) {
@@ -427,6 +423,7 @@ impl PowerManager {
             ));
         }
         self.stop_thermal_monitor();
+        crate::panics::install();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -489,11 +486,22 @@ pub struct ThermalMonitor {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How long stopping waits for the monitor thread to notice (it checks every 20 ms between
+/// reads). A thread still inside a slow sensor read after that is left to exit on its own: it
+/// only touches the process-wide manager, and stops at its next check.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
 impl Drop for ThermalMonitor {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let start = std::time::Instant::now();
+            while !t.is_finished() && start.elapsed() < STOP_WAIT {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }

@@ -42,6 +42,34 @@ pub const GENERATION_THREAD_CAP: usize = 8;
 /// Nice value of the worker threads of background batch work.
 pub const BACKGROUND_NICE: i32 = 10;
 
+/// Logical CPUs this process may run on: its affinity mask and cgroup CPU quota
+/// (`std::thread::available_parallelism`), at least 1.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most threads a caller may ask for; more is refused as absurd.
+pub const MAX_REQUESTED_THREADS: usize = 1024;
+
+/// The threads to run for an explicit request of `requested` (1 to
+/// [`MAX_REQUESTED_THREADS`]): at most the CPUs available to the process, because more threads
+/// than CPUs only make the workers wait for each other (on 2 cores, 16 threads made generation
+/// ten times slower). A capped request is logged as a warning; the count returned is what
+/// sessions and engines report.
+pub fn cap_threads(requested: usize) -> usize {
+    let available = available_cpus();
+    if requested > available {
+        crate::log!(
+            crate::log::Level::Warn,
+            "{requested} threads requested, but this process may use only {available} CPUs: \
+             capped at {available} threads"
+        );
+        available
+    } else {
+        requested.max(1)
+    }
+}
+
 /// The thread count for `workload` on `hw`.
 pub fn threads_for(hw: &Hardware, workload: Workload) -> usize {
     let physical = hw.physical_cores.max(1);
@@ -111,6 +139,16 @@ mod tests {
         let j = policy_json(&two);
         assert_eq!(j["interactive"], 1);
         assert_eq!(j["prompt_processing"], 2);
+    }
+
+    #[test]
+    fn requests_are_capped_at_the_available_cpus() {
+        let n = available_cpus();
+        assert!(n >= 1);
+        assert_eq!(cap_threads(1), 1);
+        assert_eq!(cap_threads(n), n);
+        assert_eq!(cap_threads(n + 1), n);
+        assert_eq!(cap_threads(MAX_REQUESTED_THREADS), n);
     }
 
     #[test]
