@@ -169,3 +169,54 @@ fn abort_while_the_prompt_is_prepared_is_not_lost() {
         .unwrap();
     assert_eq!(g.generated_ids.len(), 2);
 }
+
+/// The bounded renderer gives exactly what plain minijinja gives for real models' templates.
+#[test]
+fn real_templates_render_as_plain_minijinja_does() {
+    let messages = vec![
+        ChatMessage::new("system", "Be brief."),
+        ChatMessage::new("user", "Hi <b>there</b>"),
+        ChatMessage::new("assistant", "Hello! How can I help?"),
+        ChatMessage::new("user", "Write a haiku about the sea."),
+    ];
+    let mut paths = vec![common::default_model()];
+    for name in [
+        "tiny-llama-bpe-q4_0.gguf",
+        "tiny-llama-spm-q4_k_m.gguf",
+        "tiny-qwen2-mixed.gguf",
+    ] {
+        let p = common::tiny_model(name);
+        if p.exists() {
+            paths.push(p);
+        }
+    }
+    let mut checked = 0;
+    for path in paths {
+        let m = Model::load(Some(&path), &ModelParams::default()).unwrap();
+        let woolly_core::generate::ChatTemplate::Jinja(src) = m.chat_template() else {
+            continue;
+        };
+        let mut env = minijinja::Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        let (bos, eos) = ("<bos>", "<eos>");
+        let ctx = minijinja::context! {
+            messages => &messages, add_generation_prompt => true, bos_token => bos, eos_token => eos,
+        };
+        let want = env.render_str(src, ctx).unwrap();
+        let got = m.chat_template().render(&messages, true, bos, eos).unwrap();
+        assert_eq!(got, want, "{}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 1);
+}

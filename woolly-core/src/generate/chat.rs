@@ -3,6 +3,15 @@
 //! A model's own `tokenizer.chat_template` is rendered with a real Jinja engine (minijinja, with
 //! Python-compatible string methods). Files without one get their architecture's built-in format:
 //! gemma, llama-3 or chatml.
+//!
+//! The file's template is untrusted code: it renders on a thread of Woolly's within bounds on its
+//! source (256 KiB, 1000 operators and 64 nested brackets per tag), its steps (5 million), its
+//! nesting (100) and the bytes it may build, compare and write (64 MiB plus 16 per byte of the
+//! messages), and it can be cancelled; see [`super::jinja`]. Any template gives a prompt or an
+//! error, never a crash or a hang.
+//!
+//! The text of the messages is not markup: [`super::chat_tokens`] tokenizes it as plain text
+//! even where it spells a control token, unless `parse_special_in_messages` is set.
 
 use serde::{Deserialize, Serialize};
 

@@ -343,7 +343,9 @@ impl Object for Guard {
                 Ok(passthrough(args))
             }
             GuardKind::Mul => {
-                let (a, c) = (&args[0], &args[1]);
+                let (Some(a), Some(c)) = (args.first(), args.get(1)) else {
+                    return Ok(passthrough(args));
+                };
                 let times = |v: &Value| v.as_i64().map_or(1, |n| n.max(0) as u64);
                 let n = if matches!(a.kind(), ValueKind::Number) {
                     shallow(c).saturating_mul(times(a))
@@ -375,7 +377,10 @@ impl Object for Guard {
                 Ok(passthrough(rest))
             }
             GuardKind::Result => {
-                let (value, name) = (&args[0], args.get(1).and_then(|v| v.as_str()));
+                let Some(value) = args.first() else {
+                    return Ok(Value::UNDEFINED);
+                };
+                let name = args.get(1).and_then(|v| v.as_str());
                 let cost = if name.is_some_and(picks_items) {
                     shallow(value)
                 } else {
