@@ -144,7 +144,7 @@ fn encode_piece(
     let mut pops = 0u32;
     while let Some(bg) = heap.pop() {
         pops = pops.wrapping_add(1);
-        if pops % 4096 == 0 && cancelled() {
+        if pops.is_multiple_of(4096) && cancelled() {
             return Err(Error::Cancelled);
         }
         let l = symbols[bg.left as usize];
