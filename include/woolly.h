@@ -40,7 +40,7 @@
 
 // Version of the C ABI: raised only when a change breaks binaries built against an older
 // header (never within a major version).
-#define WOOLLY_ABI_VERSION 2
+#define WOOLLY_ABI_VERSION 3
 
 // `woolly_generate_params.seed` value that asks for a fresh random seed.
 #define WOOLLY_SEED_RANDOM UINT64_MAX
@@ -267,6 +267,11 @@ typedef struct {
   bool ignore_eos;
   // Treat the prompt as one user message and apply the model's chat template.
   bool chat;
+  // In a chat (`chat`, [`woolly_session_chat`]), also turn special-token text inside the
+  // messages, such as `<end_of_turn>`, into control tokens. False by default: message text is
+  // tokenized as text, so untrusted content cannot forge a turn; the chat template's own
+  // markup is always parsed. (Added in ABI 3.)
+  bool parse_special_in_messages;
 } woolly_generate_params;
 
 // Receives each piece of generated text (`piece[0..len]`, UTF-8, not NUL-terminated; a piece

@@ -188,6 +188,12 @@ export interface GenerateOptions {
   ignoreEos?: boolean;
   addSpecial?: boolean;
   parseSpecial?: boolean;
+  /**
+   * In a chat, also turn text inside the messages that spells special tokens (`<end_of_turn>`)
+   * into control tokens. Default false: message text is tokenized as text, so untrusted content
+   * cannot forge a turn; the chat template's own markup is always parsed.
+   */
+  parseSpecialInMessages?: boolean;
   /** Cancels the generation: it rejects with a WoollyError, code WOOLLY_ERR_CANCELLED, name 'AbortError'. */
   signal?: AbortSignal;
 }

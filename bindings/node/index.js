@@ -222,6 +222,7 @@ const generateSchema = {
   ignoreEos: checks.bool,
   addSpecial: checks.bool,
   parseSpecial: checks.bool,
+  parseSpecialInMessages: checks.bool,
   signal: checks.signal,
 };
 

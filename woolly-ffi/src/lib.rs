@@ -33,7 +33,7 @@ pub const WOOLLY_VERSION_MINOR: u32 = 1;
 pub const WOOLLY_VERSION_PATCH: u32 = 0;
 /// Version of the C ABI: raised only when a change breaks binaries built against an older
 /// header (never within a major version).
-pub const WOOLLY_ABI_VERSION: u32 = 2;
+pub const WOOLLY_ABI_VERSION: u32 = 3;
 /// `woolly_generate_params.seed` value that asks for a fresh random seed.
 pub const WOOLLY_SEED_RANDOM: u64 = u64::MAX;
 
@@ -732,6 +732,11 @@ pub struct woolly_generate_params {
     pub ignore_eos: bool,
     /// Treat the prompt as one user message and apply the model's chat template.
     pub chat: bool,
+    /// In a chat (`chat`, [`woolly_session_chat`]), also turn special-token text inside the
+    /// messages, such as `<end_of_turn>`, into control tokens. False by default: message text is
+    /// tokenized as text, so untrusted content cannot forge a turn; the chat template's own
+    /// markup is always parsed. (Added in ABI 3.)
+    pub parse_special_in_messages: bool,
 }
 
 /// Defaults: 256 tokens, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty, a
@@ -754,6 +759,7 @@ pub extern "C" fn woolly_generate_default_params() -> woolly_generate_params {
         n_stop: 0,
         ignore_eos: false,
         chat: false,
+        parse_special_in_messages: false,
     }
 }
 
@@ -791,6 +797,7 @@ fn generate_params(p: &woolly_generate_params) -> Result<GenerateParams, Failure
         },
         stop,
         ignore_eos: p.ignore_eos,
+        parse_special_in_messages: p.parse_special_in_messages,
         ..Default::default()
     })
 }

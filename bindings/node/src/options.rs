@@ -161,6 +161,8 @@ pub struct GenerateOptions {
     pub ignore_eos: Option<bool>,
     pub add_special: Option<bool>,
     pub parse_special: Option<bool>,
+    /// In a chat, also parse special-token text inside the messages (default false).
+    pub parse_special_in_messages: Option<bool>,
 }
 
 impl GenerateOptions {
@@ -204,6 +206,9 @@ impl GenerateOptions {
             ignore_eos: self.ignore_eos.unwrap_or(d.ignore_eos),
             add_special: self.add_special.unwrap_or(d.add_special),
             parse_special: self.parse_special.unwrap_or(d.parse_special),
+            parse_special_in_messages: self
+                .parse_special_in_messages
+                .unwrap_or(d.parse_special_in_messages),
             cancel: None,
         })
     }

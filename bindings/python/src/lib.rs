@@ -273,7 +273,7 @@ impl NativeModel {
 
     /// Starts a generation on a worker thread; the returned job streams its pieces.
     #[pyo3(signature = (prompt, messages, max_tokens, temperature, top_k, top_p, min_p,
-        repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n, seed, stop, ignore_eos))]
+        repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n, seed, stop, ignore_eos, parse_special_in_messages))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
@@ -292,6 +292,7 @@ impl NativeModel {
         seed: Option<u64>,
         stop: Vec<String>,
         ignore_eos: bool,
+        parse_special_in_messages: bool,
     ) -> PyResult<Job> {
         let params = generate_params(
             py,
@@ -310,6 +311,7 @@ impl NativeModel {
             },
             stop,
             ignore_eos,
+            parse_special_in_messages,
         )?;
         let input = input(py, prompt, messages)?;
         Ok(Job::spawn(self.pool.clone(), input, params))
@@ -324,6 +326,7 @@ fn generate_params(
     sampling: SamplingParams,
     stop: Vec<String>,
     ignore_eos: bool,
+    parse_special_in_messages: bool,
 ) -> PyResult<GenerateParams> {
     sampling.validate().py_err(py)?;
     Ok(GenerateParams {
@@ -331,6 +334,7 @@ fn generate_params(
         sampling,
         stop,
         ignore_eos,
+        parse_special_in_messages,
         ..Default::default()
     })
 }
@@ -522,7 +526,7 @@ impl NativeEngine {
     /// (nothing queued) when the queue is full, the deadline has passed, or the request is bad.
     #[pyo3(signature = (prompt, messages, priority, latency_sensitive, deadline_s, max_tokens,
         temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty,
-        penalty_last_n, seed, stop, ignore_eos))]
+        penalty_last_n, seed, stop, ignore_eos, parse_special_in_messages))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -544,6 +548,7 @@ impl NativeEngine {
         seed: Option<u64>,
         stop: Vec<String>,
         ignore_eos: bool,
+        parse_special_in_messages: bool,
     ) -> PyResult<(u64, Job)> {
         let mut params = generate_params(
             py,
@@ -562,6 +567,7 @@ impl NativeEngine {
             },
             stop,
             ignore_eos,
+            parse_special_in_messages,
         )?;
         let prompt = match input(py, prompt, messages)? {
             Input::Text(t) => Prompt::Text(t),

@@ -816,6 +816,89 @@ pub fn hostile() -> Vec<Case> {
         }),
     );
     case(
+        "chat-template-chain",
+        "a chat template with a 50000-term `1 + 1 + ...` expression (deep recursion while compiling)",
+        "chat:WOOLLY_ERR_INVALID_MODEL",
+        "chat template",
+        edit(|p| {
+            p.set(
+                "tokenizer.chat_template",
+                Value::String(format!("{{{{ 1{} }}}}", " + 1".repeat(50_000))),
+            );
+        }),
+    );
+    case(
+        "chat-template-nesting",
+        "a chat template with brackets nested 5000 deep",
+        "chat:WOOLLY_ERR_INVALID_MODEL",
+        "chat template",
+        edit(|p| {
+            p.set(
+                "tokenizer.chat_template",
+                Value::String(format!(
+                    "{{{{ {}1{} }}}}",
+                    "[".repeat(5000),
+                    "]".repeat(5000)
+                )),
+            );
+        }),
+    );
+    case(
+        "chat-template-string-bomb",
+        "a chat template that repeats a string to 100 MB, then doubles it",
+        "chat:WOOLLY_ERR_INVALID_MODEL",
+        "chat template",
+        edit(|p| {
+            p.set(
+                "tokenizer.chat_template",
+                Value::String(
+                    "{% set s = 'a' * 100000000 %}{% for i in range(40) %}{% set s = s ~ s %}{% endfor %}{{ s }}".into(),
+                ),
+            );
+        }),
+    );
+    case(
+        "chat-template-list-growth",
+        "a chat template that grows a list quadratically (100000 appends by copy)",
+        "chat:WOOLLY_ERR_INVALID_MODEL",
+        "chat template",
+        edit(|p| {
+            p.set(
+                "tokenizer.chat_template",
+                Value::String(
+                    "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + [i] %}{% endfor %}{{ ns.l|length }}".into(),
+                ),
+            );
+        }),
+    );
+    case(
+        "chat-template-replace-bomb",
+        "a chat template that replaces every character of a 100 KB string with the string",
+        "chat:WOOLLY_ERR_INVALID_MODEL",
+        "chat template",
+        edit(|p| {
+            p.set(
+                "tokenizer.chat_template",
+                Value::String("{% set s = 'a' * 100000 %}{{ s|replace('a', s) }}".into()),
+            );
+        }),
+    );
+    case(
+        "chat-template-capture-bomb",
+        "a chat template that writes 400 MB of its own text into a variable",
+        "chat:WOOLLY_ERR_INVALID_MODEL",
+        "chat template",
+        edit(|p| {
+            p.set(
+                "tokenizer.chat_template",
+                Value::String(format!(
+                    "{{% set x %}}{{% for i in range(100000) %}}{}{{% endfor %}}{{% endset %}}{{{{ x|length }}}}",
+                    "x".repeat(4000)
+                )),
+            );
+        }),
+    );
+    case(
         "token-types-garbage",
         "token types 99 and -5 (read as normal tokens)",
         OK,

@@ -595,16 +595,18 @@ impl Engine {
     /// # Errors
     /// Tokenizer and template errors, [`Error::ContextOverflow`] and invalid params.
     pub fn prepare(&self, request: Request) -> Result<Prepared> {
+        // Preparing the prompt observes the request's cancel token (a long render or text).
+        let cancel = request.params.cancel.clone();
+        let cancelled = move || cancel.as_ref().is_some_and(|c| c.is_cancelled());
         let prompt_ids = match &request.prompt {
-            Prompt::Text(t) => {
-                self.model
-                    .tokenize(t, request.params.add_special, request.params.parse_special)?
-            }
+            Prompt::Text(t) => self.model.tokenizer().encode_cancellable(
+                t,
+                request.params.add_special,
+                request.params.parse_special,
+                &cancelled,
+            )?,
             Prompt::Messages(m) => {
-                let text =
-                    crate::generate::chat_prompt(&self.model, m, request.params.add_special)?;
-                self.model
-                    .tokenize(&text, request.params.add_special, true)?
+                crate::generate::chat_tokens(&self.model, m, &request.params, &cancelled)?
             }
             Prompt::Tokens(t) => t.clone(),
         };

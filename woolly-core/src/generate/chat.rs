@@ -3,8 +3,16 @@
 //! A model's own `tokenizer.chat_template` is rendered with a real Jinja engine (minijinja, with
 //! Python-compatible string methods). Files without one get their architecture's built-in format:
 //! gemma, llama-3 or chatml.
+//!
+//! The file's template is untrusted code: it renders on a thread of Woolly's within bounds on its
+//! source (256 KiB, 1000 operators and 64 nested brackets per tag), its steps (5 million), its
+//! nesting (100) and the bytes it may build, compare and write (64 MiB plus 16 per byte of the
+//! messages), and it can be cancelled; see [`super::jinja`]. Any template gives a prompt or an
+//! error, never a crash or a hang.
+//!
+//! The text of the messages is not markup: [`super::chat_tokens`] tokenizes it as plain text
+//! even where it spells a control token, unless `parse_special_in_messages` is set.
 
-use minijinja::{context, Environment, Error as JinjaError, ErrorKind as JinjaErrorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -60,12 +68,28 @@ impl ChatTemplate {
 
     /// Renders `messages` into prompt text. With `add_generation_prompt` the text ends where the
     /// assistant's reply begins. `bos` and `eos` are the tokens' texts, for templates that use them.
+    ///
+    /// A file's template renders within the bounds described in [`super::jinja`] (source size,
+    /// operator chains, steps, bytes, stack), so any template gives a result or an error.
     pub fn render(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
         bos: &str,
         eos: &str,
+    ) -> Result<String> {
+        self.render_cancellable(messages, add_generation_prompt, bos, eos, &|| false)
+    }
+
+    /// [`render`](Self::render) that returns [`Error::Cancelled`] soon after `cancelled` turns
+    /// true (it is polled every few milliseconds while a file's template renders).
+    pub fn render_cancellable(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        bos: &str,
+        eos: &str,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<String> {
         if messages.is_empty() {
             return Err(Error::InvalidArgument(
@@ -80,92 +104,18 @@ impl ChatTemplate {
             }
         }
         match self {
-            ChatTemplate::Jinja(src) => {
-                render_jinja(src, messages, add_generation_prompt, bos, eos)
-            }
+            ChatTemplate::Jinja(src) => super::jinja::render(
+                super::jinja::Job {
+                    source: src.clone(),
+                    messages: messages.to_vec(),
+                    add_generation_prompt,
+                    bos: bos.to_string(),
+                    eos: eos.to_string(),
+                },
+                cancelled,
+            ),
             ChatTemplate::Builtin(b) => render_builtin(*b, messages, add_generation_prompt),
         }
-    }
-}
-
-/// Instructions a chat template may run per render. Real templates use tens to hundreds per
-/// message, so this allows conversations of thousands of messages, and stops a runaway loop in
-/// about 0.1 s.
-const TEMPLATE_FUEL: u64 = 5_000_000;
-/// Nesting of macro calls and blocks a template may reach.
-const TEMPLATE_RECURSION: usize = 100;
-/// Longest prompt text a template may produce.
-const TEMPLATE_MAX_OUTPUT: usize = 64 << 20;
-
-fn raise_exception(msg: String) -> std::result::Result<String, JinjaError> {
-    Err(JinjaError::new(JinjaErrorKind::InvalidOperation, msg))
-}
-
-fn render_jinja(
-    src: &str,
-    messages: &[ChatMessage],
-    add_generation_prompt: bool,
-    bos: &str,
-    eos: &str,
-) -> Result<String> {
-    let mut env = Environment::new();
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", raise_exception);
-    // HF templates are written for `trim_blocks` and `lstrip_blocks`.
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    // The template comes from the model file, which Woolly does not trust: bound its work.
-    env.set_fuel(Some(TEMPLATE_FUEL));
-    env.set_recursion_limit(TEMPLATE_RECURSION);
-    let tmpl = env.template_from_str(src).map_err(|e| {
-        Error::InvalidModel(format!("the model's chat template does not parse: {e}"))
-    })?;
-    let mut out = CappedWriter(Vec::new());
-    tmpl.render_captured_to(
-        context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => bos,
-            eos_token => eos,
-        },
-        &mut out,
-    )
-    .map(|_| ())
-    .map_err(|e| {
-        let runaway = matches!(e.kind(), JinjaErrorKind::OutOfFuel | JinjaErrorKind::WriteFailure)
-            || e.detail().is_some_and(|d| d.contains("recursion limit"));
-        if runaway {
-            // Out of fuel, too deep or too long whatever the messages: the file's fault.
-            Error::InvalidModel(format!(
-                "the model's chat template ran past its limits: {e} (at most {TEMPLATE_FUEL} steps, {TEMPLATE_RECURSION} levels, {} MiB of text)",
-                TEMPLATE_MAX_OUTPUT >> 20
-            ))
-        } else {
-            // `raise_exception` from the template, or a type error on these messages.
-            Error::InvalidArgument(format!("the chat template refused the messages: {e}"))
-        }
-    })?;
-    String::from_utf8(out.0)
-        .map_err(|_| Error::InvalidModel("the model's chat template produced invalid UTF-8".into()))
-}
-
-/// Collects a template's output, failing once it passes [`TEMPLATE_MAX_OUTPUT`].
-struct CappedWriter(Vec<u8>);
-
-impl std::io::Write for CappedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + buf.len() > TEMPLATE_MAX_OUTPUT {
-            return Err(std::io::Error::other(format!(
-                "the output passed {} MiB",
-                TEMPLATE_MAX_OUTPUT >> 20
-            )));
-        }
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -327,5 +277,124 @@ mod tests {
         assert!(g
             .render(&[ChatMessage::new(" ", "x")], true, "", "")
             .is_err());
+    }
+}
+
+#[cfg(test)]
+mod bombs {
+    //! Templates built to crash, hang or exhaust the host: each must give an error, in bounded
+    //! time, on a small host stack.
+    use super::*;
+    use crate::ErrorKind;
+
+    fn render_on_small_stack(src: String, messages: Vec<ChatMessage>) -> Result<String> {
+        // A host thread with a 512 KiB stack, as some hosts run their workers.
+        std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || ChatTemplate::Jinja(src).render(&messages, true, "<s>", "</s>"))
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    fn user() -> Vec<ChatMessage> {
+        vec![ChatMessage::new("user", "hi")]
+    }
+
+    fn limit_error(src: String) -> String {
+        let t = std::time::Instant::now();
+        let e = render_on_small_stack(src, user()).unwrap_err();
+        eprintln!("{:?} in {:?}: {e}", e.kind(), t.elapsed());
+        assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn long_expression_chains_are_refused() {
+        for op in [" + 1", " ~ 'a'", " and x", "|trim", ".a", "[0]"] {
+            let src = format!("{{{{ x{} }}}}", op.repeat(2000));
+            assert!(limit_error(src).contains("operators"));
+        }
+        // At the source-size bound.
+        let n = MAX_SOURCE_TERMS;
+        assert!(limit_error(format!("{{{{ 1{} }}}}", "+1".repeat(n))).contains("KiB"));
+        let src = format!("{{{{ 1{} }}}}", "+1".repeat(n / 2 - 10));
+        assert!(limit_error(src).contains("operators"));
+    }
+
+    const MAX_SOURCE_TERMS: usize = super::super::jinja::MAX_SOURCE / 2;
+
+    #[test]
+    fn long_chains_within_the_bounds_render_on_a_small_stack() {
+        // 999 operators per tag, nested 60 blocks deep: fine on Woolly's render thread.
+        let chain = format!("{{{{ 'a'{} }}}}", " ~ 'a'".repeat(999));
+        let mut src = String::new();
+        for _ in 0..60 {
+            src.push_str("{% if true %}");
+        }
+        src.push_str(&chain);
+        for _ in 0..60 {
+            src.push_str("{% endif %}");
+        }
+        let out = render_on_small_stack(src, user()).unwrap();
+        assert_eq!(out, "a".repeat(1000));
+        let filters = format!("{{{{ messages[0].content{} }}}}", "|trim".repeat(997));
+        assert_eq!(render_on_small_stack(filters, user()).unwrap(), "hi");
+    }
+
+    #[test]
+    fn string_bombs_hit_the_byte_budget() {
+        for src in [
+            // Repetition to minijinja's own limit, then doubling.
+            "{% set s = 'a' * 100000000 %}{% set s = s ~ s %}{% set s = s ~ s %}{{ s|length }}",
+            "{% set ns = namespace(s='a' * 1000000) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "{% set ns = namespace(s='aaaa') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+            // A loop writing a large string, to the output or into a variable.
+            "{% set s = 'a' * 1000000 %}{% for i in range(100000) %}{{ s }}{% endfor %}",
+            "{% set s = 'a' * 1000000 %}{% set x %}{% for i in range(100000) %}{{ s }}{% endfor %}{% endset %}",
+            "{% macro m(s) %}{{ s }}{{ s }}{% endmacro %}{% set ns = namespace(s='a' * 1000) %}{% for i in range(30) %}{% set ns.s = m(ns.s) %}{% endfor %}",
+            // Raw text repeated into a captured block.
+            &format!("{{% set x %}}{{% for i in range(100000) %}}{}{{% endfor %}}{{% endset %}}", "x".repeat(4000)),
+            // Lists grown quadratically or exponentially.
+            "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + [i] %}{% endfor %}",
+            "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}",
+            "{% set l = [1] * 100000 %}{% set m = [l] * 100000 %}{{ m }}",
+            "{% set l = ['a' * 100000] * 100000 %}{{ l|join }}",
+            // Filters and methods that grow text.
+            "{% set s = 'a' * 100000 %}{{ s|replace('a', s) }}",
+            "{% set s = 'a' * 100000 %}{{ s.replace('a', s) }}",
+            "{{ 'a'|center(1000000000) }}",
+            "{{ 'a'.ljust(1000000000) }}",
+            "{{ ('a\n' * 1000000)|indent(1000) }}",
+            "{{ '{:>1000000000}'.format('a') }}",
+            // Comparing large strings again and again.
+            "{% set s = 'a' * 10000000 %}{% for i in range(100000) %}{% if s == s ~ '' %}{% endif %}{% endfor %}",
+            "{% set s = 'a' * 10000000 %}{% for i in range(100000) %}{% if 'b' in s %}{% endif %}{% endfor %}",
+        ] {
+            let e = limit_error(src.to_string());
+            assert!(e.contains("limits"), "{src}: {e}");
+        }
+    }
+
+    #[test]
+    fn cancelling_stops_a_render_at_once() {
+        // A long render within the bounds (a large message, worked over many times).
+        let src = "{% for i in range(8) %}{% set x = messages[0].content|upper %}{% endfor %}ok";
+        let big = vec![ChatMessage::new("user", "a".repeat(32 << 20))];
+        let t = ChatTemplate::Jinja(src.into());
+        let polls = std::sync::atomic::AtomicUsize::new(0);
+        let started = std::time::Instant::now();
+        // Cancelled from the first poll after the render started.
+        let e = t
+            .render_cancellable(&big, true, "", "", &|| {
+                polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0
+            })
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+        eprintln!("cancelled after {:?}", started.elapsed());
+        // Without cancellation, the same render completes.
+        let started = std::time::Instant::now();
+        assert_eq!(t.render(&big, true, "", "").unwrap(), "ok");
+        eprintln!("uncancelled render: {:?}", started.elapsed());
     }
 }

@@ -65,8 +65,14 @@ pub struct GenerateParams {
     pub ignore_eos: bool,
     /// Add BOS (as the model asks) to the prompt.
     pub add_special: bool,
-    /// Parse special-token text such as `<start_of_turn>` in the prompt.
+    /// Parse special-token text such as `<start_of_turn>` in a text prompt. (Chat templates'
+    /// own markup is always parsed; for the messages' text see `parse_special_in_messages`.)
     pub parse_special: bool,
+    /// In a chat, also turn special-token text inside the messages (their roles and content)
+    /// into control tokens. Off by default: a message that spells `<end_of_turn>` or
+    /// `<|im_start|>` is tokenized as that text, so untrusted content cannot forge a turn; only
+    /// the chat template's own markup becomes control tokens.
+    pub parse_special_in_messages: bool,
     /// A token that cancels this generation only, whenever it is cancelled: also before the
     /// generation starts (it then fails at once), unlike [`Session::cancel_handle`], which stops
     /// whatever runs at that moment.
@@ -82,6 +88,7 @@ impl Default for GenerateParams {
             ignore_eos: false,
             add_special: true,
             parse_special: true,
+            parse_special_in_messages: false,
             cancel: None,
         }
     }
@@ -436,31 +443,46 @@ impl Session {
     }
 
     /// Generates a reply to `prompt`, calling `on_token` for every token (return false to stop).
+    ///
+    /// A [`CancelHandle::cancel`] at any moment after the call starts (also while the prompt is
+    /// tokenized) ends it with [`Error::Cancelled`].
     pub fn generate(
         &mut self,
         prompt: &str,
         params: &GenerateParams,
         on_token: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
-        let ids = self
-            .model
-            .tokenize(prompt, params.add_special, params.parse_special)?;
-        self.generate_from_tokens(&ids, params, on_token)
+        self.begin();
+        let ids = {
+            let cancelled = self.cancelled_fn(params);
+            self.model.tokenizer().encode_cancellable(
+                prompt,
+                params.add_special,
+                params.parse_special,
+                &cancelled,
+            )
+        };
+        self.finish_call(ids, params, on_token)
     }
 
     /// Generates the assistant's reply to `messages` with the model's chat template.
+    ///
+    /// The template's markup becomes control tokens; text inside the messages does not, unless
+    /// [`GenerateParams::parse_special_in_messages`] is set. A [`CancelHandle::cancel`] at any
+    /// moment after the call starts (also while the template renders) ends it with
+    /// [`Error::Cancelled`].
     pub fn chat(
         &mut self,
         messages: &[ChatMessage],
         params: &GenerateParams,
         on_token: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
-        let prompt = chat_prompt(&self.model, messages, params.add_special)?;
-        let p = GenerateParams {
-            parse_special: true,
-            ..params.clone()
+        self.begin();
+        let ids = {
+            let cancelled = self.cancelled_fn(params);
+            chat_tokens(&self.model, messages, params, &cancelled)
         };
-        self.generate(&prompt, &p, on_token)
+        self.finish_call(ids, params, on_token)
     }
 
     /// Generates from prompt token ids.
@@ -470,9 +492,51 @@ impl Session {
         params: &GenerateParams,
         on_token: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
+        self.begin();
+        self.run_call(prompt_ids, params, on_token)
+    }
+
+    /// Starts a call: an earlier [`CancelHandle::cancel`] no longer counts, a later one does.
+    fn begin(&mut self) {
+        self.cancel.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the running call was cancelled, by the session's handle or by `params.cancel`.
+    fn cancelled_fn(&self, params: &GenerateParams) -> impl Fn() -> bool {
+        let cancel = self.cancel.clone();
+        let token = params.cancel.clone();
+        move || {
+            cancel.load(Ordering::Relaxed) || token.as_ref().is_some_and(CancelToken::is_cancelled)
+        }
+    }
+
+    fn finish_call(
+        &mut self,
+        ids: Result<Vec<TokenId>>,
+        params: &GenerateParams,
+        on_token: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<Generation> {
+        match ids {
+            Ok(ids) => self.run_call(&ids, params, on_token),
+            Err(e) => {
+                if e.kind() == crate::ErrorKind::Cancelled {
+                    self.model.metrics().record_error(&e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn run_call(
+        &mut self,
+        prompt_ids: &[TokenId],
+        params: &GenerateParams,
+        on_token: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<Generation> {
         self.request_cancel = params.cancel.clone();
         let result = match &params.cancel {
             Some(t) if t.is_cancelled() => Err(Error::Cancelled),
+            _ if self.cancel.load(Ordering::SeqCst) => Err(Error::Cancelled),
             _ => self.run_generation(prompt_ids, params, on_token),
         };
         self.request_cancel = None;
@@ -491,7 +555,6 @@ impl Session {
         mut on_token: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
         let start = Instant::now();
-        self.cancel.store(false, Ordering::SeqCst);
         Sampler::new(params.sampling.clone())?;
         if prompt_ids.is_empty() {
             return Err(Error::InvalidArgument(
@@ -573,8 +636,15 @@ impl Session {
 
 /// The prompt text for `messages` with the model's chat template, without the BOS text a
 /// template writes itself when the tokenizer adds BOS (`add_special`): it would come twice.
+///
+/// This is the text as the template wrote it: tokenizing it with `parse_special` also turns
+/// special-token text inside the messages into control tokens. [`chat_tokens`] does not.
 pub fn chat_prompt(model: &Model, messages: &[ChatMessage], add_special: bool) -> Result<String> {
-    let mut prompt = model.apply_chat_template(messages)?;
+    let prompt = model.apply_chat_template(messages)?;
+    Ok(strip_bos(model, prompt, add_special))
+}
+
+fn strip_bos(model: &Model, mut prompt: String, add_special: bool) -> String {
     if let Some(bos) = model.tokenizer().bos() {
         if let Ok(b) = model.tokenizer().piece(bos, true) {
             let b = String::from_utf8_lossy(&b).into_owned();
@@ -583,7 +653,57 @@ pub fn chat_prompt(model: &Model, messages: &[ChatMessage], add_special: bool) -
             }
         }
     }
-    Ok(prompt)
+    prompt
+}
+
+/// The prompt tokens for `messages`: the model's chat template rendered and tokenized, its own
+/// markup parsed for special tokens, the messages' text not (unless
+/// [`GenerateParams::parse_special_in_messages`]). BOS as `params.add_special` says. Returns
+/// [`Error::Cancelled`] soon after `cancelled` turns true, also in the middle of the render or
+/// of the tokenization.
+///
+/// How the messages' text is kept apart: before the render, a Unicode noncharacter that occurs
+/// nowhere else (not in the template, the messages or the vocabulary) is put before every place
+/// in the messages where a control token's text begins; after the render, the tokenizer removes
+/// these marks and lets no control token begin where one stood. Messages without control-token
+/// text are passed unchanged, and the marks sit before the tokens' texts, so templates that
+/// trim, split, search or compare the messages work as before; only a template that slices or
+/// measures a message spelling a control token sees its marks.
+pub fn chat_tokens(
+    model: &Model,
+    messages: &[ChatMessage],
+    params: &GenerateParams,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<TokenId>> {
+    let tok = model.tokenizer();
+    if params.parse_special_in_messages {
+        let prompt = model.apply_chat_template_cancellable(messages, cancelled)?;
+        let prompt = strip_bos(model, prompt, params.add_special);
+        return tok.encode_cancellable(&prompt, params.add_special, true, cancelled);
+    }
+    let source = match model.chat_template() {
+        super::ChatTemplate::Jinja(s) => s.as_str(),
+        super::ChatTemplate::Builtin(_) => "",
+    };
+    let texts = messages
+        .iter()
+        .flat_map(|m| [m.role.as_str(), m.content.as_str()])
+        .chain([source]);
+    let mark = tok.special_mark(texts).ok_or_else(|| {
+        Error::InvalidArgument(
+            "the messages use every Unicode noncharacter; set parse_special_in_messages".into(),
+        )
+    })?;
+    let marked: Vec<ChatMessage> = messages
+        .iter()
+        .map(|m| ChatMessage {
+            role: tok.mark_special(&m.role, mark),
+            content: tok.mark_special(&m.content, mark),
+        })
+        .collect();
+    let prompt = model.apply_chat_template_cancellable(&marked, cancelled)?;
+    let prompt = strip_bos(model, prompt, params.add_special);
+    tok.encode_marked(&prompt, params.add_special, mark, cancelled)
 }
 
 fn rate(n: usize, ms: f64) -> f64 {

@@ -646,16 +646,27 @@ impl Model {
 
     /// The prompt text for `messages`, ending where the assistant's reply begins.
     pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.apply_chat_template_cancellable(messages, &|| false)
+    }
+
+    /// [`apply_chat_template`](Self::apply_chat_template) that returns [`Error::Cancelled`]
+    /// soon after `cancelled` turns true.
+    pub fn apply_chat_template_cancellable(
+        &self,
+        messages: &[ChatMessage],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<String> {
         let text = |id: Option<TokenId>| {
             id.and_then(|i| self.tokenizer.piece(i, true).ok())
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default()
         };
-        self.chat_template.render(
+        self.chat_template.render_cancellable(
             messages,
             true,
             &text(self.tokenizer.bos()),
             &text(self.tokenizer.eos()),
+            cancelled,
         )
     }
 }

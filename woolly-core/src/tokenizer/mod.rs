@@ -585,6 +585,83 @@ impl Tokenizer {
         add_special: bool,
         parse_special: bool,
     ) -> Result<Vec<TokenId>> {
+        self.encode_guarded(text, add_special, parse_special, &[], &|| false)
+    }
+
+    /// [`encode`](Self::encode) that stops with [`Error::Cancelled`] once `cancelled` returns
+    /// true (it is asked between the pieces of the text, so a long text stops promptly).
+    pub fn encode_cancellable(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Vec<TokenId>> {
+        self.encode_guarded(text, add_special, parse_special, &[], cancelled)
+    }
+
+    /// A character that occurs in no special token's text and in none of `texts`, to mark
+    /// positions with [`mark_special`](Self::mark_special): one of Unicode's noncharacters
+    /// (U+FDD0..U+FDEF, U+FFFE, U+FFFF, …), which no real text uses. `None` only if every one
+    /// of them occurs somewhere.
+    pub fn special_mark<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> Option<char> {
+        let candidates = (0xFDD0u32..=0xFDEF)
+            .chain((0..=16u32).flat_map(|p| [p * 0x10000 + 0xFFFE, p * 0x10000 + 0xFFFF]))
+            .filter_map(char::from_u32);
+        let mut used = std::collections::HashSet::new();
+        for t in texts {
+            used.extend(t.chars().filter(|&c| special::is_nonchar(c)));
+        }
+        let mut candidates = candidates;
+        candidates.find(|&c| !used.contains(&c) && !self.special.uses_char(c))
+    }
+
+    /// `text` with `mark` before every place where a control token's text begins, so
+    /// that [`encode_marked`](Self::encode_marked) tokenizes it as `parse_special = false`
+    /// would, even inside a larger text whose other parts are parsed for special tokens.
+    /// `mark` comes from [`special_mark`](Self::special_mark).
+    pub fn mark_special(&self, text: &str, mark: char) -> String {
+        let mut out = String::with_capacity(text.len() + 8);
+        for (i, c) in text.char_indices() {
+            if self.special.control_at(text.as_bytes(), i) {
+                out.push(mark);
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// Tokenizes `text` parsing special tokens, except that no control token begins where
+    /// [`mark_special`](Self::mark_special) put `mark`; every `mark` is removed first.
+    pub fn encode_marked(
+        &self,
+        text: &str,
+        add_special: bool,
+        mark: char,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Vec<TokenId>> {
+        let mut clean = String::with_capacity(text.len());
+        let mut guards = Vec::new();
+        for c in text.chars() {
+            if c == mark {
+                if guards.last() != Some(&clean.len()) {
+                    guards.push(clean.len());
+                }
+            } else {
+                clean.push(c);
+            }
+        }
+        self.encode_guarded(&clean, add_special, true, &guards, cancelled)
+    }
+
+    fn encode_guarded(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+        guards: &[usize],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Vec<TokenId>> {
         if text.len() >= (u32::MAX / 2) as usize {
             return Err(Error::InvalidArgument(format!(
                 "text of {} bytes is too long to tokenize",
@@ -592,7 +669,11 @@ impl Tokenizer {
             )));
         }
         let mut frags = Vec::new();
-        self.special.partition(text, parse_special, &mut frags);
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        self.special
+            .partition_guarded(text, parse_special, guards, &mut frags);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
             out.extend(self.bos);
@@ -606,6 +687,9 @@ impl Tokenizer {
                 for frag in frags {
                     match frag {
                         Fragment::Text(a, b) => {
+                            if cancelled() {
+                                return Err(Error::Cancelled);
+                            }
                             buf.clear();
                             if self.add_space_prefix && prev_special {
                                 buf.push('\u{2581}');
@@ -619,6 +703,7 @@ impl Tokenizer {
                                 self.vocab.glue(),
                                 &mut scratch,
                                 &mut out,
+                                cancelled,
                             )?;
                             prev_special = false;
                         }
@@ -637,6 +722,9 @@ impl Tokenizer {
                     match frag {
                         Fragment::Text(a, b) => {
                             for piece in Chunks::new(&text[a..b]) {
+                                if cancelled() {
+                                    return Err(Error::Cancelled);
+                                }
                                 words.clear();
                                 splitter.split(piece, passes, &mut words);
                                 for &(s, e) in &words {

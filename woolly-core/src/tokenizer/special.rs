@@ -66,6 +66,14 @@ pub(crate) struct SpecialMatcher {
     /// Whether any token is matched without `parse_special`.
     any_always: bool,
     any: bool,
+    /// Unicode noncharacters that occur in the tokens' texts.
+    nonchars: Vec<char>,
+}
+
+/// Whether `c` is one of Unicode's 66 noncharacters.
+pub(crate) fn is_nonchar(c: char) -> bool {
+    let u = c as u32;
+    (0xFDD0..=0xFDEF).contains(&u) || u & 0xFFFE == 0xFFFE
 }
 
 impl SpecialMatcher {
@@ -79,12 +87,18 @@ impl SpecialMatcher {
             terminals: vec![None], // node 0 is the root
             any_always: false,
             any: false,
+            nonchars: Vec::new(),
         };
         for (rank, &i) in order.iter().enumerate() {
             let tok = tokens[i];
             let bytes = tok.text.as_bytes();
             if bytes.is_empty() {
                 continue;
+            }
+            for c in tok.text.chars().filter(|&c| is_nonchar(c)) {
+                if !m.nonchars.contains(&c) {
+                    m.nonchars.push(c);
+                }
             }
             let mut node = 0u32;
             for (depth, &byte) in bytes.iter().enumerate() {
@@ -149,8 +163,49 @@ impl SpecialMatcher {
     }
 
     /// Cuts `text` into raw pieces and special tokens, as llama.cpp does.
+    #[cfg(test)]
     pub(crate) fn partition(&self, text: &str, parse_special: bool, out: &mut Vec<Fragment>) {
+        self.partition_guarded(text, parse_special, &[], out)
+    }
+
+    /// Whether a token's text contains `c`.
+    pub(crate) fn uses_char(&self, c: char) -> bool {
+        self.nonchars.contains(&c)
+    }
+
+    /// Whether the text of a token that needs `parse_special` begins at `text[pos..]`.
+    pub(crate) fn control_at(&self, text: &[u8], pos: usize) -> bool {
+        let Some(&first) = text.get(pos) else {
+            return false;
+        };
+        let Some(&(mut node)) = self.root.get(first as usize) else {
+            return false;
+        };
+        let mut len = 1;
+        while node != NONE {
+            if self.terminals[node as usize].is_some_and(|t| t.needs_parse_special) {
+                return true;
+            }
+            let Some(&b) = text.get(pos + len) else {
+                return false;
+            };
+            node = self.edges.get(&(node, b)).copied().unwrap_or(NONE);
+            len += 1;
+        }
+        false
+    }
+
+    /// [`partition`](Self::partition) where no token that needs `parse_special` may start at
+    /// the byte offsets in `guards` (sorted): text there is matched as without `parse_special`.
+    pub(crate) fn partition_guarded(
+        &self,
+        text: &str,
+        parse_special: bool,
+        guards: &[usize],
+        out: &mut Vec<Fragment>,
+    ) {
         out.clear();
+        let ps = |pos: usize| parse_special && guards.binary_search(&pos).is_err();
         if text.is_empty() {
             return;
         }
@@ -169,7 +224,7 @@ impl SpecialMatcher {
             if self.root[bytes[pos] as usize] == NONE {
                 continue;
             }
-            if let Some((t, len)) = self.longest_at(bytes, pos, usize::MAX, parse_special) {
+            if let Some((t, len)) = self.longest_at(bytes, pos, usize::MAX, ps(pos)) {
                 heap.push(Reverse((t.rank, pos, len, t.id, t.strip)));
             }
         }
@@ -221,7 +276,7 @@ impl SpecialMatcher {
                 .range(start + 1..)
                 .next()
                 .map_or(len - 1, |(&s, _)| (s - start).min(len - 1));
-            if let Some((t, l)) = self.longest_at(bytes, start, limit, parse_special) {
+            if let Some((t, l)) = self.longest_at(bytes, start, limit, ps(start)) {
                 heap.push(Reverse((t.rank, start, l, t.id, t.strip)));
             }
         }
@@ -300,6 +355,22 @@ mod tests {
             parts(&m, &format!("x{}y", " ".repeat(11)), false),
             ["'x'", "#5", "#5", "' y'"]
         );
+    }
+
+    #[test]
+    fn guarded_positions_match_only_plain_specials() {
+        let m = SpecialMatcher::new(&[tok(5, "<s>", true), tok(6, "<u>", false)]);
+        let text = "<s><s><u>";
+        let mut out = Vec::new();
+        m.partition_guarded(text, true, &[3, 6], &mut out);
+        assert_eq!(
+            out,
+            [Fragment::Token(5), Fragment::Text(3, 6), Fragment::Token(6)]
+        );
+        assert!(m.control_at(b"a<s>", 1));
+        assert!(!m.control_at(b"a<s>", 0));
+        assert!(!m.control_at(b"<u>", 0));
+        assert!(!m.control_at(b"<s", 0));
     }
 
     #[test]

@@ -65,24 +65,30 @@ pub(crate) struct SpmScratch {
 /// `glue` lists the characters that precede U+2581 inside some token. Before any other U+2581 no
 /// merge can ever cross (no token contains that pair), so the text is cut there and each piece is
 /// merged on its own: the same merges happen, in the same relative order, with small heaps.
+/// Stops with [`Error::Cancelled`] once `cancelled` returns true (asked between pieces and
+/// every few thousand merges).
 pub(crate) fn encode(
     vocab: &Vocab,
     text: &str,
     glue: &[char],
     scratch: &mut SpmScratch,
     out: &mut Vec<TokenId>,
+    cancelled: &dyn Fn() -> bool,
 ) -> Result<()> {
     let mut start = 0;
     let mut prev: Option<char> = None;
     for (i, c) in text.char_indices() {
         if c == '\u{2581}' && i > start && prev.is_some_and(|p| glue.binary_search(&p).is_err()) {
-            encode_piece(vocab, &text[start..i], scratch, out)?;
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
+            encode_piece(vocab, &text[start..i], scratch, out, cancelled)?;
             start = i;
         }
         prev = Some(c);
     }
     if start < text.len() {
-        encode_piece(vocab, &text[start..], scratch, out)?;
+        encode_piece(vocab, &text[start..], scratch, out, cancelled)?;
     }
     Ok(())
 }
@@ -92,6 +98,7 @@ fn encode_piece(
     text: &str,
     scratch: &mut SpmScratch,
     out: &mut Vec<TokenId>,
+    cancelled: &dyn Fn() -> bool,
 ) -> Result<()> {
     let bytes = text.as_bytes();
     let symbols = &mut scratch.symbols;
@@ -134,7 +141,12 @@ fn encode_piece(
     for i in 1..symbols.len() as u32 {
         try_add(symbols, heap, i - 1, i);
     }
+    let mut pops = 0u32;
     while let Some(bg) = heap.pop() {
+        pops = pops.wrapping_add(1);
+        if pops.is_multiple_of(4096) && cancelled() {
+            return Err(Error::Cancelled);
+        }
         let l = symbols[bg.left as usize];
         let r = symbols[bg.right as usize];
         if l.len == 0 || r.len == 0 || l.len + r.len != bg.size {

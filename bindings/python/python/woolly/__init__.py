@@ -216,6 +216,7 @@ class _Options:
         seed: Optional[int] = None,
         stop: Union[None, str, Sequence[str]] = None,
         ignore_eos: bool = False,
+        parse_special_in_messages: bool = False,
     ):
         if isinstance(stop, str):
             stop = [stop]
@@ -233,6 +234,7 @@ class _Options:
             seed=None if seed is None else _int(seed, "seed", 0, (1 << 64) - 1),
             stop=stops,
             ignore_eos=bool(ignore_eos),
+            parse_special_in_messages=bool(parse_special_in_messages),
         )
 
 
@@ -372,7 +374,10 @@ class Model:
         ``top_k`` (40), ``top_p`` (0.95), ``min_p`` (0.05), ``repeat_penalty`` (1.0),
         ``frequency_penalty`` (0), ``presence_penalty`` (0), ``penalty_last_n`` (64), ``seed``
         (None: random), ``stop`` (a string or list of strings; generation ends before it),
-        ``ignore_eos`` (False).
+        ``ignore_eos`` (False), ``parse_special_in_messages`` (False; in a chat, text inside the
+        messages that spells special tokens such as ``<end_of_turn>`` is tokenized as text, so
+        untrusted content cannot forge a turn; True turns it into control tokens, as the
+        template's own markup always is).
         """
         return self._iterate(self._start(_text(prompt, "prompt"), None, options))
 

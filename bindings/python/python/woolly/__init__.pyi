@@ -85,6 +85,7 @@ class Model:
         seed: Optional[int] = None,
         stop: Stop = None,
         ignore_eos: bool = False,
+        parse_special_in_messages: bool = False,
     ) -> str: ...
     def stream(
         self,
@@ -102,6 +103,7 @@ class Model:
         seed: Optional[int] = None,
         stop: Stop = None,
         ignore_eos: bool = False,
+        parse_special_in_messages: bool = False,
     ) -> Iterator[str]: ...
     def generate_details(self, prompt: str, **options: Any) -> Dict[str, Any]: ...
     @overload
@@ -240,6 +242,7 @@ class Engine:
         seed: Optional[int] = None,
         stop: Stop = None,
         ignore_eos: bool = False,
+        parse_special_in_messages: bool = False,
     ) -> Request: ...
     def generate(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> str: ...
     def generate_details(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> GenerationResult: ...
