@@ -26,7 +26,8 @@ GREEDY = dict(max_tokens=N, temperature=0, ignore_eos=True)
 
 
 def make_engine(model, **params):
-    return woolly.Engine(model, threads=2, context_size=512, **params)
+    params.setdefault("context_size", 512)
+    return woolly.Engine(model, threads=2, **params)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,7 @@ def test_priorities_decide_who_starts_first(model):
 
 
 def test_deadlines(model):
-    e, long = busy(model)
+    e, long = busy(model, context_size=2048)
     with e:
         # Expires while queued behind the long request.
         r = e.submit("Hello", deadline_s=0.05, max_tokens=4)
@@ -151,19 +152,33 @@ def test_deadlines(model):
         assert isinstance(exc.value, TimeoutError) and exc.value.code == "WOOLLY_ERR_DEADLINE_EXCEEDED"
         assert "before the request started" in str(exc.value)
         long.cancel()
-        # Expires while it runs: some pieces, then the error.
-        r = e.submit("Count:", deadline_s=0.3, max_tokens=400, ignore_eos=True, temperature=0)
+        # Expires while it runs: some pieces, then the error (a deadline generous enough for the
+        # first token on a busy machine, as deadlines are checked inside the prompt too; too
+        # short for all of them).
+        r = e.submit("Count:", deadline_s=2.0, max_tokens=1900, ignore_eos=True, temperature=0)
         pieces = []
         with pytest.raises(woolly.DeadlineExceededError):
             for p in r:
                 pieces.append(p)
-        assert 0 < len(pieces) < 400
+        assert 0 < len(pieces) < 1900, len(pieces)
         # Already past: refused at submission.
         with pytest.raises(woolly.DeadlineExceededError):
             e.submit("Hello", deadline_s=0, max_tokens=4)
         with pytest.raises(woolly.InvalidArgumentError):
             e.submit("Hello", deadline_s=-1)
         assert e.stats()["deadline_exceeded"] >= 2
+
+
+def test_a_deadline_inside_the_prompt_never_reports_success(model):
+    # About 400 tokens read in one step: the deadline is checked between its layers, and a
+    # request that ends after its deadline never succeeds.
+    prompt = "The history of the printing press is long and full of turns. " * 33
+    with make_engine(model, context_size=1024, prefill_chunk=4096) as e:
+        r = e.submit(prompt, deadline_s=0.05, max_tokens=1)
+        with pytest.raises(woolly.DeadlineExceededError):
+            r.result(timeout=120)
+        stats = e.stats()
+        assert stats["steps"] == 0 and stats["deadline_exceeded"] == 1, stats
 
 
 def test_a_full_queue_raises_busy(model):
