@@ -85,7 +85,7 @@ pub fn run(a: BenchArgs) -> super::CliResult {
     let hw = Hardware::detect();
     let ctx = (a.n_prompt + a.n_gen + 16).max(64);
     if !a.json {
-        println!(
+        outln!(
             "model {} ({}), load {:.0} ms, kernels {}, {} physical / {} logical cores",
             path.display(),
             model.hparams().architecture.name(),
@@ -94,8 +94,8 @@ pub fn run(a: BenchArgs) -> super::CliResult {
             hw.physical_cores,
             hw.logical_cores
         );
-        println!("| threads | test   |          tok/s |  ttft ms | peak RSS MiB |");
-        println!("|--------:|:-------|---------------:|---------:|-------------:|");
+        outln!("| threads | test   |          tok/s |  ttft ms | peak RSS MiB |");
+        outln!("|--------:|:-------|---------------:|---------:|-------------:|");
     }
     for &threads in &a.threads {
         let mut session = Session::new(
@@ -160,7 +160,7 @@ pub fn run(a: BenchArgs) -> super::CliResult {
                 "peak_rss_bytes": process::peak_rss_bytes(),
                 "kernels": woolly_core::kernels::cpu::simd_level(),
             });
-            println!("{v}");
+            outln!("{v}");
         } else {
             let label = if threads == 0 {
                 format!("{pt}/{gt} auto")
@@ -168,13 +168,13 @@ pub fn run(a: BenchArgs) -> super::CliResult {
                 threads.to_string()
             };
             if a.n_prompt > 0 {
-                println!(
+                outln!(
                     "| {label:>7} | pp{:<4} | {pp_m:>8.1} ± {pp_sd:>4.1} | {ttft_m:>8.0} | {peak:>12.0} |",
                     a.n_prompt
                 );
             }
             if a.n_gen > 0 {
-                println!(
+                outln!(
                     "| {label:>7} | tg{:<4} | {tg_m:>8.1} ± {tg_sd:>4.1} |          | {peak:>12.0} |",
                     a.n_gen
                 );
@@ -276,14 +276,14 @@ fn run_concurrent(a: BenchArgs) -> super::CliResult {
     let threads = a.threads.first().copied().unwrap_or(0);
     let n_gen = a.n_gen.max(2);
     if !a.json {
-        println!(
+        outln!(
             "model {}, {} prompt tokens and {n_gen} generated per request, {} repetitions",
             path.display(),
             a.concurrent_prompt,
             a.repetitions
         );
-        println!("| requests | aggregate tg tok/s | TTFT p50 ms | TTFT p99 ms | urgent TTFT p99 ms | idle TTFT p99 ms |");
-        println!("|---:|---:|---:|---:|---:|---:|");
+        outln!("| requests | aggregate tg tok/s | TTFT p50 ms | TTFT p99 ms | urgent TTFT p99 ms | idle TTFT p99 ms |");
+        outln!("|---:|---:|---:|---:|---:|---:|");
     }
     for &n in &a.concurrency {
         if n == 0 {
@@ -363,7 +363,7 @@ fn run_concurrent(a: BenchArgs) -> super::CliResult {
         let idle_p99 = percentile(&mut idle, 0.99);
         let stats = engine.stats();
         if a.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "concurrency": n,
@@ -380,7 +380,7 @@ fn run_concurrent(a: BenchArgs) -> super::CliResult {
                 })
             );
         } else {
-            println!("| {n} | {agg:.1} | {p50:.0} | {p99:.0} | {urgent_p99:.0} | {idle_p99:.0} |");
+            outln!("| {n} | {agg:.1} | {p50:.0} | {p99:.0} | {urgent_p99:.0} | {idle_p99:.0} |");
         }
     }
     Ok(())

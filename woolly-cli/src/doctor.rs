@@ -32,9 +32,9 @@ pub(crate) fn run(a: DoctorArgs) -> CliResult {
     });
     let mut out = std::io::stdout().lock();
     if a.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?).map_err(crate::stdout_error)?;
     } else {
-        write!(out, "{}", table(&report))?;
+        write!(out, "{}", table(&report)).map_err(crate::stdout_error)?;
     }
     if let Some(e) = report["inference"]["error"].as_str() {
         return Err(format!("the inference measurement failed: {e}").into());

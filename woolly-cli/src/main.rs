@@ -1,5 +1,16 @@
 //! `woolly`: the command-line face of Woolly.
 
+/// `println!` that returns an error from the enclosing function when standard output cannot be
+/// written (closed, a pipe whose reader went away, a full disk) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        {
+            use std::io::Write as _;
+            writeln!(std::io::stdout(), $($arg)*).map_err($crate::stdout_error)?
+        }
+    };
+}
+
 mod bench;
 mod doctor;
 
@@ -99,7 +110,8 @@ struct RunArgs {
     /// Treat PROMPT as a user message and apply the model's chat template.
     #[arg(long)]
     chat: bool,
-    /// Threads (0 = Woolly's policy: one per physical core).
+    /// Threads (0 = Woolly's policy: one per physical core; more than the CPUs available are
+    /// capped there).
     #[arg(short = 't', long, default_value_t = 0)]
     threads: usize,
     /// Context size in tokens (0 = min(4096, the model's)).
@@ -108,8 +120,9 @@ struct RunArgs {
     /// Print one JSON line at the end (ids, text, timings) instead of streaming text.
     #[arg(long)]
     json: bool,
-    /// The most memory the model and its session may use, e.g. `512MB` or `2GB`; a model that
-    /// does not fit is refused with the required and available figures.
+    /// The most memory the model and its session may use, e.g. `512MB` or `2GB` (0: no budget,
+    /// as in the C API); a model that does not fit is refused with the required and available
+    /// figures.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory_budget: Option<u64>,
     /// When the model file is read: lazy, sequential, critical, full, full_blocking.
@@ -134,9 +147,59 @@ fn parse_kv(s: &str) -> Result<woolly_core::generate::KvPrecision, String> {
     woolly_core::generate::KvPrecision::from_name(s).map_err(|e| e.to_string())
 }
 
+/// The error for a failed write to standard output: output that did not arrive is a failure,
+/// never a silent success.
+pub(crate) fn stdout_error(e: std::io::Error) -> Box<dyn std::error::Error> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        "standard output was closed before all the output was written (broken pipe)".into()
+    } else {
+        format!("cannot write to standard output: {e}").into()
+    }
+}
+
+/// Whether descriptor 1 was closed when the process started (`woolly run ... >&-`). Rust's
+/// runtime replaces closed standard descriptors with /dev/null before `main`, where the output
+/// would vanish with a success status, so this is recorded earlier, by a constructor.
+static STDOUT_CLOSED_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[used]
+#[link_section = ".init_array"]
+static RECORD_STDOUT_STATE: extern "C" fn() = {
+    extern "C" fn record() {
+        // SAFETY: F_GETFD on a descriptor number reads nothing from memory.
+        if unsafe { libc::fcntl(1, libc::F_GETFD) } == -1 {
+            STDOUT_CLOSED_AT_START.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    record
+};
+
+/// Whether descriptor 1 is open (and was at start, where that can be known).
+fn stdout_is_open() -> bool {
+    if STDOUT_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: F_GETFD on a descriptor number reads nothing from memory.
+        unsafe { libc::fcntl(1, libc::F_GETFD) != -1 }
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = if stdout_is_open() {
+        run(cli).and_then(|()| std::io::stdout().flush().map_err(stdout_error))
+    } else {
+        Err("standard output is closed".into())
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("woolly: error: {e}");
@@ -237,7 +300,7 @@ fn run_generate(a: RunArgs) -> CliResult {
         match out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()) {
             Ok(()) => true,
             Err(e) => {
-                // A closed pipe (`woolly run ... | head`) ends generation quietly.
+                // A closed pipe (`woolly run ... | head`) ends generation, and the run fails.
                 write_err = Some(e);
                 false
             }
@@ -249,10 +312,7 @@ fn run_generate(a: RunArgs) -> CliResult {
         session.generate(&prompt, &params, &mut on_token)?
     };
     if let Some(e) = write_err {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e.into());
-        }
-        return Ok(());
+        return Err(stdout_error(e));
     }
     let t = &g.timings;
     let load_ms = model.load_time().as_secs_f64() * 1e3;
@@ -274,9 +334,9 @@ fn run_generate(a: RunArgs) -> CliResult {
                 "prompt_threads": session.threads().0,
             },
         });
-        writeln!(out, "{v}")?;
+        writeln!(out, "{v}").map_err(stdout_error)?;
     } else {
-        writeln!(out)?;
+        writeln!(out).map_err(stdout_error)?;
         eprintln!(
             "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s; first token after {:.0} ms; load {:.0} ms; {} threads; stop: {:?}]",
             t.prompt_tokens, t.prompt_tok_s, t.generated_tokens, t.gen_tok_s, t.ttft_ms, load_ms,
@@ -298,7 +358,7 @@ fn run(cli: Cli) -> CliResult {
                 "kernels": woolly_core::kernels::cpu::simd_level(),
                 "threads": woolly_core::tune::threads::policy_json(&hw),
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Command::Tokenize {
             model,
@@ -311,8 +371,8 @@ fn run(cli: Cli) -> CliResult {
             let tok = Tokenizer::from_gguf(&file)?;
             let ids = tok.encode(&text, !no_bos, !no_special)?;
             let mut out = std::io::stdout().lock();
-            serde_json::to_writer(&mut out, &ids)?;
-            writeln!(out)?;
+            serde_json::to_writer(&mut out, &ids).map_err(|e| stdout_error(e.into()))?;
+            writeln!(out).map_err(stdout_error)?;
         }
         Command::Inspect {
             model,
@@ -331,13 +391,13 @@ fn run(cli: Cli) -> CliResult {
                         .collect();
                     v["metadata"] = serde_json::Value::Object(m);
                 }
-                println!("{v}");
+                outln!("{v}");
             } else {
-                print_summary(&s);
+                print_summary(&s)?;
                 if metadata {
-                    println!("metadata:");
+                    outln!("metadata:");
                     for (k, v) in file.metadata().iter() {
-                        println!("  {k} = {v}");
+                        outln!("  {k} = {v}");
                     }
                 }
             }
@@ -346,29 +406,34 @@ fn run(cli: Cli) -> CliResult {
     Ok(())
 }
 
-fn print_summary(s: &ModelSummary) {
+fn print_summary(s: &ModelSummary) -> CliResult {
     let h = &s.hparams;
-    println!("file:          {}", s.path);
+    outln!("file:          {}", s.path);
     if let Some(n) = &s.name {
-        println!("name:          {n}");
+        outln!("name:          {n}");
     }
-    println!(
+    outln!(
         "format:        GGUF v{}, {:.1} MiB, {} tensors, {:.1} M parameters",
         s.gguf_version,
         s.file_size as f64 / (1 << 20) as f64,
         s.n_tensors,
         s.n_params as f64 / 1e6
     );
-    println!("architecture:  {}", h.architecture.name());
-    println!(
+    outln!("architecture:  {}", h.architecture.name());
+    outln!(
         "layers:        {} (embedding {}, feed-forward {})",
-        h.n_layer, h.n_embd, h.n_ff
+        h.n_layer,
+        h.n_embd,
+        h.n_ff
     );
-    println!(
+    outln!(
         "attention:     {} query heads, {} key/value heads, head size {}/{}",
-        h.n_head, h.n_head_kv, h.head_dim_k, h.head_dim_v
+        h.n_head,
+        h.n_head_kv,
+        h.head_dim_k,
+        h.head_dim_v
     );
-    println!(
+    outln!(
         "rope:          {} dims, base {}{}",
         h.rope_dims,
         h.rope_freq_base,
@@ -381,9 +446,9 @@ fn print_summary(s: &ModelSummary) {
             String::new()
         }
     );
-    println!("context:       {} (trained)", h.n_ctx_train);
-    println!("rms epsilon:   {}", h.rms_eps);
-    println!(
+    outln!("context:       {} (trained)", h.n_ctx_train);
+    outln!("rms epsilon:   {}", h.rms_eps);
+    outln!(
         "vocabulary:    {} tokens, {}{}{}",
         s.vocab_size,
         match s.vocab_kind.as_deref() {
@@ -402,13 +467,14 @@ fn print_summary(s: &ModelSummary) {
             ""
         }
     );
-    println!("tensor types:");
+    outln!("tensor types:");
     for (ty, c) in &s.tensor_types {
-        println!(
+        outln!(
             "  {:<6} {:>4} tensors {:>10.1} MiB",
             ty,
             c.tensors,
             c.bytes as f64 / (1 << 20) as f64
         );
     }
+    Ok(())
 }
