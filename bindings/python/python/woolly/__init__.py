@@ -250,7 +250,8 @@ class Model:
         mlock: lock the model in memory; when the system refuses, a warning is logged and
             :attr:`is_locked` is False (no error).
         repack: copy weights into faster layouts for this CPU (default True).
-        threads: threads per generation (0: Woolly's policy for this machine).
+        threads: threads per generation (0: Woolly's policy for this machine; more than the
+            CPUs this process may use are capped there, with a warning to the log).
         thread_policy: ``"auto"``, ``"interactive"`` (leave a core to the UI) or
             ``"background"`` (lower priority).
         context_size: tokens of context per generation (0: the smaller of 4096 and the model's,
@@ -258,7 +259,8 @@ class Model:
             one session of this context fit.
         kv_precision: ``"f16"`` (default, as llama.cpp) or ``"f32"`` (twice the KV memory).
         memory_budget: the most memory this model and its sessions may take: bytes, or a size
-            such as ``"512MB"`` or ``"2GiB"`` (None: what the system has beyond the reserve).
+            such as ``"512MB"`` or ``"2GiB"`` (None or 0: no budget, what the system has beyond
+            the reserve, as in the C API).
             A load or session that would not fit raises :class:`InsufficientMemoryError`.
         memory_reserve: memory left to the system and other programs (bytes or a size; None:
             25% of RAM up to 8 GiB, less on larger machines).
