@@ -58,8 +58,8 @@ export type PreloadStrategy = 'lazy' | 'none' | 'sequential' | 'critical' | 'ful
 export interface MemoryOptions {
   /**
    * The most memory Woolly may hold (models, KV caches, scratch). A load or session that would
-   * exceed it rejects with WOOLLY_ERR_INSUFFICIENT_MEMORY. Default: no budget beyond what the
-   * system has less the reserve.
+   * exceed it rejects with WOOLLY_ERR_INSUFFICIENT_MEMORY. Default (or 0, as in the C API): no
+   * budget beyond what the system has less the reserve.
    */
   memoryBudget?: Size;
   /** Memory left to the system and other programs (default: 25% of RAM up to 8 GiB, less above). */
@@ -85,7 +85,7 @@ export interface ModelLoadOptions {
    * budget has no room for it). The load checks that the model and one session of it fit.
    */
   contextSize?: number;
-  /** Threads per generation (0 = Woolly's policy). */
+  /** Threads per generation (0 = Woolly's policy; more than the CPUs available are capped there). */
   threads?: number;
   /** Leave a core to the UI/JS thread (default true). */
   interactive?: boolean;
