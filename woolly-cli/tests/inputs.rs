@@ -50,6 +50,9 @@ fn mkfifo(p: &Path) {
     assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
 }
 
+/// One way of naming the model: its label, the arguments, and an environment variable to set.
+type Way<'a> = (&'a str, Vec<&'a str>, Option<(&'a str, &'a Path)>);
+
 #[test]
 fn a_fifo_as_the_model_is_refused_by_every_command() {
     let dir = temp_dir("fifo");
@@ -70,7 +73,7 @@ fn a_fifo_as_the_model_is_refused_by_every_command() {
         let f = fifo.to_str().unwrap();
         let mut explicit = vec![args[0], "-m", f];
         explicit.extend_from_slice(&args[1..]);
-        let ways: [(&str, Vec<&str>, Option<(&str, &Path)>); 3] = [
+        let ways: [Way; 3] = [
             ("explicit", explicit, None),
             ("WOOLLY_MODEL", args.to_vec(), Some(("WOOLLY_MODEL", &fifo))),
             ("cache", args.to_vec(), Some(("XDG_CACHE_HOME", &cache))),
