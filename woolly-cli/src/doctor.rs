@@ -18,12 +18,16 @@ pub(crate) struct DoctorArgs {
     /// Report the machine only; do not load or measure a model.
     #[arg(long)]
     no_inference: bool,
+    /// Seconds after which measurements not started yet are skipped (and reported so).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    time_limit: u64,
 }
 
 pub(crate) fn run(a: DoctorArgs) -> CliResult {
     let options = DoctorOptions {
         model: a.model.model.clone(),
         measure: !a.no_inference,
+        time_limit: std::time::Duration::from_secs(a.time_limit),
         ..DoctorOptions::default()
     };
     let mut err = std::io::stderr();

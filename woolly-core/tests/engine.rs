@@ -193,12 +193,12 @@ fn an_urgent_request_gets_its_first_token_while_background_work_runs() {
     let started = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
     let (tx, rx) = mpsc::channel::<(usize, usize, bool)>();
-    for i in 0..4 {
+    for (i, prompt) in PROMPTS.iter().take(4).enumerate() {
         let (high_done, started, gate, tx) =
             (high_done.clone(), started.clone(), gate.clone(), tx.clone());
         let (mut before, mut after) = (0, 0);
         e.submit_with(
-            Request::text(PROMPTS[i], greedy(120)).with_priority(Priority::Low),
+            Request::text(*prompt, greedy(120)).with_priority(Priority::Low),
             Box::new(move |ev| match ev {
                 Event::Token { .. } => {
                     if before + after == 0 && started.fetch_add(1, Ordering::SeqCst) == 3 {
