@@ -989,4 +989,6 @@ module.exports = {
   PROMETHEUS_CONTENT_TYPE: native.prometheusContentType(),
   doctor,
   _setPowerRoot: setPowerRoot,
+  // For the tests only: a panic inside Woolly on the JavaScript thread.
+  _panic: (message) => callNative(() => native.panicForTests(message)),
 };

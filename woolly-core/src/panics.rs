@@ -8,7 +8,11 @@
 //! hook exactly as before.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
+
+/// Set by [`claim_all`]: every panic in this binary is Woolly's.
+static ALL: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
@@ -16,7 +20,8 @@ thread_local! {
 
 /// Whether a panic on this thread now is Woolly's.
 fn ours() -> bool {
-    DEPTH.try_with(|d| d.get() > 0).unwrap_or(false)
+    ALL.load(Ordering::Relaxed)
+        || DEPTH.try_with(|d| d.get() > 0).unwrap_or(false)
         || std::thread::current()
             .name()
             .is_some_and(|n| n.starts_with("woolly-"))
@@ -39,6 +44,18 @@ pub fn install() {
             }
         }));
     });
+}
+
+/// Counts every panic in this binary as Woolly's, on any thread (and installs the hook).
+///
+/// For a front end whose binary holds no Rust code but Woolly's: a Python or Node extension
+/// module carries its own copy of the Rust runtime, with a panic hook of its own that no other
+/// code in the host process shares, so a panic there can only be Woolly's. Its message then goes
+/// to the log callback (nothing is printed), and the binding turns the panic into an exception.
+/// Not for the C library, which may be linked into a Rust host: it uses [`scope`].
+pub fn claim_all() {
+    ALL.store(true, Ordering::Relaxed);
+    install();
 }
 
 /// Runs `f` with panics on this thread counted as Woolly's (see [`install`], which this calls).

@@ -35,6 +35,20 @@ use options::{
 use woolly_core::metrics::Registry;
 use woolly_core::tune::power::{self, PowerProfile};
 
+/// This addon carries its own Rust runtime: every panic in it is Woolly's, and none may print to
+/// the host's stderr. Each exported function catches its panics (`catch_unwind`) and throws them
+/// as errors, which `index.js` reports as `WOOLLY_ERR_INTERNAL`.
+#[napi_derive::module_init]
+fn init() {
+    woolly_core::panics::claim_all();
+}
+
+/// For the tests only: panics on the JavaScript thread, as a bug inside Woolly would.
+#[napi(js_name = "panicForTests", catch_unwind)]
+pub fn panic_for_tests(message: String) {
+    panic!("{message}");
+}
+
 /// A JavaScript callback that receives one event object, callable from any thread.
 type EventFn = ThreadsafeFunction<Value, Unknown<'static>, Value, Status, false>;
 
@@ -54,7 +68,6 @@ fn spawn_worker(
     cb: Arc<EventFn>,
     work: impl FnOnce(&EventFn) -> Value + Send + 'static,
 ) -> napi::Result<()> {
-    woolly_core::panics::install();
     std::thread::Builder::new()
         .name(name.into())
         .stack_size(WORKER_STACK)
@@ -79,7 +92,7 @@ pub struct NativeTask {
 impl NativeTask {
     /// Asks the work to stop; it then ends with a `WOOLLY_ERR_CANCELLED` error event (or, when it
     /// had already finished, with its normal result). Safe to call any number of times.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn cancel(&self) {
         self.token.cancel();
     }
@@ -191,7 +204,7 @@ impl Default for NativeModel {
 
 #[napi]
 impl NativeModel {
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new() -> Self {
         NativeModel {
             inner: Arc::new(RwLock::new(None)),
@@ -283,7 +296,7 @@ impl NativeModel {
 
     /// Loads the model at `path` (or the default one) on a new thread. Events: `progress` (when
     /// `progress` is true, at most once per percent), then `loaded` or `error`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn load(
         &self,
         path: Option<String>,
@@ -324,7 +337,7 @@ impl NativeModel {
 
     /// Generates from `prompt` on a new thread. Events: `token` (when `stream`), then `done` or
     /// `error`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn generate(
         &self,
         prompt: String,
@@ -336,7 +349,7 @@ impl NativeModel {
     }
 
     /// Like `generate`, with the model's chat template applied to `messages`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn chat(
         &self,
         messages: Vec<Message>,
@@ -352,7 +365,7 @@ impl NativeModel {
         )
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn tokenize(
         &self,
         text: String,
@@ -370,7 +383,7 @@ impl NativeModel {
             .map_err(|e| to_js(&e))
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn detokenize(&self, ids: Vec<u32>) -> napi::Result<String> {
         let loaded = self.loaded()?;
         let n_vocab = loaded.pool.model().hparams().n_vocab;
@@ -383,7 +396,7 @@ impl NativeModel {
         loaded.pool.model().detokenize(&ids).map_err(|e| to_js(&e))
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn apply_chat_template(&self, messages: Vec<Message>) -> napi::Result<String> {
         self.loaded()?
             .pool
@@ -394,7 +407,7 @@ impl NativeModel {
 
     /// The model's facts (woolly-core's `Model::info`, the same as C and Python report), with
     /// the names this API uses in camelCase, and the context size of its sessions.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn info(&self) -> napi::Result<Value> {
         let loaded = self.loaded()?;
         let mut info = loaded.pool.model().info().map_err(|e| to_js(&e))?;
@@ -415,13 +428,13 @@ impl NativeModel {
     }
 
     /// Counters of every generation on this model (woolly-core's snapshot JSON).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn metrics(&self) -> napi::Result<Value> {
         Ok(self.loaded()?.pool.model().metrics().snapshot().to_json())
     }
 
     /// The diagnostics report with this model's section.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn diagnostics(&self) -> napi::Result<Value> {
         Ok(woolly_core::diagnostics::report(Some(
             self.loaded()?.pool.model(),
@@ -431,20 +444,20 @@ impl NativeModel {
     /// This model's memory (woolly-core's `Model::memory_report`): the estimate, the charges
     /// and headroom of its memory account, the file's residency, the preload and lock state,
     /// the process's RSS.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn memory_report(&self) -> napi::Result<Value> {
         Ok(self.loaded()?.pool.model().memory_report())
     }
 
     /// How far a background preload got: `{ done_bytes, total_bytes, finished }`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn preload_progress(&self) -> napi::Result<Value> {
         serde_json::to_value(self.loaded()?.pool.model().preload_progress())
             .map_err(|e| js_error("WOOLLY_ERR_INTERNAL", e))
     }
 
     /// Waits on a new thread until a background preload has read every page; then `done`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn wait_preloaded(&self, on_event: EventFn) -> napi::Result<NativeTask> {
         let loaded = self.loaded()?;
         spawn_worker("woolly-preload-wait", Arc::new(on_event), move |_| {
@@ -457,18 +470,18 @@ impl NativeModel {
     }
 
     /// Whether the model's memory is locked (`mlock` asked for and allowed by the system).
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn is_locked(&self) -> napi::Result<bool> {
         Ok(self.loaded()?.pool.model().is_locked())
     }
 
     /// Drops this object's hold on the model; the memory is freed once running generations end.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&self) {
         self.inner.write().unwrap_or_else(|e| e.into_inner()).take();
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn loaded_state(&self) -> bool {
         self.loaded().is_ok()
     }
@@ -570,7 +583,7 @@ fn drop_engine<F: FnOnce() + Send + 'static>(
 impl NativeEngine {
     /// An engine on `model`'s weights (its sessions are not used). Starting one is quick: its
     /// threads start, its scratch is charged to the model's memory budget.
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(model: &NativeModel, options: Option<EngineOptions>) -> napi::Result<Self> {
         let params = options
             .unwrap_or_default()
@@ -588,7 +601,7 @@ impl NativeEngine {
     /// prompt is tokenized (or the messages rendered) off the JavaScript thread, and a request
     /// refused then (full queue, deadline passed, context overflow, tokenizer or template
     /// error) ends with its `error` event, nothing queued. The returned task cancels it.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn submit(
         &self,
         prompt: Option<String>,
@@ -664,13 +677,13 @@ impl NativeEngine {
 
     /// Counters and the state now (woolly-core's `EngineStats`, snake_case as in every front
     /// end).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stats(&self) -> napi::Result<Value> {
         serde_json::to_value(self.engine()?.stats()).map_err(|e| js_error("WOOLLY_ERR_INTERNAL", e))
     }
 
     /// Milliseconds a request of `priority` submitted now would wait to start (an estimate).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn estimated_wait(&self, priority: Option<String>) -> napi::Result<f64> {
         let p =
             Priority::from_name(priority.as_deref().unwrap_or("normal")).map_err(|e| to_js(&e))?;
@@ -678,21 +691,21 @@ impl NativeEngine {
     }
 
     /// Tokens of context of each request.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn context_size(&self) -> napi::Result<u32> {
         Ok(self.engine()?.context_size() as u32)
     }
 
     /// Stops the engine on a new thread: every request still waiting or running ends with a
     /// `WOOLLY_ERR_CANCELLED` error event; then `done` (also when it was closed already).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&self, on_event: EventFn) {
         drop_engine(self.take(), move || {
             send(&on_event, json!({ "kind": "done" }))
         });
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn closed(&self) -> bool {
         self.engine
             .lock()
@@ -771,7 +784,7 @@ pub struct NativeModelCache {
 
 #[napi]
 impl NativeModelCache {
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(options: Option<MemoryOptions>) -> napi::Result<Self> {
         let policy = options
             .unwrap_or_default()
@@ -785,7 +798,7 @@ impl NativeModelCache {
 
     /// Loads the model `id` (from `path`, or the default model, unless it is loaded) into
     /// `target` on a new thread, evicting idle models to make room. Events as `NativeModel.load`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn load(
         &self,
         target: &NativeModel,
@@ -809,7 +822,7 @@ impl NativeModelCache {
     }
 
     /// The model `id` when it is loaded (marked as used), else null.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn get(&self, id: String) -> napi::Result<Option<NativeModel>> {
         let Some(model) = self.cache.get(&id) else {
             return Ok(None);
@@ -829,14 +842,14 @@ impl NativeModelCache {
     }
 
     /// Removes `id` from the cache; its memory returns once no model object holds it.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn unload(&self, id: String) -> bool {
         lock(&self.handed).remove(&id);
         self.cache.unload(&id)
     }
 
     /// Keeps `id` from being evicted (`pinned` true, the default) or lets it be again.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn pin(&self, id: String, pinned: Option<bool>) -> napi::Result<()> {
         self.cache
             .pin(&id, pinned.unwrap_or(true))
@@ -844,19 +857,19 @@ impl NativeModelCache {
     }
 
     /// Ids of the loaded models, most recently used first.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn ids(&self) -> Vec<String> {
         self.cache.ids()
     }
 
     /// The cache's memory figures and models (woolly-core's `ModelCache::report`).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn report(&self) -> Value {
         self.cache.report()
     }
 
     /// Evicts idle, unpinned models while the machine is under memory pressure; the ids evicted.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn relieve_pressure(&self) -> Vec<String> {
         let gone = self.cache.relieve_pressure();
         lock(&self.handed).retain(|id, _| !gone.contains(id));
@@ -866,7 +879,7 @@ impl NativeModelCache {
 
 /// What loading the model at `path` with `options` would take, from its header alone, read on
 /// a new thread. Events: `done` with `estimate` (woolly-core's `MemoryEstimate`), or `error`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn estimate(
     path: Option<String>,
     options: Option<LoadOptions>,
@@ -891,7 +904,7 @@ pub fn estimate(
 
 /// The machine's memory under `options`' policy, and this process's (woolly-core's
 /// `tune::memory::report`).
-#[napi]
+#[napi(catch_unwind)]
 pub fn memory_report(options: Option<MemoryOptions>) -> napi::Result<Value> {
     let policy = options
         .unwrap_or_default()
@@ -901,25 +914,25 @@ pub fn memory_report(options: Option<MemoryOptions>) -> napi::Result<Value> {
 }
 
 /// What Woolly detected about this machine.
-#[napi]
+#[napi(catch_unwind)]
 pub fn hardware() -> Value {
     woolly_core::tune::Hardware::detect().to_json()
 }
 
 /// The diagnostics report of this process (no model).
-#[napi]
+#[napi(catch_unwind)]
 pub fn diagnostics() -> Value {
     woolly_core::diagnostics::report(None)
 }
 
 /// Woolly's version.
-#[napi]
+#[napi(catch_unwind)]
 pub fn version() -> String {
     woolly_core::VERSION.to_string()
 }
 
 /// Where the default model lives (whether or not it is installed).
-#[napi]
+#[napi(catch_unwind)]
 pub fn default_model_path() -> Option<String> {
     woolly_core::model::default_model_path().map(|p| p.display().to_string())
 }
@@ -929,20 +942,20 @@ pub fn default_model_path() -> Option<String> {
 
 /// Sets the process-wide power profile: `balanced`, `high_performance`, `power_saver` or
 /// `adaptive`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn set_power_profile(name: String) -> napi::Result<()> {
     power::manager().set_profile(PowerProfile::from_name(&name).map_err(|e| to_js(&e))?);
     Ok(())
 }
 
 /// The power state (woolly-core's `PowerState`, snake_case as in every front end).
-#[napi]
+#[napi(catch_unwind)]
 pub fn power_state() -> napi::Result<Value> {
     serde_json::to_value(power::manager().state()).map_err(|e| js_error("WOOLLY_ERR_INTERNAL", e))
 }
 
 /// Starts the thermal monitor on a thread of its own (replacing one already running).
-#[napi]
+#[napi(catch_unwind)]
 pub fn start_thermal_monitor(options: Option<ThermalOptions>) -> napi::Result<()> {
     let cfg = options
         .unwrap_or_default()
@@ -954,14 +967,14 @@ pub fn start_thermal_monitor(options: Option<ThermalOptions>) -> napi::Result<()
 }
 
 /// Stops the thermal monitor (nothing when none runs); the cap it set is lifted.
-#[napi]
+#[napi(catch_unwind)]
 pub fn stop_thermal_monitor() {
     power::manager().stop_thermal_monitor();
 }
 
 /// Explicit opt-in that changes the system for every program: sets the CPU frequency governor
 /// of every CPU under `sysfs_root` (default `/`); the number of CPUs set.
-#[napi]
+#[napi(catch_unwind)]
 pub fn set_cpu_governor(governor: String, sysfs_root: Option<String>) -> napi::Result<u32> {
     let root = PathBuf::from(sysfs_root.as_deref().unwrap_or("/"));
     power::set_cpu_governor(&root, &governor)
@@ -970,7 +983,7 @@ pub fn set_cpu_governor(governor: String, sysfs_root: Option<String>) -> napi::R
 }
 
 /// Test hook: reads the power source under `root` (default `/`).
-#[napi]
+#[napi(catch_unwind)]
 pub fn set_power_root(root: Option<String>) {
     power::manager().set_power_root(PathBuf::from(root.as_deref().unwrap_or("/")));
 }
@@ -979,19 +992,19 @@ pub fn set_power_root(root: Option<String>) {
 // Metrics and the doctor
 
 /// Every metric Woolly keeps, in the Prometheus text exposition format 0.0.4.
-#[napi]
+#[napi(catch_unwind)]
 pub fn metrics_prometheus() -> String {
     Registry::global().render_prometheus()
 }
 
 /// The same metrics as a JSON snapshot (`time_unix_ms`, `metrics`, `models`, `gpu`).
-#[napi]
+#[napi(catch_unwind)]
 pub fn metrics() -> Value {
     Registry::global().to_json()
 }
 
 /// The `Content-Type` of `metricsPrometheus()`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn prometheus_content_type() -> String {
     woolly_core::metrics::PROMETHEUS_CONTENT_TYPE.to_string()
 }
@@ -999,7 +1012,7 @@ pub fn prometheus_content_type() -> String {
 /// The doctor on a new thread. Events: `progress` (`progress`, `message`; when `progress` is
 /// true), then `done` with `report`. woolly-core cannot stop it early: the task's `cancel`
 /// does nothing.
-#[napi]
+#[napi(catch_unwind)]
 pub fn doctor(
     model: Option<String>,
     measure: bool,

@@ -128,3 +128,19 @@ test('a FIFO among the thermal sensors blocks nothing', opts, async () => {
   }
   assert.equal(woolly.powerState().thermal_monitor, false);
 });
+
+test('a panic on the JavaScript thread is an error and prints nothing', opts, () => {
+  // A bug inside Woolly on the caller's own thread: without catch_unwind it would abort the
+  // process. In a child process, so that its whole stderr can be read.
+  const { spawnSync } = require('node:child_process');
+  const code = `
+    const w = require('woolly');
+    try { w._panic('boom on the caller'); } catch (e) { console.log(e.code, e.message); }
+    console.log('alive', w.version);`;
+  const out = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(out.status, 0, out.stderr);
+  const lines = out.stdout.split('\n');
+  assert.equal(lines[0], 'WOOLLY_ERR_INTERNAL internal error: boom on the caller', out.stdout);
+  assert.match(lines[1], /^alive /);
+  assert.doesNotMatch(out.stderr, /panicked|boom/, out.stderr);
+});

@@ -378,8 +378,6 @@ impl Job {
         let cancel = CancelToken::new();
         params.cancel = Some(cancel.clone());
         let tx_fail = tx.clone();
-        // A panic on this thread goes to the log callback, not to the host's stderr.
-        woolly_core::panics::install();
         let spawned = std::thread::Builder::new()
             .name("woolly-generate".into())
             .spawn(move || {
@@ -994,8 +992,18 @@ impl DoctorJob {
     }
 }
 
+/// For the tests only: panics on the caller's thread, as a bug inside Woolly would. PyO3 raises
+/// `pyo3_runtime.PanicException`; the panic's message goes to Woolly's log, never to stderr.
+#[pyfunction(name = "_panic")]
+fn panic_for_tests(message: &str) {
+    panic!("{message}");
+}
+
 #[pymodule]
 fn _woolly(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // This extension module carries its own Rust runtime: every panic in it is Woolly's, and
+    // none may print to the host's stderr (PyO3 turns a panic in a call into an exception).
+    woolly_core::panics::claim_all();
     m.add("__version__", woolly_core::VERSION)?;
     m.add(
         "PROMETHEUS_CONTENT_TYPE",
@@ -1021,5 +1029,6 @@ fn _woolly(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics_prometheus, m)?)?;
     m.add_function(wrap_pyfunction!(metrics_json, m)?)?;
     m.add_function(wrap_pyfunction!(doctor_start, m)?)?;
+    m.add_function(wrap_pyfunction!(panic_for_tests, m)?)?;
     Ok(())
 }

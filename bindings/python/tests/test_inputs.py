@@ -100,3 +100,24 @@ def test_a_fifo_among_the_sensors_blocks_nothing(tmp_path):
     finally:
         woolly.stop_thermal_monitor()
     assert woolly.power_state()["thermal_monitor"] is False
+
+
+def test_a_panic_on_the_callers_thread_is_an_exception_and_prints_nothing():
+    # A bug inside Woolly on the caller's own thread: an exception for the caller, and nothing on
+    # the host's stderr (the panic's message goes to Woolly's log). In a child process, so that
+    # its stderr can be read whole.
+    import subprocess
+    import sys
+
+    code = (
+        "import woolly, woolly._woolly as native\n"
+        "try:\n"
+        "    native._panic('boom on the caller')\n"
+        "except BaseException as e:\n"
+        "    print(type(e).__name__, e)\n"
+        "print(woolly.__version__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "PanicException boom on the caller", out.stdout
+    assert "panicked" not in out.stderr and "boom" not in out.stderr, out.stderr
