@@ -6,12 +6,13 @@
 #
 # The Python and Node suites run on the installs that make test-python and make test-node leave
 # in build/ (made first when missing). Each failure's log is kept in build/repeat/; the summary
-# lists every test that failed and in how many runs.
+# lists every test that failed and in how many runs. REPEAT_OUT (default build/repeat) is where,
+# so that loops of different suites can run side by side.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${RUNS:-20}
 suites=${SUITES:-rust python node}
-out="$root/build/repeat"
+out="${REPEAT_OUT:-$root/build/repeat}"
 rm -rf "$out"
 mkdir -p "$out"
 cd "$root"

@@ -81,7 +81,10 @@ def test_abandoned_iterator_stops_its_generation(model, capital):
 
 CTRL_C = textwrap.dedent(
     """
-    import sys, time, woolly
+    import signal, sys, time, woolly
+    # Python raises KeyboardInterrupt only where SIGINT was not ignored when it started, and a
+    # shell ignores it in a background job: set the default handler whatever this inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     model = woolly.Model()
     print("loaded", flush=True)
     try:

@@ -287,7 +287,9 @@ def test_bad_arguments(model, engine):
 
 CTRL_C = textwrap.dedent(
     """
-    import woolly
+    import signal, woolly
+    # As in test_async_cancel: KeyboardInterrupt whatever SIGINT disposition this inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     model = woolly.Model()
     engine = woolly.Engine(model, threads=2, context_size=512)
     req = engine.submit("Count slowly:", max_tokens=400, ignore_eos=True)
