@@ -49,7 +49,7 @@ fn child(path: &Path, preload: Preload, cold: bool) -> Result<(), Box<dyn std::e
         },
     )?;
     let ttft_ms = first.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
-    let peak = woolly_core::tune::process::peak_rss_bytes().unwrap_or(0);
+    let peak = woolly_core::platform::process::peak_rss_bytes().unwrap_or(0);
     println!(
         "{load_ms:.1} {ttft_ms:.1} {:.1}",
         peak as f64 / (1 << 20) as f64

@@ -12,8 +12,11 @@ use serde_json::{json, Value};
 use crate::engine::{Engine, EngineParams, Request};
 use crate::generate::{GenerateParams, SamplingParams, Session, SessionParams};
 use crate::model::{default_model_path, resolve_model_path, Model, ModelParams};
-use crate::tune::memory::{default_reserve, MemoryInfo};
-use crate::tune::{gpu, process, threads, threads_for, Hardware, Workload};
+use crate::{platform::memory::MemoryInfo, policy::memory::default_reserve};
+use crate::{
+    platform::{gpu, process, Hardware},
+    policy::{threads, threads_for, Workload},
+};
 
 /// The report for this process; with `model`, also that model's facts and counters.
 pub fn report(model: Option<&Model>) -> Value {
@@ -622,8 +625,8 @@ mod tests {
         std::fs::write(bat.join("type"), "Battery\n").unwrap();
         assert_eq!(super::has_battery(&dir), Some(true));
         assert_eq!(super::has_battery(&dir.join("nowhere")), None);
-        let hw = crate::tune::Hardware::detect();
-        let mem = crate::tune::memory::MemoryInfo::detect();
+        let hw = crate::platform::Hardware::detect();
+        let mem = crate::platform::memory::MemoryInfo::detect();
         let r = super::recommend(&hw, &mem, &serde_json::json!({}), Some(1 << 20), &dir);
         assert_eq!(r["profile"]["value"], "adaptive");
         std::fs::remove_dir_all(&dir).unwrap();

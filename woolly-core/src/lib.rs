@@ -4,6 +4,7 @@
 //! formats of quantized tensors, [`kernels`] computes with them, [`tokenizer`] turns text into token
 //! ids and back.
 
+pub mod chat;
 pub mod diagnostics;
 pub mod engine;
 pub mod error;
@@ -14,9 +15,10 @@ pub mod log;
 pub mod metrics;
 pub mod model;
 pub mod panics;
+pub mod platform;
+pub mod policy;
 pub mod quant;
 pub mod tokenizer;
-pub mod tune;
 
 pub use error::{Error, ErrorKind, Result};
 

@@ -193,7 +193,7 @@ fn real_templates_render_as_plain_minijinja_does() {
     let mut checked = 0;
     for path in paths {
         let m = Model::load(Some(&path), &ModelParams::default()).unwrap();
-        let woolly_core::generate::ChatTemplate::Jinja(src) = m.chat_template() else {
+        let woolly_core::chat::ChatTemplate::Jinja(src) = m.chat_template() else {
             continue;
         };
         let mut env = minijinja::Environment::new();

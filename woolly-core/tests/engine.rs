@@ -375,7 +375,7 @@ fn bad_requests_are_refused_at_submission() {
         ErrorKind::InvalidArgument
     );
     let chat = Request::chat(
-        vec![woolly_core::generate::ChatMessage::new("user", "Say hi")],
+        vec![woolly_core::chat::ChatMessage::new("user", "Say hi")],
         greedy(3),
     );
     assert_eq!(

@@ -57,7 +57,7 @@ fn settled_rss() -> u64 {
     // SAFETY: glibc's malloc_trim only returns free memory to the system.
     unsafe { malloc_trim(0) };
     std::thread::sleep(Duration::from_millis(100));
-    woolly_core::tune::process::rss_bytes().unwrap()
+    woolly_core::platform::process::rss_bytes().unwrap()
 }
 
 fn engine_series(text: &str) -> usize {

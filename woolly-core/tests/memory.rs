@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use woolly_core::generate::{GenerateParams, KvPrecision, SamplingParams, Session, SessionParams};
 use woolly_core::gguf::GgufFile;
 use woolly_core::model::{Model, ModelCache, ModelParams, Preload};
-use woolly_core::tune::memory::{MemoryInfo, MemoryPolicy};
+use woolly_core::{platform::memory::MemoryInfo, policy::memory::MemoryPolicy};
 use woolly_core::{Error, ErrorKind};
 
 const MIB: u64 = 1 << 20;
@@ -365,7 +365,7 @@ fn each_preload_strategy_changes_residency() {
         resident_fraction(&m)
     );
     // ... without making the pages the process's own (its RSS does not grow by the file).
-    let rss = woolly_core::tune::process::rss_bytes().unwrap();
+    let rss = woolly_core::platform::process::rss_bytes().unwrap();
     assert!(m.memory_report()["process_rss_bytes"].as_u64().unwrap() <= rss + 64 * MIB);
     drop(m);
     std::fs::remove_file(&path).unwrap();
@@ -457,10 +457,10 @@ fn reported_rss_agrees_with_proc() {
     let statm = || {
         let s = std::fs::read_to_string("/proc/self/statm").unwrap();
         let pages: u64 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
-        pages * woolly_core::tune::memory::page_size()
+        pages * woolly_core::platform::memory::page_size()
     };
     let before = statm();
-    let ours = woolly_core::tune::process::rss_bytes().unwrap();
+    let ours = woolly_core::platform::process::rss_bytes().unwrap();
     let after = statm();
     let (lo, hi) = (before.min(after), before.max(after));
     // Other tests run in this process at the same time: allow for their growth.
@@ -468,7 +468,7 @@ fn reported_rss_agrees_with_proc() {
         ours + 64 * MIB >= lo && ours <= hi + 64 * MIB,
         "{ours} vs {lo}..{hi}"
     );
-    let report = woolly_core::tune::memory::report(&MemoryPolicy::default());
+    let report = woolly_core::policy::memory::report(&MemoryPolicy::default());
     assert!(report["process_rss_bytes"].as_u64().unwrap() > 0);
     let info = MemoryInfo::detect();
     assert_eq!(report["total_bytes"], info.total_bytes);

@@ -5,7 +5,7 @@ mod common;
 
 use woolly_core::generate::{GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::model::{Model, ModelParams};
-use woolly_core::tune::process::rss_bytes;
+use woolly_core::platform::process::rss_bytes;
 
 #[cfg(target_os = "linux")]
 #[test]

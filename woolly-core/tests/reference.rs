@@ -164,7 +164,7 @@ fn gemma_chat_template_reproduces_the_reference_prompt() {
     let r = load_json(&common::reference_dir().join("gemma3-270m/greedy/chat_haiku.json"));
     let m = default_model();
     let prompt = m
-        .apply_chat_template(&[woolly_core::generate::ChatMessage::new(
+        .apply_chat_template(&[woolly_core::chat::ChatMessage::new(
             "user",
             "Write a haiku about the sea.",
         )])

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use woolly_core::engine::{Engine, EngineParams, Event, Priority, Request};
 use woolly_core::generate::{CancelToken, GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::model::{Model, ModelCache, ModelParams, Preload};
-use woolly_core::tune::memory::MemoryPolicy;
+use woolly_core::policy::memory::MemoryPolicy;
 use woolly_core::ErrorKind;
 
 fn synthetic() -> PathBuf {
@@ -250,7 +250,7 @@ fn round(
     let mut samples = Vec::new();
     while start.elapsed().as_secs_f64() < secs {
         std::thread::sleep(sample.min(Duration::from_secs_f64(secs)));
-        let rss = woolly_core::tune::process::rss_bytes().unwrap();
+        let rss = woolly_core::platform::process::rss_bytes().unwrap();
         samples.push((start.elapsed().as_secs_f64(), rss));
         if std::env::var_os("WOOLLY_STRESS_VERBOSE").is_some() {
             println!(
@@ -291,7 +291,7 @@ fn settled_rss() -> u64 {
     // SAFETY: glibc's malloc_trim only returns free memory to the system.
     unsafe { malloc_trim(0) };
     std::thread::sleep(Duration::from_millis(200));
-    woolly_core::tune::process::rss_bytes().unwrap()
+    woolly_core::platform::process::rss_bytes().unwrap()
 }
 
 #[test]

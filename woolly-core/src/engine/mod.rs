@@ -31,14 +31,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::generate::chat::ChatMessage;
-use crate::generate::kv_cache::{KvCache, KvPrecision};
+use crate::chat::ChatMessage;
 use crate::generate::output::{ModelTokenizer, Output};
 use crate::generate::{CancelToken, GenerateParams, Generation, Timings, TokenEvent};
+use crate::kernels::cpu::ThreadPool;
+use crate::model::kv_cache::{KvCache, KvPrecision};
 use crate::model::transformer::{Scratch, SeqBatch};
 use crate::model::Model;
 use crate::tokenizer::TokenId;
-use crate::tune::ThreadPool;
 use crate::{Error, Result};
 
 /// How urgent a request is.
@@ -451,11 +451,11 @@ impl Engine {
         let hp = model.hparams();
         let n_ctx = crate::model::resolve_context(hp, params.context_size)?;
         let threads = match params.threads {
-            0 => crate::tune::threads_for(
-                &crate::tune::Hardware::detect(),
-                crate::tune::Workload::BatchInference,
+            0 => crate::policy::threads_for(
+                &crate::platform::Hardware::detect(),
+                crate::policy::Workload::BatchInference,
             ),
-            n => crate::tune::threads::cap_threads(n),
+            n => crate::policy::threads::cap_threads(n),
         };
         let pool = ThreadPool::new(threads)
             .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
@@ -946,7 +946,7 @@ impl Worker {
             let latency = self
                 .params
                 .max_latency
-                .max(crate::tune::power::manager().knobs().batch_latency);
+                .max(crate::policy::power::manager().knobs().batch_latency);
             if !had_waiting && !latency.is_zero() && !q.waiting.is_empty() {
                 // Give others a moment to share the first step.
                 let until = Instant::now() + latency;
@@ -1085,7 +1085,7 @@ impl Worker {
             (a.w.priority >= Priority::High || a.w.latency_sensitive) && a.prefilling()
         });
         // The power profile may ask for smaller batches (never larger than configured).
-        let knobs = crate::tune::power::manager().knobs();
+        let knobs = crate::policy::power::manager().knobs();
         let max_batch = self.params.max_batch_size.min(knobs.max_batch_size.max(1));
         let mut chosen: Vec<(usize, usize)> = Vec::new(); // (index, tokens)
         let mut prompt_budget = self.params.prefill_chunk;
@@ -1163,7 +1163,7 @@ impl Worker {
                 || cancels.iter().any(CancelToken::is_cancelled)
                 || deadline.is_some_and(|d| Instant::now() >= d)
         };
-        let power = crate::tune::power::manager();
+        let power = crate::policy::power::manager();
         self.pool.set_active(power.threads(self.pool.size()));
         let t0 = Instant::now();
         let result = {

@@ -1,15 +1,13 @@
-//! Generation: the KV cache, sampling, chat templates and the session that ties them together.
+//! Generation: sampling, and the session that ties a model, its KV cache and the sampler together.
 
-pub mod chat;
-pub mod jinja;
-pub mod kv_cache;
 pub(crate) mod output;
 mod pool;
 pub mod sampler;
 mod session;
 
-pub use chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
-pub use kv_cache::{KvCache, KvPrecision};
+// The types of the session's own parameters, where its callers look for them.
+pub use crate::chat::ChatMessage;
+pub use crate::model::KvPrecision;
 pub use pool::{PooledSession, SessionPool};
 pub use sampler::{Sampler, SamplingParams};
 pub use session::{

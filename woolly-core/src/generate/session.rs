@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::chat::ChatMessage;
-use super::kv_cache::{KvCache, KvPrecision};
 use super::sampler::{Sampler, SamplingParams};
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::kernels::cpu::ThreadPool;
 use crate::model::transformer::{Scratch, SeqBatch};
 use crate::model::Model;
+use crate::model::{KvCache, KvPrecision};
 use crate::tokenizer::TokenId;
-use crate::tune::ThreadPool;
 use crate::{Error, Result};
 
 /// How to open a session.
@@ -24,7 +24,7 @@ pub struct SessionParams {
     /// How the KV cache stores keys and values (f16 by default, as llama.cpp does).
     pub kv_precision: KvPrecision,
     /// Threads for everything, the caller's included (0 = Woolly's policy per phase, see
-    /// [`crate::tune::threads`]: one per physical core for the prompt, capped for generation).
+    /// [`crate::policy::threads`]: one per physical core for the prompt, capped for generation).
     /// An explicit count above the CPUs available to the process is capped there (with a
     /// warning in the log); [`Session::threads`] reports what runs.
     pub threads: usize,
@@ -207,7 +207,10 @@ impl Drop for Session {
 
 /// Threads for the prompt and for generation.
 fn thread_plan(params: &SessionParams) -> Result<(usize, usize)> {
-    use crate::tune::{threads_for, Hardware, Workload};
+    use crate::{
+        platform::Hardware,
+        policy::{threads_for, Workload},
+    };
     match params.threads {
         0 => {
             let hw = Hardware::detect();
@@ -224,11 +227,11 @@ fn thread_plan(params: &SessionParams) -> Result<(usize, usize)> {
                 )
             })
         }
-        n if n > crate::tune::threads::MAX_REQUESTED_THREADS => Err(Error::InvalidArgument(
+        n if n > crate::policy::threads::MAX_REQUESTED_THREADS => Err(Error::InvalidArgument(
             format!("{n} threads is absurd (at most 1024)"),
         )),
         n => {
-            let n = crate::tune::threads::cap_threads(n);
+            let n = crate::policy::threads::cap_threads(n);
             Ok((n, n))
         }
     }
@@ -287,7 +290,9 @@ impl Session {
         let threads = prompt_threads.max(gen_threads);
         let hw_cpus = params
             .pin_threads
-            .then(|| crate::tune::threads::spread_cpus(&crate::tune::Hardware::detect(), threads))
+            .then(|| {
+                crate::policy::threads::spread_cpus(&crate::platform::Hardware::detect(), threads)
+            })
             .flatten();
         let c = &model.transformer().config;
         let cache = KvCache::new(
@@ -305,15 +310,16 @@ impl Session {
             cancel: Arc::new(AtomicBool::new(false)),
             request_cancel: None,
             pool: {
-                let pool =
-                    ThreadPool::with_options(threads, crate::tune::pool::DEFAULT_SPIN, hw_cpus)
-                        .map_err(|e| {
-                            Error::Internal(format!("cannot start worker threads: {e}"))
-                        })?;
+                let pool = ThreadPool::with_options(
+                    threads,
+                    crate::kernels::cpu::pool::DEFAULT_SPIN,
+                    hw_cpus,
+                )
+                .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
                 if params.background {
                     // Lowering our own threads' priority needs no privilege; a failure only
                     // means they keep the normal one.
-                    let _ = pool.set_worker_nice(crate::tune::threads::BACKGROUND_NICE);
+                    let _ = pool.set_worker_nice(crate::policy::threads::BACKGROUND_NICE);
                 }
                 pool
             },
@@ -386,7 +392,7 @@ impl Session {
     /// `self.logits`.
     fn eval(&mut self, tokens: &[TokenId]) -> Result<()> {
         // The power profile and the thermal cap may lower the threads (never raise them).
-        let power = crate::tune::power::manager();
+        let power = crate::policy::power::manager();
         self.pool.set_active(power.threads(if tokens.len() > 1 {
             self.prompt_threads
         } else {
@@ -682,8 +688,8 @@ pub fn chat_tokens(
         return tok.encode_cancellable(&prompt, params.add_special, true, cancelled);
     }
     let source = match model.chat_template() {
-        super::ChatTemplate::Jinja(s) => s.as_str(),
-        super::ChatTemplate::Builtin(_) => "",
+        ChatTemplate::Jinja(s) => s.as_str(),
+        ChatTemplate::Builtin(_) => "",
     };
     let texts = messages
         .iter()

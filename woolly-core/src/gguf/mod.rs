@@ -144,7 +144,7 @@ impl GgufFile {
         };
         // Opening a FIFO for reading would block until a writer appears: what is not a regular
         // file is refused before it is opened.
-        let file = crate::tune::files::open_regular(&path).map_err(io_err)?;
+        let file = crate::platform::files::open_regular(&path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
         // SAFETY: the mapping is read-only. As with every mmap-based loader, a file truncated by
         // another process while mapped can fault on access; Woolly documents that model files must
@@ -252,7 +252,7 @@ impl GgufFile {
 
     /// [`GgufFile::advise`] for the bytes `offset..offset + len` only (rounded out to pages).
     pub fn advise_range(&self, advice: Advice, offset: usize, len: usize) {
-        let page = crate::tune::memory::page_size() as usize;
+        let page = crate::platform::memory::page_size() as usize;
         let start = offset / page * page;
         let end = offset.saturating_add(len).min(self.mmap.len());
         if end > start {
@@ -278,7 +278,7 @@ impl GgufFile {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             use std::os::fd::AsRawFd;
-            let f = crate::tune::files::open_regular(path)?;
+            let f = crate::platform::files::open_regular(path)?;
             // SAFETY: the descriptor is open for the duration of the call.
             let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
             if rc != 0 {
@@ -510,7 +510,7 @@ pub(crate) fn touch_pages(map: &[u8], from: usize, to: usize, keep_going: &dyn F
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn residency(map: &[u8], offset: usize, len: usize) -> Option<(usize, usize)> {
-    let page = crate::tune::memory::page_size() as usize;
+    let page = crate::platform::memory::page_size() as usize;
     let end = offset.saturating_add(len).min(map.len());
     let start = offset / page * page;
     if end <= start {

@@ -8,7 +8,7 @@
 //! module and the system report: engine queue depth and batch sizes
 //! ([`Registry::observe_engine`]), thermal throttling and worker threads ([`record_throttle`],
 //! [`set_worker_threads`]), resident memory, and the GPU through NVML when a driver is present
-//! ([`crate::tune::gpu`]). [`Snapshot::to_prometheus`] renders the text exposition format 0.0.4,
+//! ([`crate::platform::gpu`]). [`Snapshot::to_prometheus`] renders the text exposition format 0.0.4,
 //! [`Snapshot::to_json`] the same figures as JSON. The library opens no port; a host
 //! application serves the text itself (see `examples/metrics_server.rs`).
 //!

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::types::{Counter, Gauge, Histogram, HistogramSnapshot, BATCH_BUCKETS};
 use super::MetricsSnapshot;
 use crate::engine::EngineStats;
-use crate::tune::gpu::{self, GpuReport};
+use crate::platform::gpu::{self, GpuReport};
 
 /// The kind of a metric family, as the `# TYPE` line names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -518,7 +518,7 @@ impl Registry {
     /// Reads this process's resident memory into the `woolly_process_*` gauges (the global
     /// registry does it at each snapshot).
     pub fn observe_process(&self) {
-        if let Some(b) = crate::tune::process::rss_bytes() {
+        if let Some(b) = crate::platform::process::rss_bytes() {
             self.gauge(
                 "woolly_process_resident_memory_bytes",
                 "Resident memory of this process.",
@@ -526,7 +526,7 @@ impl Registry {
             )
             .set(b as f64);
         }
-        if let Some(b) = crate::tune::process::peak_rss_bytes() {
+        if let Some(b) = crate::platform::process::peak_rss_bytes() {
             self.gauge(
                 "woolly_process_peak_resident_memory_bytes",
                 "Peak resident memory of this process.",

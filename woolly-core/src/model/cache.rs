@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{Model, ModelParams};
-use crate::tune::memory::{MemoryAccount, MemoryPolicy};
+use crate::policy::memory::{MemoryAccount, MemoryPolicy};
 use crate::{Error, Result};
 
 /// Models by id, loaded on demand and shared by any number of sessions, within one

@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use super::HParams;
-use crate::generate::kv_cache::{KvCache, KvPrecision};
 use crate::gguf::GgufFile;
+use crate::model::kv_cache::{KvCache, KvPrecision};
 
 /// Memory a model needs, estimated from its file's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

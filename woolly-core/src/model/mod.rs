@@ -4,6 +4,7 @@ mod cache;
 mod estimate;
 pub mod gemma3;
 mod hparams;
+pub mod kv_cache;
 pub mod llama;
 pub mod qwen2;
 mod resolve;
@@ -19,14 +20,14 @@ use std::time::{Duration, Instant};
 pub use cache::ModelCache;
 pub use estimate::{kv_bytes, scratch_bytes, MemoryEstimate};
 pub use hparams::{Architecture, HParams, RopeScaling};
+pub use kv_cache::{KvCache, KvPrecision};
 pub use resolve::{default_model_path, resolve_model_path, DEFAULT_MODEL_FILE, MODEL_ENV};
 pub use summary::{ModelSummary, TypeCount};
 
-use crate::generate::chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
-use crate::generate::KvPrecision;
+use crate::chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
 use crate::gguf::GgufFile;
+use crate::policy::memory::{MemoryAccount, MemoryPolicy};
 use crate::tokenizer::{TokenId, Tokenizer, TokenizerKind};
-use crate::tune::memory::{MemoryAccount, MemoryPolicy};
 use crate::Result;
 use transformer::Transformer;
 
@@ -557,11 +558,11 @@ impl Model {
             "under_pressure": b.under_pressure(),
             "file_bytes": self.file.file_size(),
             "file_resident_bytes":
-                residency.map(|(r, _)| (r as u64 * crate::tune::memory::page_size()).min(self.file.file_size())),
+                residency.map(|(r, _)| (r as u64 * crate::platform::memory::page_size()).min(self.file.file_size())),
             "repacked_bytes": self.packed_bytes(),
             "locked": self.locked,
             "preload": self.preload_progress(),
-            "process_rss_bytes": crate::tune::process::rss_bytes(),
+            "process_rss_bytes": crate::platform::process::rss_bytes(),
         })
     }
 

@@ -35,7 +35,7 @@ fn check_candidate(p: &Path, what: &str) -> Result<bool> {
                 std::io::ErrorKind::InvalidInput,
                 format!(
                     "{what} is {}, not a model file",
-                    crate::tune::files::describe(&m.file_type())
+                    crate::platform::files::describe(&m.file_type())
                 ),
             ),
         }),

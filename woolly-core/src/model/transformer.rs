@@ -5,15 +5,15 @@
 //! sequence are stacked, so each weight matrix is read once per pass for all of them, and
 //! attention runs per sequence over its own [`KvCache`].
 
-use crate::generate::kv_cache::KvView;
-use crate::generate::KvCache;
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::cpu::parallel::{par_for_dynamic, par_items_dynamic, SharedOut};
+use crate::kernels::cpu::ThreadPool;
 use crate::kernels::cpu::{self, ops, ops::RopeLayout};
+use crate::kernels::kv::KvView;
 use crate::model::weights::Matrix;
+use crate::model::KvCache;
 use crate::quant;
 use crate::tokenizer::TokenId;
-use crate::tune::ThreadPool;
 use crate::{Error, Result};
 
 /// The feed-forward gate's activation.
@@ -129,7 +129,7 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     v.resize(n, 0.0);
     if grew {
         // Woolly's own scratch: transparent huge pages where the system allows them.
-        crate::tune::memory::advise_huge_pages(v.as_mut_slice());
+        crate::platform::memory::advise_huge_pages(v.as_mut_slice());
     }
     &mut v[..n]
 }

@@ -16,6 +16,7 @@
 pub mod arm;
 pub mod ops;
 pub mod parallel;
+pub mod pool;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
@@ -26,6 +27,8 @@ use std::sync::OnceLock;
 use crate::gguf::GgmlType;
 use crate::quant::vec_dot_type;
 use crate::{Error, Result};
+
+pub use pool::ThreadPool;
 
 /// A dot-product kernel for one weight type: `f(n, w, a)` is `w · a` over `n` elements, `w` one
 /// weight row of that type and `a` one activation row in its [`vec_dot_type`]. `n` must be a

@@ -2,7 +2,7 @@
 //! way, whatever the thread count: each element is produced by exactly one call on one thread, and
 //! no reduction crosses threads. Results are therefore bit-identical for 1 and N threads.
 
-use crate::tune::pool::ThreadPool;
+use crate::kernels::cpu::pool::ThreadPool;
 
 struct SendPtr<T>(*mut T);
 // SAFETY: used only to hand disjoint sub-slices of one `&mut [T]` to different threads.

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::Hardware;
+use crate::platform::Hardware;
 
 /// Kinds of work, each with its own thread count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

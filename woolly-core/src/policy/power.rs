@@ -24,8 +24,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::generate::KvPrecision;
-use crate::tune::{threads_for, Hardware, Workload};
+use crate::kernels::kv::KvPrecision;
+use crate::{
+    platform::Hardware,
+    policy::{threads_for, Workload},
+};
 use crate::{Error, Result};
 
 /// How Woolly trades speed for power.
@@ -95,8 +98,9 @@ pub fn power_source(root: &Path) -> PowerSource {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return PowerSource::Unknown;
     };
-    let read =
-        |p: &Path, f: &str| super::files::read_small(&p.join(f)).map(|s| s.trim().to_string());
+    let read = |p: &Path, f: &str| {
+        crate::platform::files::read_small(&p.join(f)).map(|s| s.trim().to_string())
+    };
     let (mut mains_online, mut any, mut discharging, mut percent) = (false, false, false, None);
     for e in entries.flatten() {
         let p = e.path();
@@ -196,7 +200,9 @@ pub fn max_temperature(root: &Path) -> Option<f64> {
     let mut consider = |p: PathBuf| {
         // Regular files only, opened without blocking: a FIFO or device among the sensors
         // must not hang the monitor (and with it the thread that stops it).
-        if let Some(t) = super::files::read_small(&p).and_then(|s| s.trim().parse::<f64>().ok()) {
+        if let Some(t) =
+            crate::platform::files::read_small(&p).and_then(|s| s.trim().parse::<f64>().ok())
+        {
             let c = t / 1000.0;
             // Sensors that are absent or broken report nonsense; ignore it.
             if (-40.0..200.0).contains(&c) {

@@ -7,33 +7,20 @@
 //! The file's template is untrusted code: it renders on a thread of Woolly's within bounds on its
 //! source (256 KiB, 1000 operators and 64 nested brackets per tag), its steps (5 million), its
 //! nesting (100) and the bytes it may build, compare and write (64 MiB plus 16 per byte of the
-//! messages), and it can be cancelled; see [`super::jinja`]. Any template gives a prompt or an
+//! messages), and it can be cancelled; see [`jinja`]. Any template gives a prompt or an
 //! error, never a crash or a hang.
 //!
-//! The text of the messages is not markup: [`super::chat_tokens`] tokenizes it as plain text
+//! The text of the messages is not markup: [`crate::generate::chat_tokens`] tokenizes it as plain text
 //! even where it spells a control token, unless `parse_special_in_messages` is set.
 
-use serde::{Deserialize, Serialize};
+mod jinja;
+mod message;
+
+use serde::Serialize;
+
+pub use message::ChatMessage;
 
 use crate::{Error, Result};
-
-/// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant` (file templates may accept others, such as `tool`).
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    /// A message with `role` and `content`.
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-}
 
 /// The formats Woolly knows without a template in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,8 +91,8 @@ impl ChatTemplate {
             }
         }
         match self {
-            ChatTemplate::Jinja(src) => super::jinja::render(
-                super::jinja::Job {
+            ChatTemplate::Jinja(src) => jinja::render(
+                jinja::Job {
                     source: src.clone(),
                     messages: messages.to_vec(),
                     add_generation_prompt,
@@ -322,7 +309,7 @@ mod bombs {
         assert!(limit_error(src).contains("operators"));
     }
 
-    const MAX_SOURCE_TERMS: usize = super::super::jinja::MAX_SOURCE / 2;
+    const MAX_SOURCE_TERMS: usize = super::jinja::MAX_SOURCE / 2;
 
     #[test]
     fn long_chains_within_the_bounds_render_on_a_small_stack() {

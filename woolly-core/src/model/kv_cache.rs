@@ -1,52 +1,11 @@
-//! The key/value cache of one sequence.
+//! The key/value cache of one sequence: what [`super::Model::new_kv_cache`] makes and
+//! [`super::Model::forward`] fills.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use serde::Serialize;
 
-/// How keys and values are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KvPrecision {
-    /// Half precision (2 bytes a value), the default: what llama.cpp keeps too, so the
-    /// answers match its references.
-    #[default]
-    F16,
-    /// Full precision (4 bytes a value): twice the memory; keys and values are not rounded.
-    F32,
-}
-
-impl KvPrecision {
-    /// Bytes per stored value.
-    pub fn bytes(self) -> usize {
-        match self {
-            KvPrecision::F16 => 2,
-            KvPrecision::F32 => 4,
-        }
-    }
-
-    /// The name front ends use (`"f16"`, `"f32"`).
-    pub fn name(self) -> &'static str {
-        match self {
-            KvPrecision::F16 => "f16",
-            KvPrecision::F32 => "f32",
-        }
-    }
-
-    /// The precision called `name`.
-    ///
-    /// # Errors
-    /// [`crate::Error::InvalidArgument`] for another name.
-    pub fn from_name(name: &str) -> crate::Result<KvPrecision> {
-        match name {
-            "f16" => Ok(KvPrecision::F16),
-            "f32" => Ok(KvPrecision::F32),
-            other => Err(crate::Error::InvalidArgument(format!(
-                "kv precision must be \"f16\" or \"f32\", not {other:?}"
-            ))),
-        }
-    }
-}
+pub use crate::kernels::kv::KvPrecision;
+use crate::kernels::kv::KvView;
 
 #[derive(Debug, Clone)]
 enum Layers {
@@ -74,7 +33,7 @@ impl Layers {
             for v in l {
                 if v.len() < len {
                     v.resize(len, T::default());
-                    crate::tune::memory::advise_huge_pages(v.as_mut_slice());
+                    crate::platform::memory::advise_huge_pages(v.as_mut_slice());
                 }
             }
         }
@@ -95,32 +54,6 @@ impl Layers {
         match self {
             Layers::F16(l) => l[il][at..at + x.len()].convert_from_f32_slice(x),
             Layers::F32(l) => l[il][at..at + x.len()].copy_from_slice(x),
-        }
-    }
-}
-
-/// One layer's keys or values, as attention reads them.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum KvView<'a> {
-    F16(&'a [f16]),
-    F32(&'a [f32]),
-}
-
-impl<'a> KvView<'a> {
-    /// Values `start..start + len` as f32: borrowed when stored so, else converted into `buf`
-    /// (at least `len` long).
-    #[inline]
-    pub(crate) fn row<'b>(&self, start: usize, len: usize, buf: &'b mut [f32]) -> &'b [f32]
-    where
-        'a: 'b,
-    {
-        match *self {
-            KvView::F32(s) => &s[start..start + len],
-            KvView::F16(s) => {
-                let out = &mut buf[..len];
-                s[start..start + len].convert_to_f32_slice(out);
-                out
-            }
         }
     }
 }
@@ -265,7 +198,7 @@ mod tests {
         let mut buf = [0f32; 8];
         let got = a.k(1).row(0, 8, &mut buf).to_vec();
         let mut want = k.clone();
-        super::super::super::kernels::cpu::ops::scalar_vec::round_to_f16(&mut want);
+        crate::kernels::cpu::ops::scalar_vec::round_to_f16(&mut want);
         assert_eq!(got, want);
         assert_eq!(b.k(1).row(0, 8, &mut buf), &k[..]);
         assert_eq!(

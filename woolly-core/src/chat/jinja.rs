@@ -36,7 +36,7 @@ use minijinja::{
     AutoEscape, Environment, Error as JinjaError, ErrorKind as JinjaErrorKind, Output, State,
 };
 
-use super::chat::ChatMessage;
+use super::message::ChatMessage;
 use crate::{Error, Result};
 
 /// Longest template source accepted (real chat templates are under 50 KB).

@@ -1,0 +1,12 @@
+//! What the platform reports: the CPU ([`hardware`]), GPUs ([`gpu`]), memory figures
+//! ([`memory`]), this process ([`process`]) and model files ([`files`]). Per-OS code sits behind
+//! `cfg` in each file. Nothing here decides anything: the policies in [`crate::policy`] do, and
+//! nothing here changes the system.
+
+pub mod files;
+pub mod gpu;
+pub mod hardware;
+pub mod memory;
+pub mod process;
+
+pub use hardware::{CacheInfo, Hardware, SimdFeatures};
