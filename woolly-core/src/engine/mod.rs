@@ -262,13 +262,9 @@ pub struct EngineStats {
     pub mean_ttft_ms: f64,
 }
 
+/// A request in the queue: as prepared, with what delivers its answer.
 struct Waiting {
-    id: u64,
-    prompt_ids: Vec<TokenId>,
-    params: GenerateParams,
-    priority: Priority,
-    latency_sensitive: bool,
-    deadline: Option<Instant>,
+    req: Prepared,
     cancel: CancelToken,
     sink: EventSink,
     submitted: Instant,
@@ -278,10 +274,10 @@ impl Waiting {
     /// Admission order: priority, latency sensitivity, cost, arrival.
     fn rank(&self) -> (std::cmp::Reverse<Priority>, bool, usize, u64) {
         (
-            std::cmp::Reverse(self.priority),
-            !self.latency_sensitive,
-            self.prompt_ids.len() + self.params.max_tokens,
-            self.id,
+            std::cmp::Reverse(self.req.priority),
+            !self.req.latency_sensitive,
+            self.req.prompt_ids.len() + self.req.params.max_tokens,
+            self.req.id,
         )
     }
 }
@@ -437,6 +433,12 @@ impl Prepared {
     /// The prompt's tokens.
     pub fn prompt_ids(&self) -> &[TokenId] {
         &self.prompt_ids
+    }
+
+    /// Whether the request is urgent (High or Critical, or latency-sensitive): it preempts a
+    /// step of less urgent work, and reads its prompt in a step of its own.
+    fn urgent(&self) -> bool {
+        self.priority >= Priority::High || self.latency_sensitive
     }
 }
 
@@ -654,7 +656,7 @@ impl Engine {
                 "the request's deadline had passed when it was submitted".into(),
             ));
         }
-        let urgent = request.priority >= Priority::High || request.latency_sensitive;
+        let urgent = request.urgent();
         let mut q = self.shared.lock();
         if q.shutdown {
             return Err(Error::Cancelled);
@@ -671,13 +673,8 @@ impl Engine {
         let cancel = request.params.cancel.clone().unwrap_or_default();
         q.cancels.insert(id, cancel.clone());
         q.waiting.push(Waiting {
-            id,
-            prompt_ids: request.prompt_ids,
+            req: request,
             cancel,
-            params: request.params,
-            priority: request.priority,
-            latency_sensitive: request.latency_sensitive,
-            deadline: request.deadline,
             sink,
             submitted: Instant::now(),
         });
@@ -707,11 +704,15 @@ impl Engine {
         let ahead: usize = q
             .waiting
             .iter()
-            .filter(|w| w.priority >= priority)
-            .map(|w| w.params.max_tokens + 1)
+            .filter(|w| w.req.priority >= priority)
+            .map(|w| w.req.params.max_tokens + 1)
             .sum();
         let free = self.shared.max_concurrent.saturating_sub(q.active);
-        let n_ahead = q.waiting.iter().filter(|w| w.priority >= priority).count();
+        let n_ahead = q
+            .waiting
+            .iter()
+            .filter(|w| w.req.priority >= priority)
+            .count();
         if n_ahead < free {
             return Duration::from_micros(step_us as u64);
         }
@@ -754,7 +755,7 @@ struct Active {
 
 impl Active {
     fn prefilling(&self) -> bool {
-        self.history.len() < self.w.prompt_ids.len()
+        self.history.len() < self.w.req.prompt_ids.len()
     }
 
     /// Prompt tokens this sequence reads in a step of at most `chunk` prompt tokens. The last
@@ -762,7 +763,7 @@ impl Active {
     /// or more queries as prompt tiles, smaller ones query by query): how a prompt is chunked
     /// then does not change its numbers.
     fn prefill_len(&self, chunk: usize) -> usize {
-        let left = self.w.prompt_ids.len() - self.history.len();
+        let left = self.w.req.prompt_ids.len() - self.history.len();
         if left <= chunk || left - chunk < 64 {
             left
         } else {
@@ -819,7 +820,7 @@ impl Worker {
     }
 
     fn fail_waiting(&self, mut w: Waiting, e: Error) {
-        self.shared.lock().cancels.remove(&w.id);
+        self.shared.lock().cancels.remove(&w.req.id);
         self.count_error(&e);
         self.model.metrics().record_error(&e);
         (w.sink)(Event::Error(e));
@@ -845,7 +846,7 @@ impl Worker {
             let now = Instant::now();
             let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut q.waiting)
                 .into_iter()
-                .partition(|w| w.cancel.is_cancelled() || w.deadline.is_some_and(|d| d <= now));
+                .partition(|w| w.cancel.is_cancelled() || w.req.deadline.is_some_and(|d| d <= now));
             q.waiting = kept;
             if !gone.is_empty() {
                 drop(q);
@@ -904,7 +905,7 @@ impl Worker {
                     }
                 };
                 let w = q.waiting.swap_remove(best);
-                let out = match Output::new(ModelTokenizer(self.model.clone()), &w.params) {
+                let out = match Output::new(ModelTokenizer(self.model.clone()), &w.req.params) {
                     Ok(o) => o,
                     Err(e) => {
                         self.free_caches.push(cache);
@@ -917,7 +918,7 @@ impl Worker {
                 let mut cache = cache;
                 cache.clear();
                 self.active.push(Active {
-                    history: Vec::with_capacity(w.prompt_ids.len() + w.params.max_tokens),
+                    history: Vec::with_capacity(w.req.prompt_ids.len() + w.req.params.max_tokens),
                     w,
                     cache,
                     pending: None,
@@ -932,7 +933,7 @@ impl Worker {
                 return true;
             }
             // Idle: wait for work, or for the next deadline among the waiting.
-            let next_deadline = q.waiting.iter().filter_map(|w| w.deadline).min();
+            let next_deadline = q.waiting.iter().filter_map(|w| w.req.deadline).min();
             let timeout = next_deadline
                 .map(|d| d.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_secs(3600));
@@ -972,11 +973,11 @@ impl Worker {
         {
             let mut q = self.shared.lock();
             q.active = self.active.len();
-            q.cancels.remove(&a.w.id);
+            q.cancels.remove(&a.w.req.id);
         }
         let now = Instant::now();
         // A request that ends after its deadline never reports success.
-        let result = match (result, a.w.deadline) {
+        let result = match (result, a.w.req.deadline) {
             (Ok(()), Some(d)) if d <= now => Err(Error::DeadlineExceeded(format!(
                 "the deadline passed {:.0} ms before the request finished ({} generated tokens)",
                 ms(now - d),
@@ -999,9 +1000,9 @@ impl Worker {
                 let ttft_ms = a.first_token.map_or(0.0, |f| ms(f - a.w.submitted));
                 let gen_ms = a.prompt_done.map_or(0.0, |p| ms(now - p));
                 let n = a.out.generated.len();
-                let prompt_tokens = a.w.prompt_ids.len();
+                let prompt_tokens = a.w.req.prompt_ids.len();
                 let g = Generation {
-                    prompt_ids: std::mem::take(&mut a.w.prompt_ids),
+                    prompt_ids: std::mem::take(&mut a.w.req.prompt_ids),
                     generated_ids: std::mem::take(&mut a.out.generated),
                     text: std::mem::take(&mut a.out.text),
                     stop_reason: a.out.stop_reason,
@@ -1053,7 +1054,7 @@ impl Worker {
             let a = &self.active[i];
             let err = if a.w.cancel.is_cancelled() {
                 Some(Error::Cancelled)
-            } else if a.w.deadline.is_some_and(|d| d <= now) {
+            } else if a.w.req.deadline.is_some_and(|d| d <= now) {
                 Some(Error::DeadlineExceeded(format!(
                     "the deadline passed after {} generated tokens",
                     a.out.generated.len()
@@ -1075,15 +1076,16 @@ impl Worker {
         // Most urgent first: they get the step's places and its prompt tokens.
         self.active.sort_by_key(|a| {
             (
-                std::cmp::Reverse(a.w.priority),
-                !a.w.latency_sensitive,
-                a.w.id,
+                std::cmp::Reverse(a.w.req.priority),
+                !a.w.req.latency_sensitive,
+                a.w.req.id,
             )
         });
         // An urgent request still reading its prompt gets a step of its own.
-        let exclusive = self.active.iter().position(|a| {
-            (a.w.priority >= Priority::High || a.w.latency_sensitive) && a.prefilling()
-        });
+        let exclusive = self
+            .active
+            .iter()
+            .position(|a| a.w.req.urgent() && a.prefilling());
         // The power profile may ask for smaller batches (never larger than configured).
         let knobs = crate::tune::power::manager().knobs();
         let max_batch = self.params.max_batch_size.min(knobs.max_batch_size.max(1));
@@ -1112,10 +1114,7 @@ impl Worker {
                 }
             }
         }
-        let urgent = chosen.iter().any(|&(i, _)| {
-            let a = &self.active[i];
-            a.w.priority >= Priority::High || a.w.latency_sensitive
-        });
+        let urgent = chosen.iter().any(|&(i, _)| self.active[i].w.req.urgent());
         self.shared.step_urgent.store(urgent, Ordering::Relaxed);
         self.shared.preempt.store(false, Ordering::Relaxed);
 
@@ -1125,7 +1124,7 @@ impl Worker {
             .map(|&(i, n)| {
                 let a = &self.active[i];
                 if a.prefilling() {
-                    a.w.prompt_ids[a.history.len()..a.history.len() + n].to_vec()
+                    a.w.req.prompt_ids[a.history.len()..a.history.len() + n].to_vec()
                 } else {
                     vec![a
                         .pending
@@ -1144,7 +1143,7 @@ impl Worker {
             .iter()
             .map(|&(i, n)| {
                 let a = &self.active[i];
-                !a.prefilling() || a.history.len() + n == a.w.prompt_ids.len()
+                !a.prefilling() || a.history.len() + n == a.w.req.prompt_ids.len()
             })
             .collect();
         let cancels: Vec<CancelToken> = chosen
@@ -1155,7 +1154,7 @@ impl Worker {
         // sequences is late (the next round ends that one and plans again).
         let deadline = chosen
             .iter()
-            .filter_map(|&(i, _)| self.active[i].w.deadline)
+            .filter_map(|&(i, _)| self.active[i].w.req.deadline)
             .min();
         let shared = self.shared.clone();
         let cancelled = move || {
@@ -1231,7 +1230,7 @@ impl Worker {
             }
             let logits = &mut self.scratch.logits[logits_at * n_vocab..(logits_at + 1) * n_vocab];
             logits_at += 1;
-            if a.w.deadline.is_some_and(|d| d <= now) {
+            if a.w.req.deadline.is_some_and(|d| d <= now) {
                 // Late: no token from this step (finish reports the deadline).
                 done.push((i, Ok(())));
                 continue;
