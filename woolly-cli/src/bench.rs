@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use woolly_core::generate::{GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::model::{Model, ModelParams};
+use woolly_core::platform::{process, Hardware};
 use woolly_core::tokenizer::TokenId;
-use woolly_core::tune::{process, Hardware};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {

@@ -130,21 +130,21 @@ struct RunArgs {
     preload: woolly_core::model::Preload,
     /// KV cache precision: f16 (as llama.cpp) or f32.
     #[arg(long, default_value = "f16", value_parser = parse_kv)]
-    kv: woolly_core::generate::KvPrecision,
+    kv: woolly_core::model::KvPrecision,
     /// The prompt; `-` or nothing reads standard input.
     prompt: Option<String>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    woolly_core::tune::memory::parse_size(s).map_err(|e| e.to_string())
+    woolly_core::policy::memory::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_preload(s: &str) -> Result<woolly_core::model::Preload, String> {
     woolly_core::model::Preload::from_name(s).map_err(|e| e.to_string())
 }
 
-fn parse_kv(s: &str) -> Result<woolly_core::generate::KvPrecision, String> {
-    woolly_core::generate::KvPrecision::from_name(s).map_err(|e| e.to_string())
+fn parse_kv(s: &str) -> Result<woolly_core::model::KvPrecision, String> {
+    woolly_core::model::KvPrecision::from_name(s).map_err(|e| e.to_string())
 }
 
 /// The error for a failed write to standard output: output that did not arrive is a failure,
@@ -234,7 +234,7 @@ fn run_generate(a: RunArgs) -> CliResult {
         &ModelParams {
             preload: a.preload,
             context_size: a.ctx_size,
-            memory: woolly_core::tune::memory::MemoryPolicy {
+            memory: woolly_core::policy::memory::MemoryPolicy {
                 budget_bytes: a.memory_budget,
                 ..Default::default()
             },
@@ -265,7 +265,7 @@ fn run_generate(a: RunArgs) -> CliResult {
         ..Default::default()
     };
     if !a.json {
-        let hw = woolly_core::tune::Hardware::detect();
+        let hw = woolly_core::platform::Hardware::detect();
         let (pt, gt) = session.threads();
         eprintln!(
             "[tuning: {} kernels; threads {pt} for the prompt, {gt} for generation ({}); {} physical / {} logical cores; {:.0} MiB of weights repacked for this CPU]",
@@ -352,11 +352,11 @@ fn run(cli: Cli) -> CliResult {
         Command::Bench(args) => bench::run(args)?,
         Command::Doctor(args) => doctor::run(args)?,
         Command::Hardware => {
-            let hw = woolly_core::tune::Hardware::detect();
+            let hw = woolly_core::platform::Hardware::detect();
             let v = serde_json::json!({
                 "hardware": hw.to_json(),
                 "kernels": woolly_core::kernels::cpu::simd_level(),
-                "threads": woolly_core::tune::threads::policy_json(&hw),
+                "threads": woolly_core::policy::threads::policy_json(&hw),
             });
             outln!("{}", serde_json::to_string_pretty(&v)?);
         }

@@ -344,7 +344,7 @@ impl woolly_model {
     }
 }
 
-/// How a session spreads its work over threads (Woolly's own policy, `tune::threads`).
+/// How a session spreads its work over threads (Woolly's own policy, `policy::threads`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum woolly_thread_policy {
@@ -402,7 +402,7 @@ pub struct woolly_memory_policy {
 }
 
 impl woolly_memory_policy {
-    fn core(&self) -> Result<woolly_core::tune::memory::MemoryPolicy, Failure> {
+    fn core(&self) -> Result<woolly_core::policy::memory::MemoryPolicy, Failure> {
         let t = self.pressure_threshold;
         if t != 0.0 && !(t > 0.0 && t <= 1.0) {
             return fail(
@@ -410,7 +410,7 @@ impl woolly_memory_policy {
                 format!("pressure_threshold = {t} must be 0 (default) or in (0, 1]"),
             );
         }
-        Ok(woolly_core::tune::memory::MemoryPolicy {
+        Ok(woolly_core::policy::memory::MemoryPolicy {
             budget_bytes: (self.budget_bytes != 0).then_some(self.budget_bytes),
             reserve_bytes: (self.reserve_bytes != 0).then_some(self.reserve_bytes),
             pressure_threshold: (t != 0.0).then_some(t as f64),
@@ -1040,7 +1040,9 @@ pub unsafe extern "C" fn woolly_hardware_json(
 ) -> woolly_status {
     guard(|| {
         write_string(
-            &woolly_core::tune::Hardware::detect().to_json().to_string(),
+            &woolly_core::platform::Hardware::detect()
+                .to_json()
+                .to_string(),
             buf,
             capacity,
             len,
@@ -1246,8 +1248,8 @@ pub unsafe extern "C" fn woolly_session_create(
         let mut sp = SessionParams {
             context_size: params.context_size as usize,
             kv_precision: match params.kv_precision {
-                woolly_kv_precision::WOOLLY_KV_F16 => woolly_core::generate::KvPrecision::F16,
-                woolly_kv_precision::WOOLLY_KV_F32 => woolly_core::generate::KvPrecision::F32,
+                woolly_kv_precision::WOOLLY_KV_F16 => woolly_core::model::KvPrecision::F16,
+                woolly_kv_precision::WOOLLY_KV_F32 => woolly_core::model::KvPrecision::F32,
             },
             pin_threads: params.pin_threads,
             batch_size: match params.batch_size {
@@ -1487,7 +1489,7 @@ mod tests {
         })));
         let status = guard(|| panic!("boom on the caller"));
         assert_eq!(status, WOOLLY_ERR_INTERNAL);
-        let pool = woolly_core::tune::ThreadPool::new(2).unwrap();
+        let pool = woolly_core::kernels::cpu::ThreadPool::new(2).unwrap();
         let status = guard(|| {
             pool.broadcast(&|i| {
                 if i == 1 {

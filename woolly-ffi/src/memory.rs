@@ -109,7 +109,7 @@ pub unsafe extern "C" fn woolly_memory_report_json(
     guard(|| {
         let p = policy.core()?;
         write_string(
-            &woolly_core::tune::memory::report(&p).to_string(),
+            &woolly_core::policy::memory::report(&p).to_string(),
             buf,
             capacity,
             len,

@@ -4,7 +4,7 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use woolly_core::tune::power::{self, PowerProfile, ThermalConfig};
+use woolly_core::policy::power::{self, PowerProfile, ThermalConfig};
 
 use super::woolly_status::*;
 use super::{check_enum, fail, guard, raw_enum, required_str, woolly_status, write_string};
@@ -212,7 +212,7 @@ pub unsafe extern "C" fn woolly_doctor_json(
 #[no_mangle]
 pub extern "C" fn woolly_set_gpu_power_limit(index: u32, watts: f64) -> woolly_status {
     guard(|| {
-        woolly_core::tune::gpu::set_power_limit(index, watts)?;
+        woolly_core::platform::gpu::set_power_limit(index, watts)?;
         Ok(())
     })
 }

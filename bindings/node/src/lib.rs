@@ -33,7 +33,7 @@ use options::{
     RequestOptions, ThermalOptions,
 };
 use woolly_core::metrics::Registry;
-use woolly_core::tune::power::{self, PowerProfile};
+use woolly_core::policy::power::{self, PowerProfile};
 
 /// This addon carries its own Rust runtime: every panic in it is Woolly's, and none may print to
 /// the host's stderr. Each exported function catches its panics (`catch_unwind`) and throws them
@@ -903,20 +903,20 @@ pub fn estimate(
 }
 
 /// The machine's memory under `options`' policy, and this process's (woolly-core's
-/// `tune::memory::report`).
+/// `policy::memory::report`).
 #[napi(catch_unwind)]
 pub fn memory_report(options: Option<MemoryOptions>) -> napi::Result<Value> {
     let policy = options
         .unwrap_or_default()
         .policy()
         .map_err(|e| to_js(&e))?;
-    Ok(woolly_core::tune::memory::report(&policy))
+    Ok(woolly_core::policy::memory::report(&policy))
 }
 
 /// What Woolly detected about this machine.
 #[napi(catch_unwind)]
 pub fn hardware() -> Value {
-    woolly_core::tune::Hardware::detect().to_json()
+    woolly_core::platform::Hardware::detect().to_json()
 }
 
 /// The diagnostics report of this process (no model).

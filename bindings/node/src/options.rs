@@ -11,8 +11,8 @@ use woolly_core::generate::{
     ChatMessage, GenerateParams, KvPrecision, SamplingParams, SessionParams,
 };
 use woolly_core::model::{ModelParams, Preload};
-use woolly_core::tune::memory::{parse_size, MemoryPolicy};
-use woolly_core::tune::power::ThermalConfig;
+use woolly_core::policy::memory::{parse_size, MemoryPolicy};
+use woolly_core::policy::power::ThermalConfig;
 use woolly_core::{Error, Result};
 
 /// A byte count, or a size such as `"512MB"` or `"1.5GiB"`.

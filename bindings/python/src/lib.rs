@@ -18,8 +18,8 @@ use woolly_core::generate::{
 };
 use woolly_core::metrics::Registry;
 use woolly_core::model::{Model, ModelCache, ModelParams, Preload, ProgressFn};
-use woolly_core::tune::memory::{self, MemoryPolicy};
-use woolly_core::tune::power::{self, PowerProfile, ThermalConfig};
+use woolly_core::policy::memory::{self, MemoryPolicy};
+use woolly_core::policy::power::{self, PowerProfile, ThermalConfig};
 use woolly_core::Error;
 
 use errors::IntoPy;
@@ -646,7 +646,9 @@ impl NativeEngine {
 /// This machine's hardware as Woolly detected it, as JSON.
 #[pyfunction]
 fn hardware_json() -> String {
-    woolly_core::tune::Hardware::detect().to_json().to_string()
+    woolly_core::platform::Hardware::detect()
+        .to_json()
+        .to_string()
 }
 
 /// The diagnostics report without a model, as JSON.

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use woolly_core::generate::{BuiltinTemplate, ChatMessage, ChatTemplate};
+use woolly_core::chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
 use woolly_core::gguf::GgufFile;
 use woolly_core::model::{Model, ModelParams, Preload};
 use woolly_core::tokenizer::{StreamDecoder, Tokenizer, TokenizerKind};
