@@ -108,7 +108,7 @@ typedef enum {
   WOOLLY_PRELOAD_FULL_BACKGROUND = 4,
 } woolly_preload;
 
-// How a session spreads its work over threads (Woolly's own policy, `tune::threads`).
+// How a session spreads its work over threads (Woolly's own policy, `policy::threads`).
 typedef enum {
   // In session params: whatever the model was loaded with. In model params: `WOOLLY_THREADS_AUTO`.
   WOOLLY_THREADS_DEFAULT = 0,
