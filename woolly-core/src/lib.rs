@@ -1,8 +1,21 @@
 //! Woolly's core: GGUF models run on the user's own machine.
 //!
-//! The modules follow the data: [`gguf`] reads model files over mmap, [`quant`] knows the block
-//! formats of quantized tensors, [`kernels`] computes with them, [`tokenizer`] turns text into token
-//! ids and back.
+//! The modules follow the data, each importing only those below it:
+//!
+//! - [`platform`] — what the machine reports (CPU, GPU, memory figures, this process, model
+//!   files), per-OS code behind `cfg`; with [`error`], [`log`] and [`panics`] at the bottom.
+//! - [`gguf`] reads model files over mmap.
+//! - [`tokenizer`] turns text into token ids and back (SPM and BPE, exact to llama.cpp);
+//!   [`chat`] turns messages into prompt text (templates rendered within bounds);
+//!   [`quant`] knows the block formats of quantized tensors.
+//! - [`kernels`] computes with them: SIMD chosen at run time beside its scalar twin, the thread
+//!   pool, and the KV cache's storage formats.
+//! - [`metrics`] counts what Woolly does; [`policy`] decides from the platform's figures
+//!   (threads, the memory budget, power and heat).
+//! - [`model`] loads a model (hyperparameters, weights per architecture, its KV cache) and runs
+//!   the transformer's forward pass.
+//! - [`generate`] samples and runs one conversation ([`generate::Session`]); [`engine`] serves
+//!   many requests on one model at once; [`diagnostics`] reports it all for `woolly doctor`.
 
 pub mod chat;
 pub mod diagnostics;

@@ -276,7 +276,7 @@ fn bad_input_is_a_clear_error() {
 
 #[test]
 fn threads_above_the_cpus_are_capped_and_generation_completes() {
-    let cpus = woolly_core::policy::threads::available_cpus();
+    let cpus = woolly_core::platform::process::available_cpus();
     let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = warnings.clone();
     woolly_core::log::set_callback(Some(std::sync::Arc::new(move |l, m: &str| {
@@ -354,7 +354,7 @@ fn thread_policy_and_overrides() {
         },
     )
     .unwrap();
-    let cpus = woolly_core::policy::threads::available_cpus();
+    let cpus = woolly_core::platform::process::available_cpus();
     assert_eq!(fixed.threads(), (3.min(cpus), 3.min(cpus)));
     fixed.set_threads(1).unwrap();
     assert_eq!(fixed.threads(), (1, 1));

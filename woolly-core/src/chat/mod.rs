@@ -7,10 +7,10 @@
 //! The file's template is untrusted code: it renders on a thread of Woolly's within bounds on its
 //! source (256 KiB, 1000 operators and 64 nested brackets per tag), its steps (5 million), its
 //! nesting (100) and the bytes it may build, compare and write (64 MiB plus 16 per byte of the
-//! messages), and it can be cancelled; see [`jinja`]. Any template gives a prompt or an
+//! messages), and it can be cancelled; see the `jinja` module. Any template gives a prompt or an
 //! error, never a crash or a hang.
 //!
-//! The text of the messages is not markup: [`crate::generate::chat_tokens`] tokenizes it as plain text
+//! The text of the messages is not markup: `generate::chat_tokens` tokenizes it as plain text
 //! even where it spells a control token, unless `parse_special_in_messages` is set.
 
 mod jinja;
@@ -56,7 +56,7 @@ impl ChatTemplate {
     /// Renders `messages` into prompt text. With `add_generation_prompt` the text ends where the
     /// assistant's reply begins. `bos` and `eos` are the tokens' texts, for templates that use them.
     ///
-    /// A file's template renders within the bounds described in [`super::jinja`] (source size,
+    /// A file's template renders within the bounds described in the `jinja` module (source size,
     /// operator chains, steps, bytes, stack), so any template gives a result or an error.
     pub fn render(
         &self,

@@ -1,5 +1,4 @@
-//! The key/value cache of one sequence: what [`super::Model::new_kv_cache`] makes and
-//! [`super::Model::forward`] fills.
+//! The key/value cache of one sequence.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;

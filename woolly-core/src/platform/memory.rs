@@ -1,6 +1,6 @@
 //! Memory figures: what the machine has (total, available, page sizes), read from `/proc/meminfo`
 //! (Linux), `sysctl` (macOS) or the Windows API behind `cfg`, and advice about Woolly's own
-//! buffers. The policy that decides what Woolly may use of it is [`crate::policy::memory`].
+//! buffers. The policy that decides what Woolly may use of it sits above, in `policy::memory`.
 
 use std::path::Path;
 

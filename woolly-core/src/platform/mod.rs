@@ -1,6 +1,6 @@
 //! What the platform reports: the CPU ([`hardware`]), GPUs ([`gpu`]), memory figures
 //! ([`memory`]), this process ([`process`]) and model files ([`files`]). Per-OS code sits behind
-//! `cfg` in each file. Nothing here decides anything: the policies in [`crate::policy`] do, and
+//! `cfg` in each file. Nothing here decides anything: the policies above it do, and
 //! nothing here changes the system.
 
 pub mod files;

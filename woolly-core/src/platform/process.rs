@@ -21,6 +21,12 @@ fn status_kib(key: &str) -> Option<u64> {
         .ok()
 }
 
+/// Logical CPUs this process may run on: its affinity mask and cgroup CPU quota
+/// (`std::thread::available_parallelism`), at least 1.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_os = "linux")]

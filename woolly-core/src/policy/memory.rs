@@ -142,7 +142,7 @@ impl MemoryBudget {
 }
 
 /// Memory charged to one owner of a [`MemoryPolicy`]: a model loaded on its own, or every
-/// model of a [`crate::model::ModelCache`]. Loads and sessions charge what they estimate they
+/// model of a `model::ModelCache`. Loads and sessions charge what they estimate they
 /// hold and release it when dropped; a charge that would exceed the headroom fails.
 #[derive(Debug, Default)]
 pub struct MemoryAccount {

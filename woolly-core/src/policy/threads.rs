@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::platform::process::available_cpus;
 use crate::platform::Hardware;
 
 /// Kinds of work, each with its own thread count.
@@ -41,12 +42,6 @@ pub const GENERATION_THREAD_CAP: usize = 8;
 
 /// Nice value of the worker threads of background batch work.
 pub const BACKGROUND_NICE: i32 = 10;
-
-/// Logical CPUs this process may run on: its affinity mask and cgroup CPU quota
-/// (`std::thread::available_parallelism`), at least 1.
-pub fn available_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
 
 /// The most threads a caller may ask for; more is refused as absurd.
 pub const MAX_REQUESTED_THREADS: usize = 1024;

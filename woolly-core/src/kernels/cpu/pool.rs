@@ -68,7 +68,7 @@ static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
 /// take CPU time from the ones doing the work (on 2 cores, 16 spinning threads made generation ten
 /// times slower), so waiting threads yield at once and park sooner.
 pub fn oversubscribed() -> bool {
-    LIVE_THREADS.load(Ordering::Relaxed) > crate::policy::threads::available_cpus()
+    LIVE_THREADS.load(Ordering::Relaxed) > crate::platform::process::available_cpus()
 }
 
 /// Spin iterations between yields, and the spin before parking, when oversubscribed.
