@@ -12,11 +12,10 @@ use serde_json::{json, Value};
 use crate::engine::{Engine, EngineParams, Request};
 use crate::generate::{GenerateParams, SamplingParams, Session, SessionParams};
 use crate::model::{default_model_path, resolve_model_path, Model, ModelParams};
-use crate::{platform::memory::MemoryInfo, policy::memory::default_reserve};
-use crate::{
-    platform::{gpu, process, Hardware},
-    policy::{threads, threads_for, Workload},
-};
+use crate::platform::memory::MemoryInfo;
+use crate::platform::{gpu, process, Hardware};
+use crate::policy::memory::default_reserve;
+use crate::policy::{threads, threads_for, Workload};
 
 /// The report for this process; with `model`, also that model's facts and counters.
 pub fn report(model: Option<&Model>) -> Value {

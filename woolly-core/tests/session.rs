@@ -322,10 +322,8 @@ fn threads_above_the_cpus_are_capped_and_generation_completes() {
 
 #[test]
 fn thread_policy_and_overrides() {
-    use woolly_core::{
-        platform::Hardware,
-        policy::{threads_for, Workload},
-    };
+    use woolly_core::platform::Hardware;
+    use woolly_core::policy::{threads_for, Workload};
     let hw = Hardware::detect();
     let s = Session::new(model(), &SessionParams::default()).unwrap();
     assert_eq!(

@@ -207,10 +207,8 @@ impl Drop for Session {
 
 /// Threads for the prompt and for generation.
 fn thread_plan(params: &SessionParams) -> Result<(usize, usize)> {
-    use crate::{
-        platform::Hardware,
-        policy::{threads_for, Workload},
-    };
+    use crate::platform::Hardware;
+    use crate::policy::{threads_for, Workload};
     match params.threads {
         0 => {
             let hw = Hardware::detect();

@@ -25,10 +25,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::kernels::kv::KvPrecision;
-use crate::{
-    platform::Hardware,
-    policy::{threads_for, Workload},
-};
+use crate::platform::Hardware;
+use crate::policy::{threads_for, Workload};
 use crate::{Error, Result};
 
 /// How Woolly trades speed for power.
