@@ -54,7 +54,13 @@ if (!cli) {
   // first: fetch them into it (build tools only, no scripts), then look again.
   console.error('woolly: installing the build tools (@napi-rs/cli) into the package folder');
   const npmCli = process.env.npm_execpath;
-  const npmArgs = ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--no-package-lock'];
+  // package-lock.json pins the build tools' whole tree to versions known to install: a fresh
+  // resolution of @napi-rs/cli's ranges can name a release the registry (or a mirror of it)
+  // does not serve yet, as happened with @inquirer/checkbox.
+  const locked = fs.existsSync(path.join(root, 'package-lock.json'));
+  const npmArgs = locked
+    ? ['ci', '--ignore-scripts', '--no-audit', '--no-fund']
+    : ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--no-package-lock'];
   const r = npmCli && npmCli.endsWith('.js')
     ? spawnSync(process.execPath, [npmCli, ...npmArgs], { cwd: root, stdio: 'inherit' })
     : spawnSync('npm', npmArgs, { cwd: root, stdio: 'inherit' });
