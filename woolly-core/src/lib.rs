@@ -15,6 +15,9 @@ pub mod metrics;
 pub mod model;
 pub mod panics;
 pub mod quant;
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod tokenizer;
 pub mod tune;
 
