@@ -1,7 +1,8 @@
 //! The `woolly` binary as a user runs it: real processes, the default model, exit statuses.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use woolly_core::testing;
 
 fn woolly(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_woolly"))
@@ -14,14 +15,6 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-fn reference(rel: &str) -> serde_json::Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference")
-        .join(rel);
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
-}
-
 fn ids(v: &serde_json::Value) -> Vec<u64> {
     v.as_array()
         .unwrap()
@@ -32,7 +25,7 @@ fn ids(v: &serde_json::Value) -> Vec<u64> {
 
 #[test]
 fn tokenize_prints_the_reference_ids() {
-    let cases = reference("gemma3-270m/tokenize.json");
+    let cases = testing::reference_json("gemma3-270m/tokenize.json");
     for case in cases.as_array().unwrap().iter().take(8) {
         let text = case["text"].as_str().unwrap();
         if text.is_empty() || text.starts_with('-') {
@@ -60,7 +53,7 @@ fn inspect_describes_the_model() {
 
 #[test]
 fn run_json_matches_the_greedy_reference() {
-    let r = reference("gemma3-270m/greedy/capital.json");
+    let r = testing::reference_json("gemma3-270m/greedy/capital.json");
     let prompt = r["prompt"].as_str().unwrap();
     let o = woolly(&["run", "--temp", "0", "-n", "8", "--json", prompt]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -86,7 +79,7 @@ fn run_json_matches_the_greedy_reference() {
 
 #[test]
 fn run_streams_text_to_stdout() {
-    let r = reference("gemma3-270m/greedy/story.json");
+    let r = testing::reference_json("gemma3-270m/greedy/story.json");
     let o = woolly(&[
         "run",
         "--temp",

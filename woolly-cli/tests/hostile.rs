@@ -3,12 +3,11 @@
 //! allocation can be sized by the file; the harmless oddities generate.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::process::Command;
 
 #[test]
 fn every_hostile_file_is_a_clear_error() {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/hostile"));
+    let dir = woolly_core::testing::hostile_dir();
     let manifest = std::fs::read_to_string(dir.join("manifest.tsv")).unwrap();
     let mut wrong = Vec::new();
     let mut n = 0;

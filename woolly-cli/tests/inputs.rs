@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn synthetic() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/hostile/synthetic-llama.gguf")
-}
+use woolly_core::testing;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_woolly"))
@@ -131,7 +129,7 @@ fn broken_pipe() -> Stdio {
 
 #[test]
 fn a_closed_standard_output_is_an_error() {
-    let model = synthetic();
+    let model = testing::synthetic_model();
     let m = model.to_str().unwrap();
     for args in [
         vec!["run", "-m", m, "-n", "8", "--temp", "0", "the cat"],
@@ -167,7 +165,7 @@ fn a_closed_standard_output_is_an_error() {
 #[test]
 fn a_memory_budget_of_zero_means_none() {
     let mut cmd = with_stdout(bin());
-    cmd.args(["run", "-m", synthetic().to_str().unwrap()])
+    cmd.args(["run", "-m", testing::synthetic_model().to_str().unwrap()])
         .args(["--memory-budget", "0", "-n", "4", "--temp", "0", "the cat"]);
     let o = finish(cmd, "--memory-budget 0");
     let err = String::from_utf8_lossy(&o.stderr);
@@ -179,7 +177,7 @@ fn a_memory_budget_of_zero_means_none() {
 fn threads_above_the_cpus_are_capped() {
     let cpus = std::thread::available_parallelism().unwrap().get() as u64;
     let mut cmd = with_stdout(bin());
-    cmd.args(["run", "-m", synthetic().to_str().unwrap()])
+    cmd.args(["run", "-m", testing::synthetic_model().to_str().unwrap()])
         .args(["-t", "1024", "-n", "4", "--temp", "0", "--json", "the cat"]);
     let o = finish(cmd, "-t 1024");
     let err = String::from_utf8_lossy(&o.stderr);
@@ -191,7 +189,7 @@ fn threads_above_the_cpus_are_capped() {
     assert_eq!(v["timings"]["generated_tokens"].as_u64(), Some(4), "{v}");
     // Above 1024 is refused as absurd.
     let mut cmd = with_stdout(bin());
-    cmd.args(["run", "-m", synthetic().to_str().unwrap()])
+    cmd.args(["run", "-m", testing::synthetic_model().to_str().unwrap()])
         .args(["-t", "1025", "-n", "1", "the cat"]);
     let o = finish(cmd, "-t 1025");
     assert_eq!(o.status.code(), Some(1));

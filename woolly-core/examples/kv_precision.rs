@@ -13,12 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/reference"
-            ))
-        });
+        .unwrap_or_else(woolly_core::testing::reference_dir);
     let model = Model::load(None, &ModelParams::default())?;
     let mut cases: Vec<_> = std::fs::read_dir(dir.join("gemma3-270m/greedy"))?
         .map(|e| e.map(|e| e.path()))

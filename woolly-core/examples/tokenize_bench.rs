@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use woolly_core::gguf::GgufFile;
+use woolly_core::testing::{self, XorShift};
 use woolly_core::tokenizer::Tokenizer;
 
 const WORDS: &[&str] = &[
@@ -128,13 +129,8 @@ const WORDS: &[&str] = &[
 
 /// Deterministic text that looks like prose with some code, numbers and other scripts.
 fn corpus(bytes: usize, seed: u64) -> String {
-    let mut state = seed | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = XorShift(seed | 1);
+    let mut next = move || rng.next_u64();
     let mut s = String::with_capacity(bytes + 64);
     let mut sentence_start = true;
     while s.len() < bytes {
@@ -188,17 +184,6 @@ fn corpus(bytes: usize, seed: u64) -> String {
     s
 }
 
-fn default_model() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("WOOLLY_MODEL").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(cache.join("woolly/models/gemma-3-270m-q4_k_m.gguf"))
-}
-
 fn bench(path: &PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let file = GgufFile::open(path)?;
@@ -244,19 +229,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let paths = if !args.is_empty() {
         args
     } else {
-        let model = default_model().ok_or("cannot locate the default model: set WOOLLY_MODEL")?;
-        if !model.is_file() {
-            return Err(format!(
-                "the default model is not installed (looked at {}); run `make model`, or pass a model path",
-                model.display()
-            )
-            .into());
-        }
+        let model = woolly_core::model::resolve_model_path(None)?;
         let mut paths = vec![model];
-        let tiny = PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/tiny"
-        ));
+        let tiny = testing::reference_path().join("tiny");
         for name in ["tiny-llama-bpe-q4_0.gguf", "tiny-qwen2-mixed.gguf"] {
             if tiny.join(name).is_file() {
                 paths.push(tiny.join(name));

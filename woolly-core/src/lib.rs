@@ -31,6 +31,9 @@ pub mod panics;
 pub mod platform;
 pub mod policy;
 pub mod quant;
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod tokenizer;
 
 pub use error::{Error, ErrorKind, Result};

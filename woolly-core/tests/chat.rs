@@ -1,8 +1,6 @@
 //! Chats on the default model: text inside messages never becomes control tokens (unless asked),
 //! and a cancellation while the prompt is prepared (template, tokenization) is never lost.
 
-mod common;
-
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -11,11 +9,12 @@ use woolly_core::generate::{
     chat_tokens, CancelToken, ChatMessage, GenerateParams, SamplingParams, Session, SessionParams,
 };
 use woolly_core::model::{Model, ModelParams};
+use woolly_core::testing;
 use woolly_core::ErrorKind;
 
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap())
+    M.get_or_init(|| Model::load(Some(&testing::default_model()), &ModelParams::default()).unwrap())
         .clone()
 }
 
@@ -179,13 +178,13 @@ fn real_templates_render_as_plain_minijinja_does() {
         ChatMessage::new("assistant", "Hello! How can I help?"),
         ChatMessage::new("user", "Write a haiku about the sea."),
     ];
-    let mut paths = vec![common::default_model()];
+    let mut paths = vec![testing::default_model()];
     for name in [
         "tiny-llama-bpe-q4_0.gguf",
         "tiny-llama-spm-q4_k_m.gguf",
         "tiny-qwen2-mixed.gguf",
     ] {
-        let p = common::tiny_model(name);
+        let p = testing::tiny_model(name);
         if p.exists() {
             paths.push(p);
         }

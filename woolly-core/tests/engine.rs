@@ -2,19 +2,18 @@
 //! request run alone, priorities, deadlines, a full queue, cancellation freeing the slot, and
 //! every accepted request answered (also when the engine is dropped).
 
-mod common;
-
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use woolly_core::engine::{Engine, EngineParams, Event, Priority, Request};
 use woolly_core::generate::{GenerateParams, SamplingParams};
 use woolly_core::model::{Model, ModelParams};
+use woolly_core::testing;
 use woolly_core::ErrorKind;
 
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap())
+    M.get_or_init(|| Model::load(Some(&testing::default_model()), &ModelParams::default()).unwrap())
         .clone()
 }
 

@@ -3,7 +3,6 @@
 //! process's resident memory stays flat. Alone in its test binary, so that no other test's
 //! engines or memory move the figures.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +10,10 @@ use woolly_core::engine::{Engine, EngineParams, Request};
 use woolly_core::generate::{GenerateParams, SamplingParams};
 use woolly_core::metrics::Registry;
 use woolly_core::model::{Model, ModelParams};
+use woolly_core::testing;
 
 fn synthetic() -> Arc<Model> {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/hostile/synthetic-llama.gguf"
-    ));
-    Model::load(Some(&path), &ModelParams::default()).unwrap()
+    Model::load(Some(&testing::synthetic_model()), &ModelParams::default()).unwrap()
 }
 
 /// One engine that runs one request (so that it reports its series), then is dropped.

@@ -3,8 +3,6 @@
 //! mincore on a private copy of the default model, mlock that degrades to a warning, and RSS
 //! figures that agree with /proc.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +10,7 @@ use std::time::{Duration, Instant};
 use woolly_core::generate::{GenerateParams, KvPrecision, SamplingParams, Session, SessionParams};
 use woolly_core::gguf::GgufFile;
 use woolly_core::model::{Model, ModelCache, ModelParams, Preload};
+use woolly_core::testing;
 use woolly_core::platform::memory::MemoryInfo;
 use woolly_core::policy::memory::MemoryPolicy;
 use woolly_core::{Error, ErrorKind};
@@ -34,7 +33,7 @@ fn two_threads() -> SessionParams {
 
 #[test]
 fn a_budget_smaller_than_the_model_fails_cleanly() {
-    let path = common::default_model();
+    let path = testing::default_model();
     let est = Model::estimate(Some(&path), &ModelParams::default()).unwrap();
     // The estimate covers the weights (the tensors are most of the 253 MB file) and a session.
     let file_size = std::fs::metadata(&path).unwrap().len();
@@ -86,7 +85,7 @@ fn a_budget_smaller_than_the_model_fails_cleanly() {
 
 #[test]
 fn sessions_are_charged_and_the_default_context_shrinks_to_the_budget() {
-    let path = common::default_model();
+    let path = testing::default_model();
     let est = Model::estimate(Some(&path), &ModelParams::default()).unwrap();
     let full = est.kv_cache_bytes + est.scratch_bytes;
     // Room for the model and half a default session.
@@ -135,7 +134,7 @@ fn sessions_are_charged_and_the_default_context_shrinks_to_the_budget() {
 
 #[test]
 fn an_f32_kv_cache_takes_twice_the_memory_and_agrees_with_f16() {
-    let m = Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap();
+    let m = Model::load(Some(&testing::default_model()), &ModelParams::default()).unwrap();
     let run = |precision| {
         let mut s = Session::new(
             m.clone(),
@@ -167,7 +166,7 @@ fn an_f32_kv_cache_takes_twice_the_memory_and_agrees_with_f16() {
 
 /// The tiny reference models, each under two ids.
 fn tiny() -> PathBuf {
-    common::tiny_model("tiny-llama-spm-q4_k_m.gguf")
+    testing::tiny_model("tiny-llama-spm-q4_k_m.gguf")
 }
 
 #[test]
@@ -225,7 +224,7 @@ fn the_cache_swaps_and_unloads_without_a_restart() {
         &cache.load("chat", Some(&tiny()), &p).unwrap()
     ));
     // The same id from another file swaps the model; the old one lives on while held.
-    let other = common::tiny_model("tiny-qwen2-mixed.gguf");
+    let other = testing::tiny_model("tiny-qwen2-mixed.gguf");
     let second = cache.load("chat", Some(&other), &p).unwrap();
     assert!(!Arc::ptr_eq(&first, &second));
     assert_eq!(second.hparams().architecture.name(), "qwen2");
@@ -285,7 +284,7 @@ fn private_copy(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let dst = dir.join("model.gguf");
-    std::fs::copy(common::default_model(), &dst).unwrap();
+    std::fs::copy(testing::default_model(), &dst).unwrap();
     std::fs::File::open(&dst).unwrap().sync_all().unwrap();
     dst
 }
@@ -413,7 +412,7 @@ fn a_refused_mlock_degrades_to_a_warning() {
             sink.lock().unwrap().push(msg.to_string());
         }
     })));
-    let path = common::tiny_model("tiny-llama-bpe-q4_0.gguf");
+    let path = testing::tiny_model("tiny-llama-bpe-q4_0.gguf");
     let m = std::thread::spawn(move || {
         drop_ipc_lock_on_this_thread();
         // A 64 KiB limit for this process while the load runs (nothing else here locks).

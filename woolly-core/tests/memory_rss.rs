@@ -1,16 +1,15 @@
 //! The memory estimate against what the process really holds. Alone in its test binary, so
 //! that no other test's memory moves the figures.
 
-mod common;
-
 use woolly_core::generate::{GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::model::{Model, ModelParams};
+use woolly_core::testing;
 use woolly_core::platform::process::rss_bytes;
 
 #[cfg(target_os = "linux")]
 #[test]
 fn the_estimate_matches_the_resident_memory_of_a_loaded_model_in_use() {
-    let path = common::default_model();
+    let path = testing::default_model();
     let params = ModelParams {
         context_size: 4096,
         ..Default::default()

@@ -3,8 +3,6 @@
 //! engine), the JSON snapshot holds the same figures, engine and thermal reports arrive, and
 //! the GPU section says absent, with the reason, on a machine without an NVIDIA driver.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -13,13 +11,14 @@ use woolly_core::engine::{Engine, EngineParams, Request};
 use woolly_core::generate::{GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::metrics::{self, Registry};
 use woolly_core::model::{Model, ModelParams};
+use woolly_core::testing;
 
 const LABEL: &str = "metrics-test-model";
 
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
     M.get_or_init(|| {
-        let m = Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap();
+        let m = Model::load(Some(&testing::default_model()), &ModelParams::default()).unwrap();
         m.metrics().set_label(LABEL);
         m
     })

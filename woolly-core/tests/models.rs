@@ -1,14 +1,13 @@
 //! The real model files: the default model and the tiny reference models open and describe
 //! themselves correctly.
 
-mod common;
-
 use woolly_core::gguf::{GgmlType, GgufFile};
 use woolly_core::model::{Architecture, HParams, ModelSummary};
+use woolly_core::testing;
 
 #[test]
 fn default_model_hparams() {
-    let f = GgufFile::open(common::default_model()).unwrap();
+    let f = GgufFile::open(testing::default_model()).unwrap();
     assert_eq!(f.version(), 3);
     let h = HParams::from_gguf(&f).unwrap();
     assert_eq!(h.architecture, Architecture::Gemma3);
@@ -28,7 +27,7 @@ fn default_model_hparams() {
 
 #[test]
 fn default_model_tensors_stay_quantized_in_the_mapping() {
-    let f = GgufFile::open(common::default_model()).unwrap();
+    let f = GgufFile::open(testing::default_model()).unwrap();
     let s = ModelSummary::from_gguf(&f).unwrap();
     let count = |t: &str| s.tensor_types.get(t).map(|c| c.tensors).unwrap_or(0);
     assert_eq!(count("Q8_0"), 10);
@@ -77,7 +76,7 @@ fn tiny_models_open() {
             &["F16", "BF16", "Q5_0", "Q5_1", "Q8_0"][..],
         ),
     ] {
-        let f = GgufFile::open(common::tiny_model(name)).unwrap();
+        let f = GgufFile::open(testing::tiny_model(name)).unwrap();
         let s = ModelSummary::from_gguf(&f).unwrap();
         assert_eq!(s.hparams.architecture, arch, "{name}");
         for t in types {

@@ -1,8 +1,6 @@
 //! Power and heat through fake sysfs trees: each profile's knobs, battery switching, thermal
 //! throttling with hysteresis, the cap reaching the engine, and the opt-in governor call.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -10,6 +8,7 @@ use std::time::{Duration, Instant};
 use woolly_core::engine::{Engine, EngineParams, Priority, Request};
 use woolly_core::generate::{GenerateParams, SamplingParams};
 use woolly_core::model::{Model, ModelParams};
+use woolly_core::testing;
 use woolly_core::platform::Hardware;
 use woolly_core::policy::power::{
     self, PowerKnobs, PowerManager, PowerProfile, PowerSource, ThermalConfig,
@@ -201,7 +200,7 @@ fn a_fifo_among_the_sensors_blocks_neither_reads_nor_stop() {
 
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap())
+    M.get_or_init(|| Model::load(Some(&testing::default_model()), &ModelParams::default()).unwrap())
         .clone()
 }
 

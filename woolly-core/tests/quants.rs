@@ -19,6 +19,7 @@ use woolly_core::kernels::cpu;
 use woolly_core::quant::{
     dequantize_row, dequantize_row_unchecked, f16_to_f32, quantize_row, vec_dot_type,
 };
+use woolly_core::testing::{self, random_weights, XorShift};
 use woolly_core::{Error, Result};
 
 const WEIGHT_TYPES: [GgmlType; 13] = [
@@ -41,13 +42,6 @@ fn fixtures() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/quants"
-    ))
-}
-
-fn tiny_models() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/tiny/"
     ))
 }
 
@@ -154,7 +148,7 @@ fn tiny_model_tensors_dequantize_like_gguf_py() {
     );
     let mut types = Vec::new();
     for c in cases {
-        let model = tiny_models().join(c["model"].as_str().unwrap());
+        let model = testing::tiny_model(c["model"].as_str().unwrap());
         let name = c["tensor"].as_str().unwrap();
         let ty = ty_named(c["type"].as_str().unwrap());
         let ne0 = c["row_elements"].as_u64().unwrap() as usize;
@@ -261,63 +255,10 @@ fn q8_k_block_sums_are_the_sums_of_the_quants() {
 // Dot products
 // -------------------------------------------------------------------------------------------------
 
-/// xorshift64: deterministic test data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    /// Roughly normal, times a random power of ten in 1e-3 .. 1e2.
-    fn activation(&mut self, scale: f32) -> f32 {
-        let s: f32 = (0..4).map(|_| self.unit()).sum::<f32>() * 0.9;
-        s * scale
-    }
-}
-
-/// Byte offsets of the f16 scale fields (`d`, `m`, `dmin`) in each block type.
-fn scale_fields(ty: GgmlType) -> &'static [usize] {
-    use GgmlType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q6_K => &[208],
-        _ => &[],
-    }
-}
-
-/// A random row of `n` elements of `ty`: random quants, scales finite and of mixed sign.
-fn random_weights(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
-    use GgmlType::*;
-    match ty {
-        F32 => (0..n).flat_map(|_| rng.unit().to_le_bytes()).collect(),
-        F16 => (0..n)
-            .flat_map(|_| half::f16::from_f32(rng.unit()).to_le_bytes())
-            .collect(),
-        BF16 => (0..n)
-            .flat_map(|_| half::bf16::from_f32(rng.unit()).to_le_bytes())
-            .collect(),
-        _ => {
-            let ts = ty.type_size();
-            let mut b: Vec<u8> = (0..row_bytes(ty, n)).map(|_| rng.next() as u8).collect();
-            for block in b.chunks_exact_mut(ts) {
-                for &off in scale_fields(ty) {
-                    let v = half::f16::from_f32(rng.unit() * 0.02);
-                    block[off..off + 2].copy_from_slice(&v.to_le_bytes());
-                }
-            }
-            b
-        }
-    }
+/// Roughly normal, times `scale` (the sum of four uniform values in [-1, 1), times 0.9).
+fn activation(rng: &mut XorShift, scale: f32) -> f32 {
+    let s: f32 = (0..4).map(|_| rng.next_f32()).sum::<f32>() * 0.9;
+    s * scale
 }
 
 const F16_MIN_NORMAL: f64 = 6.103515625e-5;
@@ -451,7 +392,7 @@ fn check_dot(ty: GgmlType, w: &[u8], x: &[f32], what: &str) -> f64 {
 
 #[test]
 fn vec_dot_matches_the_dequantized_reference() {
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = XorShift(0x5eed_1234_abcd_0001);
     let m = manifest();
     let mut worst = vec![];
     // The fixture blocks (random quants and scales, a few zero or subnormal scales) as weights
@@ -465,7 +406,7 @@ fn vec_dot_matches_the_dequantized_reference() {
         let w = read(c["src"].as_str().unwrap());
         for trial in 0..4 {
             let scale = [1.0f32, 1e-3, 30.0, 1.0][trial];
-            let x: Vec<f32> = (0..n).map(|_| rng.activation(scale)).collect();
+            let x: Vec<f32> = (0..n).map(|_| activation(&mut rng, scale)).collect();
             worst.push((
                 check_dot(ty, &w, &x, &format!("{ty} fixture, trial {trial}")),
                 ty,
@@ -482,8 +423,8 @@ fn vec_dot_matches_the_dequantized_reference() {
                     ty.block_size()
                 };
             for trial in 0..5 {
-                let w = random_weights(ty, n, &mut rng);
-                let x: Vec<f32> = (0..n).map(|_| rng.activation(1.0)).collect();
+                let w = random_weights(ty, n, &mut rng, 0.02);
+                let x: Vec<f32> = (0..n).map(|_| activation(&mut rng, 1.0)).collect();
                 let what = format!("{ty}, {n} elements, trial {trial}");
                 worst.push((check_dot(ty, &w, &x, &what), ty));
             }
@@ -500,7 +441,7 @@ fn vec_dot_matches_the_dequantized_reference() {
 
 #[test]
 fn matmul_rows_applies_vec_dot_to_each_row() {
-    let mut rng = Rng(77);
+    let mut rng = XorShift(77);
     for ty in WEIGHT_TYPES {
         let n = if ty.block_size() == 1 {
             64
@@ -509,9 +450,9 @@ fn matmul_rows_applies_vec_dot_to_each_row() {
         };
         let rows = 5;
         let w: Vec<u8> = (0..rows)
-            .flat_map(|_| random_weights(ty, n, &mut rng))
+            .flat_map(|_| random_weights(ty, n, &mut rng, 0.02))
             .collect();
-        let x: Vec<f32> = (0..n).map(|_| rng.activation(1.0)).collect();
+        let x: Vec<f32> = (0..n).map(|_| activation(&mut rng, 1.0)).collect();
         let act = vec_dot_type(ty);
         let mut a = vec![0u8; row_bytes(act, n)];
         quantize_row(act, &x, &mut a).unwrap();
@@ -677,7 +618,7 @@ fn zero_length_rows_are_fine() {
 
 #[test]
 fn zero_weights_or_activations_give_zero() {
-    let mut rng = Rng(99);
+    let mut rng = XorShift(99);
     for ty in WEIGHT_TYPES {
         let n = if ty.block_size() == 1 {
             64
@@ -686,12 +627,12 @@ fn zero_weights_or_activations_give_zero() {
         };
         let act = vec_dot_type(ty);
         // Zero activations against random weights.
-        let w = random_weights(ty, n, &mut rng);
+        let w = random_weights(ty, n, &mut rng, 0.02);
         let mut a = vec![0u8; row_bytes(act, n)];
         quantize_row(act, &vec![0f32; n], &mut a).unwrap();
         assert_eq!(cpu::vec_dot(ty, n, &w, &a), 0.0, "{ty}");
         // All-zero weight bytes (scales 0) against random activations.
-        let x: Vec<f32> = (0..n).map(|_| rng.activation(1.0)).collect();
+        let x: Vec<f32> = (0..n).map(|_| activation(&mut rng, 1.0)).collect();
         quantize_row(act, &x, &mut a).unwrap();
         assert_eq!(
             cpu::vec_dot(ty, n, &vec![0u8; row_bytes(ty, n)], &a),

@@ -1,14 +1,13 @@
 //! Woolly against llama.cpp's reference outputs (../shared/reference): the default model and the
 //! three tiny models, greedy token for token up to the first near-tie, and first-step logits.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use woolly_core::generate::{GenerateParams, SamplingParams, Session, SessionParams, StopReason};
 use woolly_core::model::{Model, ModelParams};
+use woolly_core::testing;
 
 /// Steps whose best-minus-second logit margin is below this may flip between implementations.
 const NEAR_TIE: f64 = 0.1;
@@ -24,12 +23,8 @@ const GEMMA_LOGIT_TOL: f64 = 0.6;
 
 fn default_model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap())
+    M.get_or_init(|| Model::load(Some(&testing::default_model()), &ModelParams::default()).unwrap())
         .clone()
-}
-
-fn load_json(p: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -43,7 +38,7 @@ fn ids(v: &Value) -> Vec<u32> {
 /// Checks one reference case: prompt tokenization, first-step top-5 logits, and greedy tokens up
 /// to the first near-tie.
 fn check_case(model: &Arc<Model>, case: &Path, threads: usize, logit_tol: f64) {
-    let r = load_json(case);
+    let r = testing::read_json(case);
     let name = case.file_name().unwrap().to_string_lossy().to_string();
     let prompt_ids = ids(&r["prompt_ids"]);
     let want = ids(&r["generated_ids"]);
@@ -122,7 +117,7 @@ fn check_case(model: &Arc<Model>, case: &Path, threads: usize, logit_tol: f64) {
 }
 
 fn gemma_case(name: &str) {
-    let p = common::reference_dir()
+    let p = testing::reference_dir()
         .join("gemma3-270m/greedy")
         .join(format!("{name}.json"));
     check_case(&default_model(), &p, 2, GEMMA_LOGIT_TOL);
@@ -161,7 +156,7 @@ fn gemma_long_inventory() {
 
 #[test]
 fn gemma_chat_template_reproduces_the_reference_prompt() {
-    let r = load_json(&common::reference_dir().join("gemma3-270m/greedy/chat_haiku.json"));
+    let r = testing::reference_json("gemma3-270m/greedy/chat_haiku.json");
     let m = default_model();
     let prompt = m
         .apply_chat_template(&[woolly_core::chat::ChatMessage::new(
@@ -174,13 +169,13 @@ fn gemma_chat_template_reproduces_the_reference_prompt() {
 
 fn tiny_cases(model_file: &str) {
     let model = Model::load(
-        Some(&common::tiny_model(model_file)),
+        Some(&testing::tiny_model(model_file)),
         &ModelParams::default(),
     )
     .unwrap();
     let stem = model_file.trim_end_matches(".gguf");
     for p in ["p1", "p2"] {
-        let case = common::tiny_model(&format!("{stem}.{p}.json"));
+        let case = testing::tiny_model(&format!("{stem}.{p}.json"));
         check_case(&model, &case, 2, LOGIT_TOL);
     }
 }

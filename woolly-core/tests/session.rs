@@ -1,8 +1,6 @@
 //! The library API on the default model: streaming, stop conditions, cancellation from another
 //! thread (also in the middle of a long prompt), context limits, prefix reuse and bad input.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -11,11 +9,12 @@ use woolly_core::generate::{
     ChatMessage, GenerateParams, SamplingParams, Session, SessionParams, StopReason,
 };
 use woolly_core::model::{Model, ModelParams};
+use woolly_core::testing;
 use woolly_core::ErrorKind;
 
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
-    M.get_or_init(|| Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap())
+    M.get_or_init(|| Model::load(Some(&testing::default_model()), &ModelParams::default()).unwrap())
         .clone()
 }
 
@@ -137,8 +136,7 @@ fn max_tokens_end_of_generation_and_chat() {
     // A chat renders the template (special tokens parsed, one BOS) and generates a reply.
     let msgs = [ChatMessage::new("user", "Write a haiku about the sea.")];
     let g = s.chat(&msgs, &greedy(4), |_| true).unwrap();
-    let reference = common::reference_dir().join("gemma3-270m/greedy/chat_haiku.json");
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(reference).unwrap()).unwrap();
+    let r = testing::reference_json("gemma3-270m/greedy/chat_haiku.json");
     let want: Vec<u32> = r["prompt_ids"]
         .as_array()
         .unwrap()

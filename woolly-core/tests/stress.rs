@@ -3,9 +3,6 @@
 //! accepted request ends with a result or an error, and after everything is dropped the process's
 //! memory is back at the baseline measured after a warm-up round.
 
-mod common;
-
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -13,29 +10,9 @@ use std::time::{Duration, Instant};
 use woolly_core::engine::{Engine, EngineParams, Event, Priority, Request};
 use woolly_core::generate::{CancelToken, GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::model::{Model, ModelCache, ModelParams, Preload};
+use woolly_core::testing::{self, XorShift};
 use woolly_core::policy::memory::MemoryPolicy;
 use woolly_core::ErrorKind;
-
-fn synthetic() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/hostile/synthetic-llama.gguf"
-    ))
-}
-
-/// A small deterministic generator per thread.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Default)]
 struct Counts {
@@ -115,7 +92,7 @@ fn round(
     for t in 0..4u64 {
         let (engine, counts, stop) = (engine.clone(), counts.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
-            let mut rng = Rng(seed * 1000 + t + 1);
+            let mut rng = XorShift(seed * 1000 + t + 1);
             while !stop.load(Ordering::Relaxed) {
                 let mut req = Request::text(
                     PROMPTS[rng.below(4) as usize],
@@ -153,13 +130,13 @@ fn round(
     {
         let (counts, stop) = (counts.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
-            let mut rng = Rng(seed * 1000 + 77);
+            let mut rng = XorShift(seed * 1000 + 77);
             let p = ModelParams {
                 preload: Preload::Lazy,
                 ..Default::default()
             };
             while !stop.load(Ordering::Relaxed) {
-                let m = Model::load(Some(&synthetic()), &p).unwrap();
+                let m = Model::load(Some(&testing::synthetic_model()), &p).unwrap();
                 counts.loads.fetch_add(1, Ordering::Relaxed);
                 let e = Engine::new(m, EngineParams::default()).unwrap();
                 let hs: Vec<_> = (0..1 + rng.below(6))
@@ -182,11 +159,11 @@ fn round(
         threads.push(std::thread::spawn(move || {
             let cache = ModelCache::new(MemoryPolicy::default()).unwrap();
             let files = [
-                ("synthetic", synthetic()),
-                ("spm", common::tiny_model("tiny-llama-spm-q4_k_m.gguf")),
-                ("bpe", common::tiny_model("tiny-llama-bpe-q4_0.gguf")),
+                ("synthetic", testing::synthetic_model()),
+                ("spm", testing::tiny_model("tiny-llama-spm-q4_k_m.gguf")),
+                ("bpe", testing::tiny_model("tiny-llama-bpe-q4_0.gguf")),
             ];
-            let mut rng = Rng(seed * 1000 + 99);
+            let mut rng = XorShift(seed * 1000 + 99);
             let p = ModelParams {
                 preload: Preload::Lazy,
                 ..Default::default()
@@ -210,7 +187,7 @@ fn round(
     {
         let (gemma, counts, stop) = (gemma.clone(), counts.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
-            let mut rng = Rng(seed * 1000 + 5);
+            let mut rng = XorShift(seed * 1000 + 5);
             let long = "The quick brown fox jumps over the lazy dog. ".repeat(40);
             while !stop.load(Ordering::Relaxed) {
                 let mut s = Session::new(
@@ -303,7 +280,7 @@ fn threads_loading_generating_cancelling_and_unloading() {
     let started = Instant::now();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     // Warm-up round, then the baseline (the default model loaded, nothing else).
-    let gemma = Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap();
+    let gemma = Model::load(Some(&testing::default_model()), &ModelParams::default()).unwrap();
     gemma.wait_preloaded();
     round(&gemma, 2.0, 1, Duration::from_secs(1));
     let baseline = settled_rss();
@@ -355,7 +332,7 @@ fn soak() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300.0);
     let mib = |b: f64| b / (1 << 20) as f64;
-    let gemma = Model::load(Some(&common::default_model()), &ModelParams::default()).unwrap();
+    let gemma = Model::load(Some(&testing::default_model()), &ModelParams::default()).unwrap();
     gemma.wait_preloaded();
     println!("soak: {secs} s of the stress mix; RSS every 10 s");
     std::env::set_var("WOOLLY_STRESS_VERBOSE", "1");

@@ -7,45 +7,12 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value as Json;
 use woolly_core::gguf::writer::GgufWriter;
 use woolly_core::gguf::{Array, GgufFile, Value};
+use woolly_core::testing::{self, XorShift};
 use woolly_core::tokenizer::{StreamDecoder, TokenId, Tokenizer, TokenizerKind};
 use woolly_core::ErrorKind;
 
 // ---------------------------------------------------------------------------------------------
 // Locating the models
-
-fn reference_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference"
-    ));
-    assert!(
-        dir.is_dir(),
-        "reference data not found at {}: the shared/ folder must sit beside the repository",
-        dir.display()
-    );
-    dir
-}
-
-/// The default model: `$WOOLLY_MODEL`, else the cache where `make model` installs it.
-fn default_model_path() -> PathBuf {
-    let path = match std::env::var_os("WOOLLY_MODEL").filter(|p| !p.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .expect("neither XDG_CACHE_HOME nor HOME is set");
-            cache.join("woolly/models/gemma-3-270m-q4_k_m.gguf")
-        }
-    };
-    assert!(
-        path.is_file(),
-        "the default model is not installed (looked at {}); run `make model` to install it, or set WOOLLY_MODEL",
-        path.display()
-    );
-    path
-}
 
 fn load(path: PathBuf) -> Tokenizer {
     let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -54,7 +21,7 @@ fn load(path: PathBuf) -> Tokenizer {
 
 fn gemma() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();
-    T.get_or_init(|| load(default_model_path()))
+    T.get_or_init(|| load(testing::default_model()))
 }
 
 fn tiny(name: &str) -> &'static Tokenizer {
@@ -67,12 +34,7 @@ fn tiny(name: &str) -> &'static Tokenizer {
         "qwen2" => (&QWEN, "tiny-qwen2-mixed.gguf"),
         _ => panic!("no tiny model {name}"),
     };
-    cell.get_or_init(|| load(reference_dir().join("tiny").join(file)))
-}
-
-fn read_json(path: PathBuf) -> Json {
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    cell.get_or_init(|| load(testing::tiny_model(file)))
 }
 
 fn ids_of(v: &Json) -> Vec<TokenId> {
@@ -85,7 +47,7 @@ fn ids_of(v: &Json) -> Vec<TokenId> {
 
 /// The texts of `tokenize.json` for the default model.
 fn gemma_cases() -> Vec<(String, Vec<TokenId>)> {
-    read_json(reference_dir().join("gemma3-270m/tokenize.json"))
+    testing::reference_json("gemma3-270m/tokenize.json")
         .as_array()
         .expect("an array")
         .iter()
@@ -101,7 +63,7 @@ fn gemma_cases() -> Vec<(String, Vec<TokenId>)> {
 /// llama.cpp's test vectors: texts separated by `\n__ggml_vocab_test__\n`, one line of ids each
 /// (tests/test-tokenizer-0.cpp).
 fn vectors(vocab: &str) -> Vec<(String, Vec<TokenId>)> {
-    let dir = reference_dir().join("tokenizer-vectors");
+    let dir = testing::reference_dir().join("tokenizer-vectors");
     let inp =
         std::fs::read_to_string(dir.join(format!("ggml-vocab-{vocab}.gguf.inp"))).expect("inp");
     let out =
@@ -188,12 +150,12 @@ fn gemma_matches_llama_cpp() {
 /// The prompts of the default model's greedy references.
 #[test]
 fn gemma_greedy_prompts_match() {
-    let dir = reference_dir().join("gemma3-270m/greedy");
+    let dir = testing::reference_dir().join("gemma3-270m/greedy");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).expect("greedy dir") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "json") {
-            let j = read_json(path.clone());
+            let j = testing::read_json(&path);
             let prompt = j["prompt"].as_str().expect("prompt");
             let got = gemma().encode(prompt, true, true).expect("encode");
             assert_eq!(got, ids_of(&j["prompt_ids"]), "{}", path.display());
@@ -216,10 +178,8 @@ fn tiny_prompts_match() {
         ("qwen2", "tiny-qwen2-mixed"),
     ] {
         for p in ["p1", "p2"] {
-            let path = reference_dir()
-                .join("tiny")
-                .join(format!("{stem}.{p}.json"));
-            let j = read_json(path.clone());
+            let path = testing::tiny_model(&format!("{stem}.{p}.json"));
+            let j = testing::read_json(&path);
             let got = tiny(vocab)
                 .encode(j["prompt"].as_str().expect("prompt"), true, true)
                 .expect("encode");
@@ -445,9 +405,7 @@ fn streaming_holds_back_split_characters() {
     assert_eq!(dec.finish(), "");
 
     // An Arc works as well (a generation loop owns one).
-    let arc: Arc<Tokenizer> = Arc::new(load(
-        reference_dir().join("tiny/tiny-llama-spm-q4_k_m.gguf"),
-    ));
+    let arc: Arc<Tokenizer> = Arc::new(load(testing::tiny_model("tiny-llama-spm-q4_k_m.gguf")));
     let mut dec = StreamDecoder::new(Arc::clone(&arc), false);
     assert_eq!(stream_all(&mut dec, &ids), " 🦙");
 }
@@ -824,13 +782,8 @@ fn tokenizer_is_send_and_sync() {
 /// never a panic.
 #[test]
 fn random_vocabularies_never_panic() {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut rnd = move |n: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % n.max(1)
-    };
+    let mut rng = XorShift(0x2545_F491_4F6C_DD1Du64);
+    let mut rnd = move |n: u64| rng.below(n);
     let alphabet = [
         "a",
         "b",

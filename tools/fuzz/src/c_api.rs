@@ -18,7 +18,7 @@ unsafe impl Sync for Shared {}
 fn model() -> *const woolly_model {
     static M: OnceLock<Shared> = OnceLock::new();
     M.get_or_init(|| {
-        let path = CString::new(super::synthetic_model_path().to_str().unwrap()).unwrap();
+        let path = CString::new(woolly_core::testing::synthetic_model().to_str().unwrap()).unwrap();
         let mut params = woolly_model_default_params();
         params.preload = woolly_preload::WOOLLY_PRELOAD_LAZY;
         let mut m = std::ptr::null_mut();

@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use woolly_core::chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
 use woolly_core::gguf::GgufFile;
 use woolly_core::model::{Model, ModelParams, Preload};
+use woolly_core::testing;
 use woolly_core::tokenizer::{StreamDecoder, Tokenizer, TokenizerKind};
 
 /// The targets, by name (as in `fuzz/fuzz_targets/<name>.rs`).
@@ -27,16 +28,6 @@ pub fn run(name: &str, data: &[u8]) {
         "c_api" => c_api(data),
         other => panic!("no fuzz target {other}"),
     }
-}
-
-/// The repository root (this crate lives in tools/fuzz).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-/// The synthetic model of the hostile corpus: small, valid, loads in a millisecond.
-pub fn synthetic_model_path() -> PathBuf {
-    repo_root().join("tests/hostile/synthetic-llama.gguf")
 }
 
 fn lazy() -> ModelParams {
@@ -107,8 +98,8 @@ fn tokenizers() -> &'static [Arc<Tokenizer>] {
     static T: OnceLock<Vec<Arc<Tokenizer>>> = OnceLock::new();
     T.get_or_init(|| {
         let mut paths = vec![
-            synthetic_model_path(),
-            repo_root().join("../shared/reference/tiny/tiny-llama-bpe-q4_0.gguf"),
+            testing::synthetic_model(),
+            testing::reference_path().join("tiny/tiny-llama-bpe-q4_0.gguf"),
         ];
         if let Ok(p) = woolly_core::model::resolve_model_path(None) {
             paths.push(p);

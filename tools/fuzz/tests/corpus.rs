@@ -5,7 +5,7 @@
 use std::path::Path;
 
 fn replay(target: &str) {
-    let root = woolly_fuzz::repo_root().join("fuzz");
+    let root = woolly_core::testing::repo_root().join("fuzz");
     let mut n = 0;
     let mut dirs = vec![
         root.join("corpus").join(target),
@@ -13,7 +13,7 @@ fn replay(target: &str) {
     ];
     if target == "gguf" {
         // The hostile corpus seeds the GGUF fuzzer too.
-        dirs.push(woolly_fuzz::repo_root().join("tests/hostile"));
+        dirs.push(woolly_core::testing::hostile_dir());
     }
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(&dir) else {

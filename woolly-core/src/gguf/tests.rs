@@ -304,20 +304,14 @@ fn overflowing_and_ragged_shapes() {
 
 #[test]
 fn random_corruption_never_panics() {
-    // A deterministic xorshift so the test is repeatable.
-    let mut s: u64 = 0x9e3779b97f4a7c15;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
+    // A deterministic generator so the test is repeatable.
+    let mut rng = crate::testing::XorShift(0x9e3779b97f4a7c15);
     let base = sample().to_bytes();
     for _ in 0..5000 {
         let mut b = base.clone();
-        for _ in 0..(1 + next() % 4) {
-            let i = (next() as usize) % b.len();
-            b[i] = next() as u8;
+        for _ in 0..(1 + rng.next_u64() % 4) {
+            let i = (rng.next_u64() as usize) % b.len();
+            b[i] = rng.next_u64() as u8;
         }
         let _ = parse(&b);
     }

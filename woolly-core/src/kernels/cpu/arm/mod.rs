@@ -247,47 +247,21 @@ mod tests {
     use super::*;
     use crate::kernels::cpu::scalar;
     use crate::quant::{quantize_row, vec_dot_type};
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn f32(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        }
-    }
+    use crate::testing::{random_weights, XorShift};
 
     #[test]
     fn neon_kernels_are_bit_identical_to_their_scalar_twins() {
         use GgmlType::*;
-        let mut rng = Rng(3);
+        let mut rng = XorShift(3);
         for ty in [Q4_0, Q5_0, Q8_0, Q4_K, Q6_K] {
             let k = kernel(ty).unwrap();
             let reference = scalar::kernel(ty).unwrap();
             let act = vec_dot_type(ty);
             for case in 0..200 {
                 let n = ty.block_size().max(256) * (1 + case % 4);
-                let ts = ty.type_size();
-                let mut w: Vec<u8> = (0..n / ty.block_size() * ts)
-                    .map(|_| rng.next() as u8)
-                    .collect();
-                // Finite, moderate f16 scales at every scale field.
-                let offs: &[usize] = match ty {
-                    Q4_0 | Q5_0 | Q8_0 => &[0],
-                    Q4_K => &[0, 2],
-                    _ => &[208],
-                };
-                for b in w.chunks_exact_mut(ts) {
-                    for &o in offs {
-                        let v = half::f16::from_f32(rng.f32() * 0.01).to_le_bytes();
-                        b[o..o + 2].copy_from_slice(&v);
-                    }
-                }
-                let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+                // Random quants, finite and moderate f16 scales at every scale field.
+                let w = random_weights(ty, n, &mut rng, 0.01);
+                let x: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
                 let mut a = vec![0u8; act.row_bytes(n as u64).unwrap() as usize];
                 quantize_row(act, &x, &mut a).unwrap();
                 assert_eq!(

@@ -4,60 +4,7 @@
 use super::*;
 use crate::kernels::cpu::scalar;
 use crate::quant::{dequantize_row, quantize_row, vec_dot_type};
-use half::f16;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
-
-/// Byte offsets of the f16 scale fields of each block type.
-fn scale_fields(ty: GgmlType) -> &'static [usize] {
-    use GgmlType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q4_K | Q5_K => &[0, 2],
-        Q6_K => &[208],
-        _ => &[],
-    }
-}
-
-fn random_weights(ty: GgmlType, n: usize, rng: &mut Rng) -> Vec<u8> {
-    use GgmlType::*;
-    match ty {
-        F32 => (0..n).flat_map(|_| rng.f32().to_le_bytes()).collect(),
-        F16 => (0..n)
-            .flat_map(|_| f16::from_f32(rng.f32()).to_le_bytes())
-            .collect(),
-        BF16 => (0..n)
-            .flat_map(|_| half::bf16::from_f32(rng.f32()).to_le_bytes())
-            .collect(),
-        _ => {
-            let ts = ty.type_size();
-            let mut b: Vec<u8> = (0..n / ty.block_size() * ts)
-                .map(|_| rng.next() as u8)
-                .collect();
-            for block in b.chunks_exact_mut(ts) {
-                for &off in scale_fields(ty) {
-                    let v = f16::from_f32(rng.f32() * 0.01);
-                    block[off..off + 2].copy_from_slice(&v.to_le_bytes());
-                }
-            }
-            b
-        }
-    }
-}
+use crate::testing::{random_weights, scale_fields, XorShift};
 
 /// Checks every SIMD kernel this CPU has for `ty` against the scalar one.
 pub(super) fn check_type(ty: GgmlType, cases: usize) {
@@ -65,14 +12,14 @@ pub(super) fn check_type(ty: GgmlType, cases: usize) {
         return;
     };
     let kernels = all_kernels(ty);
-    let mut rng = Rng(0x9e3779b97f4a7c15 ^ ty as u64);
+    let mut rng = XorShift(0x9e3779b97f4a7c15 ^ ty as u64);
     let bs = ty.block_size();
     let act = vec_dot_type(ty);
     for case in 0..cases {
         let nblocks = 1 + case % 8;
         let n = nblocks * if bs == 1 { 32 } else { bs } + if bs == 1 { case % 7 } else { 0 };
-        let mut w = random_weights(ty, n, &mut rng);
-        let mut x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let mut w = random_weights(ty, n, &mut rng, 0.01);
+        let mut x: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
         if case < 16 && bs > 1 {
             // Extremes: every quant bit set (or clear) against activations at ±127, which
             // pushes the 16-bit pair sums to their limits.
@@ -150,13 +97,13 @@ fn vector_ops_match_their_scalar_twins() {
     if !Features::detect().avx2() {
         return;
     }
-    let mut rng = Rng(42);
+    let mut rng = XorShift(42);
     for n in [0usize, 1, 7, 8, 31, 32, 33, 256, 259] {
-        let a: Vec<f32> = (0..n).map(|_| rng.f32() * 4.0).collect();
-        let b: Vec<f32> = (0..n).map(|_| rng.f32() * 4.0).collect();
+        let a: Vec<f32> = (0..n).map(|_| rng.next_f32() * 4.0).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.next_f32() * 4.0).collect();
         let scale: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
         assert!((vec::dot(&a, &b) - scalar_vec::dot(&a, &b)).abs() <= 1e-5 * scale + 1e-6);
-        let w = rng.f32();
+        let w = rng.next_f32();
         let mut x1: Vec<f32> = a.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
         let mut x2 = x1.clone();
         vec::f16_axpy(&mut x1, &b, w);
@@ -180,7 +127,7 @@ fn packed_products_match_the_scalar_kernels() {
     if !Features::detect().avx2() {
         return;
     }
-    let mut rng = Rng(7);
+    let mut rng = XorShift(7);
     for ty in [GgmlType::Q8_0, GgmlType::Q5_0] {
         let reference = scalar::kernel(ty).unwrap();
         for (rows, cols, ntok) in [
@@ -189,12 +136,12 @@ fn packed_products_match_the_scalar_kernels() {
             (24, 640, 3),
             (2048 + 8, 96, 5),
         ] {
-            let data = random_weights(ty, rows * cols, &mut rng);
+            let data = random_weights(ty, rows * cols, &mut rng, 0.01);
             let rb = data.len() / rows;
             let mut released = 0;
             let p = PackedMatrix::new(ty, &data, rows, cols, |r| released += r.len()).unwrap();
             assert_eq!(released, data.len(), "every byte is reported copied once");
-            let x: Vec<f32> = (0..cols * ntok).map(|_| rng.f32()).collect();
+            let x: Vec<f32> = (0..cols * ntok).map(|_| rng.next_f32()).collect();
             let arb = cols / 32 * 34;
             let mut a = vec![0u8; arb * ntok];
             for t in 0..ntok {
@@ -250,7 +197,7 @@ fn packed_products_match_the_scalar_kernels() {
 #[test]
 fn multi_token_products_match_the_scalar_kernels() {
     use crate::kernels::cpu::dot_multi;
-    let mut rng = Rng(99);
+    let mut rng = XorShift(99);
     for ty in [
         GgmlType::Q8_0,
         GgmlType::Q4_0,
@@ -264,11 +211,11 @@ fn multi_token_products_match_the_scalar_kernels() {
         let act = vec_dot_type(ty);
         for (nblocks, ntok) in [(1usize, 1usize), (2, 4), (3, 7), (1, 9)] {
             let n = nblocks * 256;
-            let w = random_weights(ty, n, &mut rng);
+            let w = random_weights(ty, n, &mut rng, 0.01);
             let arb = act.row_bytes(n as u64).unwrap() as usize;
             let mut a = vec![0u8; arb * ntok];
             for t in 0..ntok {
-                let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+                let x: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
                 quantize_row(act, &x, &mut a[t * arb..(t + 1) * arb]).unwrap();
             }
             let mut out = vec![0f32; ntok];
@@ -297,11 +244,11 @@ fn simd_quantizers_agree_with_the_reference() {
     if !Features::detect().avx2() {
         return;
     }
-    let mut rng = Rng(5);
+    let mut rng = XorShift(5);
     for case in 0..200 {
         let n = 256 * (1 + case % 3);
         let scale = [1e-3f32, 1.0, 50.0][case % 3];
-        let mut x: Vec<f32> = (0..n).map(|_| rng.f32() * scale).collect();
+        let mut x: Vec<f32> = (0..n).map(|_| rng.next_f32() * scale).collect();
         if case % 7 == 0 {
             x[..32].fill(0.0); // an all-zero Q8_0 block
         }
@@ -337,7 +284,7 @@ fn gemm_acc_is_bit_identical_to_its_scalar_twin() {
     if !Features::detect().avx2() {
         return;
     }
-    let mut rng = Rng(77);
+    let mut rng = XorShift(77);
     for (m, k, n) in [
         (1usize, 1usize, 16usize),
         (5, 7, 32),
@@ -345,9 +292,9 @@ fn gemm_acc_is_bit_identical_to_its_scalar_twin() {
         (3, 64, 256),
         (2, 3, 12),
     ] {
-        let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
-        let b: Vec<f32> = (0..k * n).map(|_| rng.f32()).collect();
-        let c0: Vec<f32> = (0..m * n).map(|_| rng.f32()).collect();
+        let a: Vec<f32> = (0..m * k).map(|_| rng.next_f32()).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.next_f32()).collect();
+        let c0: Vec<f32> = (0..m * n).map(|_| rng.next_f32()).collect();
         let mut c1 = c0.clone();
         let mut c2 = c0.clone();
         vec::gemm_acc(&mut c1, &a, &b, m, k, n);

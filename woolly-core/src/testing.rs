@@ -1,0 +1,159 @@
+//! Helpers shared by Woolly's tests, examples and benchmarks: deterministic pseudo-random data and
+//! where the models and llama.cpp's reference outputs are.
+//!
+//! Compiled for this crate's unit tests and, with the `test-support` feature, for its integration
+//! tests and examples (woolly-core lists itself as a dev-dependency with that feature) and for the
+//! other crates' tests. Not part of the API, and not in a normal build.
+
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+
+use crate::gguf::GgmlType;
+
+/// xorshift64 (shifts 13, 7, 17): deterministic test data without a dependency. Tests depend on
+/// the exact sequence, so the algorithm must not change. A zero seed stays zero.
+#[derive(Debug, Clone)]
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in [-1, 1), from the top 24 bits.
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    /// The next value modulo `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// Byte offsets of the f16 scale fields (`d`, `m`, `dmin`) in each block type.
+pub fn scale_fields(ty: GgmlType) -> &'static [usize] {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// A random row of `n` elements of `ty` with finite values: floats uniform in [-1, 1); for block
+/// types random bytes, then every f16 scale field set to a uniform value in `[-scale, scale)`.
+pub fn random_weights(ty: GgmlType, n: usize, rng: &mut XorShift, scale: f32) -> Vec<u8> {
+    use GgmlType::*;
+    match ty {
+        F32 => (0..n).flat_map(|_| rng.next_f32().to_le_bytes()).collect(),
+        F16 => (0..n)
+            .flat_map(|_| f16::from_f32(rng.next_f32()).to_le_bytes())
+            .collect(),
+        BF16 => (0..n)
+            .flat_map(|_| bf16::from_f32(rng.next_f32()).to_le_bytes())
+            .collect(),
+        _ => {
+            let ts = ty.type_size();
+            let mut b: Vec<u8> = (0..n / ty.block_size() * ts)
+                .map(|_| rng.next_u64() as u8)
+                .collect();
+            for block in b.chunks_exact_mut(ts) {
+                for &off in scale_fields(ty) {
+                    let v = f16::from_f32(rng.next_f32() * scale);
+                    block[off..off + 2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            b
+        }
+    }
+}
+
+/// The repository's root (the folder above woolly-core).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// `../shared/reference` beside the repository (as in CI's clone), whether or not it is there.
+pub fn reference_path() -> PathBuf {
+    repo_root().join("../shared/reference")
+}
+
+/// `../shared/reference` beside the repository. Fails (never skips) when it is missing.
+pub fn reference_dir() -> PathBuf {
+    let p = reference_path();
+    assert!(
+        p.is_dir(),
+        "{} is missing: the reference outputs live in ../shared/reference beside the repository",
+        p.display()
+    );
+    p
+}
+
+/// The tiny reference model (or its outputs) called `name`, e.g. `tiny-qwen2-mixed.gguf`.
+pub fn tiny_model(name: &str) -> PathBuf {
+    reference_dir().join("tiny").join(name)
+}
+
+/// The JSON file at `path`; panics naming the path when it cannot be read or parsed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The reference output at `rel` inside [`reference_dir`], e.g. `gemma3-270m/tokenize.json`.
+pub fn reference_json(rel: &str) -> serde_json::Value {
+    read_json(&reference_dir().join(rel))
+}
+
+/// The default model (`$WOOLLY_MODEL`, else the one `make model` installs), as Woolly resolves
+/// it. Fails (never skips) when it is not installed.
+pub fn default_model() -> PathBuf {
+    crate::model::resolve_model_path(None)
+        .unwrap_or_else(|e| panic!("the default model is needed for this test: {e}"))
+}
+
+/// The checked-in hostile corpus, `tests/hostile`.
+pub fn hostile_dir() -> PathBuf {
+    repo_root().join("tests/hostile")
+}
+
+/// The synthetic model of the hostile corpus: small, valid, loads in a millisecond.
+pub fn synthetic_model() -> PathBuf {
+    hostile_dir().join("synthetic-llama.gguf")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sequence the tests were written against: xorshift64 (13, 7, 17), and `next_f32` equal
+    /// bit for bit to the two formulas the former copies used.
+    #[test]
+    fn the_generator_keeps_its_sequence() {
+        let mut rng = XorShift(1);
+        assert_eq!(
+            [rng.next_u64(), rng.next_u64(), rng.next_u64()],
+            [0x4082_2041, 0x1000_4106_0c01_1441, 0x9b1e_842f_6e86_2629]
+        );
+        let (mut a, mut b) = (
+            XorShift(0x9e37_79b9_7f4a_7c15),
+            XorShift(0x9e37_79b9_7f4a_7c15),
+        );
+        for _ in 0..10_000 {
+            let x = (b.next_u64() >> 40) as f32;
+            let f = a.next_f32();
+            assert_eq!(f.to_bits(), (x / (1u64 << 24) as f32 * 2.0 - 1.0).to_bits());
+            assert_eq!(f.to_bits(), (x / (1u64 << 23) as f32 - 1.0).to_bits());
+        }
+        assert_eq!(XorShift(7).below(0), 0);
+    }
+}
