@@ -1,7 +1,8 @@
 /*
  * woolly.h: the C API of Woolly, an LLM runtime for desktop applications.
  *
- * GENERATED from woolly-ffi/src/lib.rs by `make header` (cbindgen); do not edit by hand.
+ * GENERATED from woolly-ffi/src (lib.rs and its modules) by `make header` (cbindgen); do not
+ * edit by hand.
  *
  * Conventions
  * - Every fallible function returns a woolly_status; WOOLLY_OK is 0. woolly_last_error() gives
@@ -11,6 +12,9 @@
  * - A NULL where a pointer is required returns WOOLLY_ERR_NULL_ARGUMENT; nothing crashes, and no
  *   Rust panic crosses into C (it becomes WOOLLY_ERR_INTERNAL).
  * - Params structs are passed by value; start from the *_default_params() functions.
+ * - Enum numbers never change and are never reused. Where a C name disagreed with the name
+ *   Python, Node and JSON use, that name was added and the old one kept as a deprecated
+ *   #define of the same number (WOOLLY_PRELOAD_FULL, WOOLLY_POWER_SAVER).
  *
  * Threads
  * - A woolly_model may be used from any number of threads at once.
@@ -93,18 +97,22 @@ typedef enum {
   WOOLLY_LOG_ERROR = 3,
 } woolly_log_level;
 
-// When the model's pages are read from disk.
+// When the model's pages are read from disk. Python, Node and JSON name these `lazy`,
+// `full_blocking`, `sequential`, `critical` and `full` (see each value).
 typedef enum {
   // On first use (the mapping is lazy): the fastest load.
   WOOLLY_PRELOAD_LAZY = 0,
   // All of them during the load, so that the first generation does not wait for the disk.
-  WOOLLY_PRELOAD_FULL = 1,
+  // Python, Node and JSON call it `full_blocking`; its older C name `WOOLLY_PRELOAD_FULL`
+  // stays as a deprecated alias.
+  WOOLLY_PRELOAD_FULL_BLOCKING = 1,
   // Sequential read-ahead into the page cache by a background thread; the load does not
   // wait ([`woolly_model_preload_progress`] tells how far it got).
   WOOLLY_PRELOAD_SEQUENTIAL = 2,
   // The header and the first quarter of the layers during the load, the rest on first use.
   WOOLLY_PRELOAD_CRITICAL = 3,
-  // Every page, read by a background thread after the load returns.
+  // Every page, read by a background thread after the load returns. Python, Node and JSON
+  // call it `full`; in C, `WOOLLY_PRELOAD_FULL` is the deprecated name of 1, not this.
   WOOLLY_PRELOAD_FULL_BACKGROUND = 4,
 } woolly_preload;
 
@@ -161,13 +169,16 @@ typedef enum {
 } woolly_event_kind;
 
 // How Woolly trades speed for power (process-wide: every session and engine follows it).
+// Python, Node and JSON name these `balanced`, `high_performance`, `power_saver` and
+// `adaptive`.
 typedef enum {
   // Woolly's thread policy per phase (the default).
   WOOLLY_POWER_BALANCED = 0,
   // Every physical core, the largest batches, no pauses.
   WOOLLY_POWER_HIGH_PERFORMANCE = 1,
-  // Half the cores, small batches, a pause between decode steps.
-  WOOLLY_POWER_SAVER = 2,
+  // Half the cores, small batches, a pause between decode steps. Python, Node and JSON call
+  // it `power_saver`; its older C name `WOOLLY_POWER_SAVER` stays as a deprecated alias.
+  WOOLLY_POWER_POWER_SAVER = 2,
   // Balanced on mains power, power saver on battery.
   WOOLLY_POWER_ADAPTIVE = 3,
 } woolly_power_profile;
@@ -395,6 +406,14 @@ typedef struct {
   uint64_t total_bytes;
   uint32_t context_size;
 } woolly_memory_estimate;
+
+// Deprecated: the old name of `WOOLLY_PRELOAD_FULL_BLOCKING` (1, the preload Python, Node and
+// JSON call `full_blocking`). What they call `full` is `WOOLLY_PRELOAD_FULL_BACKGROUND` (4).
+#define WOOLLY_PRELOAD_FULL WOOLLY_PRELOAD_FULL_BLOCKING
+
+// Deprecated: the old name of `WOOLLY_POWER_POWER_SAVER` (2, the profile Python, Node and JSON
+// call `power_saver`).
+#define WOOLLY_POWER_SAVER WOOLLY_POWER_POWER_SAVER
 
 #ifdef __cplusplus
 extern "C" {

@@ -68,28 +68,37 @@ pub enum woolly_thread_policy {
     WOOLLY_THREADS_BACKGROUND = 3,
 }
 
-/// When the model's pages are read from disk.
+/// When the model's pages are read from disk. Python, Node and JSON name these `lazy`,
+/// `full_blocking`, `sequential`, `critical` and `full` (see each value).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum woolly_preload {
     /// On first use (the mapping is lazy): the fastest load.
     WOOLLY_PRELOAD_LAZY = 0,
     /// All of them during the load, so that the first generation does not wait for the disk.
-    WOOLLY_PRELOAD_FULL = 1,
+    /// Python, Node and JSON call it `full_blocking`; its older C name `WOOLLY_PRELOAD_FULL`
+    /// stays as a deprecated alias.
+    WOOLLY_PRELOAD_FULL_BLOCKING = 1,
     /// Sequential read-ahead into the page cache by a background thread; the load does not
     /// wait ([`woolly_model_preload_progress`] tells how far it got).
     WOOLLY_PRELOAD_SEQUENTIAL = 2,
     /// The header and the first quarter of the layers during the load, the rest on first use.
     WOOLLY_PRELOAD_CRITICAL = 3,
-    /// Every page, read by a background thread after the load returns.
+    /// Every page, read by a background thread after the load returns. Python, Node and JSON
+    /// call it `full`; in C, `WOOLLY_PRELOAD_FULL` is the deprecated name of 1, not this.
     WOOLLY_PRELOAD_FULL_BACKGROUND = 4,
 }
+
+/// Deprecated: the old name of `WOOLLY_PRELOAD_FULL_BLOCKING` (1, the preload Python, Node and
+/// JSON call `full_blocking`). What they call `full` is `WOOLLY_PRELOAD_FULL_BACKGROUND` (4).
+#[deprecated(note = "use WOOLLY_PRELOAD_FULL_BLOCKING (the same number)")]
+pub const WOOLLY_PRELOAD_FULL: woolly_preload = woolly_preload::WOOLLY_PRELOAD_FULL_BLOCKING;
 
 impl woolly_preload {
     fn core(self) -> Preload {
         match self {
             woolly_preload::WOOLLY_PRELOAD_LAZY => Preload::Lazy,
-            woolly_preload::WOOLLY_PRELOAD_FULL => Preload::FullBlocking,
+            woolly_preload::WOOLLY_PRELOAD_FULL_BLOCKING => Preload::FullBlocking,
             woolly_preload::WOOLLY_PRELOAD_SEQUENTIAL => Preload::Sequential,
             woolly_preload::WOOLLY_PRELOAD_CRITICAL => Preload::Critical,
             woolly_preload::WOOLLY_PRELOAD_FULL_BACKGROUND => Preload::Full,
@@ -297,4 +306,34 @@ pub unsafe extern "C" fn woolly_model_info_json(
         let m = required(model, "model")?;
         write_string(&m.model.info()?.to_string(), buf, capacity, len)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each C name is the front ends' name (`Preload::name`) in capitals, but for 4, which
+    /// they call `full` and C `FULL_BACKGROUND` (C's `WOOLLY_PRELOAD_FULL` was 1 first).
+    #[test]
+    fn preload_names_match_the_front_ends() {
+        use woolly_preload::*;
+        for p in [
+            WOOLLY_PRELOAD_LAZY,
+            WOOLLY_PRELOAD_FULL_BLOCKING,
+            WOOLLY_PRELOAD_SEQUENTIAL,
+            WOOLLY_PRELOAD_CRITICAL,
+            WOOLLY_PRELOAD_FULL_BACKGROUND,
+        ] {
+            let c = format!("{p:?}");
+            let expected = match p.core().name() {
+                "full" => "FULL_BACKGROUND".to_string(),
+                n => n.to_uppercase(),
+            };
+            assert_eq!(c, format!("WOOLLY_PRELOAD_{expected}"));
+        }
+        #[allow(deprecated)]
+        let alias = WOOLLY_PRELOAD_FULL;
+        assert_eq!(alias as u32, 1);
+        assert_eq!(alias.core().name(), "full_blocking");
+    }
 }

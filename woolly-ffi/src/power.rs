@@ -11,6 +11,8 @@ use crate::status::woolly_status;
 use crate::status::woolly_status::*;
 
 /// How Woolly trades speed for power (process-wide: every session and engine follows it).
+/// Python, Node and JSON name these `balanced`, `high_performance`, `power_saver` and
+/// `adaptive`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum woolly_power_profile {
@@ -18,11 +20,17 @@ pub enum woolly_power_profile {
     WOOLLY_POWER_BALANCED = 0,
     /// Every physical core, the largest batches, no pauses.
     WOOLLY_POWER_HIGH_PERFORMANCE = 1,
-    /// Half the cores, small batches, a pause between decode steps.
-    WOOLLY_POWER_SAVER = 2,
+    /// Half the cores, small batches, a pause between decode steps. Python, Node and JSON call
+    /// it `power_saver`; its older C name `WOOLLY_POWER_SAVER` stays as a deprecated alias.
+    WOOLLY_POWER_POWER_SAVER = 2,
     /// Balanced on mains power, power saver on battery.
     WOOLLY_POWER_ADAPTIVE = 3,
 }
+
+/// Deprecated: the old name of `WOOLLY_POWER_POWER_SAVER` (2, the profile Python, Node and JSON
+/// call `power_saver`).
+#[deprecated(note = "use WOOLLY_POWER_POWER_SAVER (the same number)")]
+pub const WOOLLY_POWER_SAVER: woolly_power_profile = woolly_power_profile::WOOLLY_POWER_POWER_SAVER;
 
 /// Sets the process-wide power profile.
 #[no_mangle]
@@ -32,7 +40,7 @@ pub extern "C" fn woolly_set_power_profile(profile: woolly_power_profile) -> woo
         power::manager().set_profile(match profile {
             woolly_power_profile::WOOLLY_POWER_BALANCED => PowerProfile::Balanced,
             woolly_power_profile::WOOLLY_POWER_HIGH_PERFORMANCE => PowerProfile::HighPerformance,
-            woolly_power_profile::WOOLLY_POWER_SAVER => PowerProfile::PowerSaver,
+            woolly_power_profile::WOOLLY_POWER_POWER_SAVER => PowerProfile::PowerSaver,
             woolly_power_profile::WOOLLY_POWER_ADAPTIVE => PowerProfile::Adaptive,
         });
         Ok(())
