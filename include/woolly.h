@@ -1,7 +1,8 @@
 /*
  * woolly.h: the C API of Woolly, an LLM runtime for desktop applications.
  *
- * GENERATED from woolly-ffi/src/lib.rs by `make header` (cbindgen); do not edit by hand.
+ * GENERATED from woolly-ffi/src (lib.rs and its modules) by `make header` (cbindgen); do not
+ * edit by hand.
  *
  * Conventions
  * - Every fallible function returns a woolly_status; WOOLLY_OK is 0. woolly_last_error() gives
@@ -11,6 +12,9 @@
  * - A NULL where a pointer is required returns WOOLLY_ERR_NULL_ARGUMENT; nothing crashes, and no
  *   Rust panic crosses into C (it becomes WOOLLY_ERR_INTERNAL).
  * - Params structs are passed by value; start from the *_default_params() functions.
+ * - Enum numbers never change and are never reused. Where a C name disagreed with the name
+ *   Python, Node and JSON use, that name was added and the old one kept as a deprecated
+ *   #define of the same number (WOOLLY_PRELOAD_FULL, WOOLLY_POWER_SAVER).
  *
  * Threads
  * - A woolly_model may be used from any number of threads at once.
@@ -93,18 +97,22 @@ typedef enum {
   WOOLLY_LOG_ERROR = 3,
 } woolly_log_level;
 
-// When the model's pages are read from disk.
+// When the model's pages are read from disk. Python, Node and JSON name these `lazy`,
+// `full_blocking`, `sequential`, `critical` and `full` (see each value).
 typedef enum {
   // On first use (the mapping is lazy): the fastest load.
   WOOLLY_PRELOAD_LAZY = 0,
   // All of them during the load, so that the first generation does not wait for the disk.
-  WOOLLY_PRELOAD_FULL = 1,
+  // Python, Node and JSON call it `full_blocking`; its older C name `WOOLLY_PRELOAD_FULL`
+  // stays as a deprecated alias.
+  WOOLLY_PRELOAD_FULL_BLOCKING = 1,
   // Sequential read-ahead into the page cache by a background thread; the load does not
   // wait ([`woolly_model_preload_progress`] tells how far it got).
   WOOLLY_PRELOAD_SEQUENTIAL = 2,
   // The header and the first quarter of the layers during the load, the rest on first use.
   WOOLLY_PRELOAD_CRITICAL = 3,
-  // Every page, read by a background thread after the load returns.
+  // Every page, read by a background thread after the load returns. Python, Node and JSON
+  // call it `full`; in C, `WOOLLY_PRELOAD_FULL` is the deprecated name of 1, not this.
   WOOLLY_PRELOAD_FULL_BACKGROUND = 4,
 } woolly_preload;
 
@@ -161,13 +169,16 @@ typedef enum {
 } woolly_event_kind;
 
 // How Woolly trades speed for power (process-wide: every session and engine follows it).
+// Python, Node and JSON name these `balanced`, `high_performance`, `power_saver` and
+// `adaptive`.
 typedef enum {
   // Woolly's thread policy per phase (the default).
   WOOLLY_POWER_BALANCED = 0,
   // Every physical core, the largest batches, no pauses.
   WOOLLY_POWER_HIGH_PERFORMANCE = 1,
-  // Half the cores, small batches, a pause between decode steps.
-  WOOLLY_POWER_SAVER = 2,
+  // Half the cores, small batches, a pause between decode steps. Python, Node and JSON call
+  // it `power_saver`; its older C name `WOOLLY_POWER_SAVER` stays as a deprecated alias.
+  WOOLLY_POWER_POWER_SAVER = 2,
   // Balanced on mains power, power saver on battery.
   WOOLLY_POWER_ADAPTIVE = 3,
 } woolly_power_profile;
@@ -396,6 +407,14 @@ typedef struct {
   uint32_t context_size;
 } woolly_memory_estimate;
 
+// Deprecated: the old name of `WOOLLY_PRELOAD_FULL_BLOCKING` (1, the preload Python, Node and
+// JSON call `full_blocking`). What they call `full` is `WOOLLY_PRELOAD_FULL_BACKGROUND` (4).
+#define WOOLLY_PRELOAD_FULL WOOLLY_PRELOAD_FULL_BLOCKING
+
+// Deprecated: the old name of `WOOLLY_POWER_POWER_SAVER` (2, the profile Python, Node and JSON
+// call `power_saver`).
+#define WOOLLY_POWER_SAVER WOOLLY_POWER_POWER_SAVER
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -460,6 +479,16 @@ uint32_t woolly_model_n_ctx_train(const woolly_model *model);
 // `model` is NULL or a live handle.
 const char *woolly_model_architecture(const woolly_model *model);
 
+// The model's facts (architecture, hyperparameters, tensor types and sizes, vocabulary, chat
+// format, load time) as JSON, written like [`woolly_detokenize`] writes text.
+//
+// # Safety
+// `model` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_model_info_json(const woolly_model *model,
+                                     char *buf,
+                                     size_t capacity,
+                                     size_t *len);
+
 // Tokenizes the UTF-8 `text` (BOS added as the model asks; special-token text such as
 // `<start_of_turn>` parsed). Writes up to `capacity` ids to `ids` and the token count to
 // `*n_tokens`. When the ids do not fit, nothing is written to `ids`, `*n_tokens` is the count
@@ -474,24 +503,6 @@ woolly_status woolly_tokenize(const woolly_model *model,
                               int32_t *ids,
                               size_t capacity,
                               size_t *n_tokens);
-
-// Defaults: 256 tokens, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty, a
-// random seed, no stop strings.
-woolly_generate_params woolly_generate_default_params(void);
-
-// Generates a reply to the UTF-8 `prompt` on a session the model keeps for these calls
-// (threads as the model was loaded with; concurrent calls each get their own), calling `on_token` (may be NULL) for each piece. Blocks until done. To cancel,
-// return false from `on_token`; to cancel also during the prompt, use a session and
-// [`woolly_abort`].
-//
-// # Safety
-// `model` is a live handle; `prompt` a NUL-terminated string; the pointers inside `params`
-// valid as documented there.
-woolly_status woolly_generate(const woolly_model *model,
-                              const char *prompt,
-                              woolly_generate_params params,
-                              woolly_token_callback on_token,
-                              void *user_data);
 
 // Turns `n_ids` token ids into UTF-8 text (control tokens such as BOS render as nothing) and writes
 // it, NUL-terminated, to `buf`. `*len` receives the text's length in bytes without the NUL.
@@ -511,44 +522,23 @@ woolly_status woolly_detokenize(const woolly_model *model,
                                 size_t capacity,
                                 size_t *len);
 
-// This machine's hardware as Woolly detected it (cores, caches, SIMD, memory), as JSON, written
-// like [`woolly_detokenize`] writes text (`capacity` 0 with `buf` NULL asks for the size).
-//
-// # Safety
-// `buf` NULL or writable for `capacity` bytes; `len` writable.
-woolly_status woolly_hardware_json(char *buf, size_t capacity, size_t *len);
+// Defaults: 256 tokens, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty, a
+// random seed, no stop strings.
+woolly_generate_params woolly_generate_default_params(void);
 
-// The diagnostics report as JSON: version, build, hardware, the kernels and thread counts
-// Woolly chose, this process's memory, and with a `model` (may be NULL) that model's facts and
-// counters. Written like [`woolly_detokenize`] writes text. The report is made anew on each
-// call, so a size query and the call after it may differ slightly: leave some room.
+// Generates a reply to the UTF-8 `prompt` on a session the model keeps for these calls
+// (threads as the model was loaded with; concurrent calls each get their own), calling `on_token` (may be NULL) for each piece. Blocks until done. To cancel,
+// return false from `on_token`; to cancel also during the prompt, use a session and
+// [`woolly_abort`].
 //
 // # Safety
-// `model` NULL or a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
-woolly_status woolly_diagnostics_json(const woolly_model *model,
-                                      char *buf,
-                                      size_t capacity,
-                                      size_t *len);
-
-// The model's facts (architecture, hyperparameters, tensor types and sizes, vocabulary, chat
-// format, load time) as JSON, written like [`woolly_detokenize`] writes text.
-//
-// # Safety
-// `model` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
-woolly_status woolly_model_info_json(const woolly_model *model,
-                                     char *buf,
-                                     size_t capacity,
-                                     size_t *len);
-
-// The model's counters (generations, failures, cancellations, tokens, times, rates) as JSON,
-// written like [`woolly_detokenize`] writes text.
-//
-// # Safety
-// `model` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
-woolly_status woolly_model_metrics_json(const woolly_model *model,
-                                        char *buf,
-                                        size_t capacity,
-                                        size_t *len);
+// `model` is a live handle; `prompt` a NUL-terminated string; the pointers inside `params`
+// valid as documented there.
+woolly_status woolly_generate(const woolly_model *model,
+                              const char *prompt,
+                              woolly_generate_params params,
+                              woolly_token_callback on_token,
+                              void *user_data);
 
 // Defaults: context 0 (automatic), threads as the model was loaded with, no pinning,
 // batch size 512.
@@ -857,6 +847,11 @@ woolly_status woolly_power_state_json(char *buf, size_t capacity, size_t *len);
 // `governor` a NUL-terminated string; `sysfs_root` NULL or one.
 woolly_status woolly_set_cpu_governor(const char *governor, const char *sysfs_root);
 
+// Explicit opt-in that changes the system for every program: sets NVIDIA GPU `index`'s power
+// limit to `watts` through NVML. `WOOLLY_ERR_PERMISSION_DENIED` when the driver refuses,
+// `WOOLLY_ERR_UNSUPPORTED` without a driver. Woolly never calls this by itself.
+woolly_status woolly_set_gpu_power_limit(uint32_t index, double watts);
+
 // Every metric Woolly keeps (requests, tokens, latencies and TTFT histograms per model, engine
 // queue depth and batch sizes, RSS, thermal throttling, worker threads, GPU figures when an
 // NVIDIA driver is present) in the Prometheus text exposition format 0.0.4, written like
@@ -872,6 +867,35 @@ woolly_status woolly_metrics_prometheus(char *buf, size_t capacity, size_t *len)
 // `buf` NULL or writable for `capacity` bytes; `len` writable.
 woolly_status woolly_metrics_json(char *buf, size_t capacity, size_t *len);
 
+// The model's counters (generations, failures, cancellations, tokens, times, rates) as JSON,
+// written like [`woolly_detokenize`] writes text.
+//
+// # Safety
+// `model` a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_model_metrics_json(const woolly_model *model,
+                                        char *buf,
+                                        size_t capacity,
+                                        size_t *len);
+
+// This machine's hardware as Woolly detected it (cores, caches, SIMD, memory), as JSON, written
+// like [`woolly_detokenize`] writes text (`capacity` 0 with `buf` NULL asks for the size).
+//
+// # Safety
+// `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_hardware_json(char *buf, size_t capacity, size_t *len);
+
+// The diagnostics report as JSON: version, build, hardware, the kernels and thread counts
+// Woolly chose, this process's memory, and with a `model` (may be NULL) that model's facts and
+// counters. Written like [`woolly_detokenize`] writes text. The report is made anew on each
+// call, so a size query and the call after it may differ slightly: leave some room.
+//
+// # Safety
+// `model` NULL or a live handle; `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_diagnostics_json(const woolly_model *model,
+                                      char *buf,
+                                      size_t capacity,
+                                      size_t *len);
+
 // The doctor's report as JSON (keys `cpu`, `memory`, `gpu`, `inference`, `recommendations`):
 // the machine and, with `measure`, generation speed at batch sizes 1 to 16 on the model at
 // `path` (NULL: the default model; about 10 s on two cores) with recommendations from those
@@ -885,11 +909,6 @@ woolly_status woolly_doctor_json(const char *path,
                                  char *buf,
                                  size_t capacity,
                                  size_t *len);
-
-// Explicit opt-in that changes the system for every program: sets NVIDIA GPU `index`'s power
-// limit to `watts` through NVML. `WOOLLY_ERR_PERMISSION_DENIED` when the driver refuses,
-// `WOOLLY_ERR_UNSUPPORTED` without a driver. Woolly never calls this by itself.
-woolly_status woolly_set_gpu_power_limit(uint32_t index, double watts);
 
 #ifdef __cplusplus
 }  // extern "C"

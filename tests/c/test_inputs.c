@@ -174,6 +174,20 @@ int main(int argc, char **argv) {
             CHECK(woolly_session_generate(s, "the cat", gp, on_piece, &held) == WOOLLY_OK, "generate held");
             CHECK(held.empty >= 1, "an empty piece (%d calls)", held.calls);
             CHECK(held.null == 0, "empty pieces point to a valid empty string");
+
+            /* The same through the engine: its empty pieces are a valid "" too. */
+            woolly_engine_params ep = woolly_engine_default_params();
+            ep.n_threads = 2;
+            woolly_engine *e = NULL;
+            CHECK(woolly_engine_create(m, ep, &e) == WOOLLY_OK, "engine");
+            woolly_request_params rp = woolly_request_default_params();
+            rp.generate = gp;
+            struct pieces engine_held = {0};
+            CHECK(woolly_engine_generate(e, "the cat", rp, on_piece, &engine_held, NULL, NULL) == WOOLLY_OK,
+                  "engine generate held");
+            CHECK(engine_held.empty >= 1, "an empty engine piece (%d calls)", engine_held.calls);
+            CHECK(engine_held.null == 0, "empty engine pieces point to a valid empty string");
+            woolly_engine_free(e);
         } else {
             CHECK(first.empty >= 1, "an empty piece (%d calls)", first.calls);
         }

@@ -7,12 +7,18 @@ use std::time::Duration;
 use woolly_core::engine::{Engine, EngineParams, Event, Priority, Request};
 use woolly_core::generate::{ChatMessage, KvPrecision};
 
-use super::woolly_status::*;
-use super::{
-    check_enum, fail, generate_params, guard, put_handle, raw_enum, required, required_str,
-    woolly_generate_params, woolly_kv_precision, woolly_model, woolly_result, woolly_status,
-    write_string, Failure, UserData,
+use crate::boundary::{
+    check_enum, clear_out_handle, fail, free_handle, guard, message_cstring, put_handle, required,
+    required_str, status_of, text_ptr, write_optional, write_string, Failure, UserData,
 };
+use crate::generate::{
+    generate_params, woolly_generate_default_params, woolly_generate_params, woolly_result,
+    woolly_token_callback,
+};
+use crate::model::woolly_model;
+use crate::session::woolly_kv_precision;
+use crate::status::woolly_status;
+use crate::status::woolly_status::*;
 
 /// How urgent a request is.
 #[repr(C)]
@@ -79,7 +85,7 @@ pub struct woolly_request_params {
 #[no_mangle]
 pub extern "C" fn woolly_request_default_params() -> woolly_request_params {
     woolly_request_params {
-        generate: super::woolly_generate_default_params(),
+        generate: woolly_generate_default_params(),
         priority: woolly_priority::WOOLLY_PRIORITY_NORMAL,
         latency_sensitive: false,
         timeout_ms: 0,
@@ -142,13 +148,9 @@ pub unsafe extern "C" fn woolly_engine_create(
     out_engine: *mut *mut woolly_engine,
 ) -> woolly_status {
     guard(|| {
-        if out_engine.is_null() {
-            return fail(WOOLLY_ERR_NULL_ARGUMENT, "out_engine is NULL");
-        }
-        // SAFETY: checked non-NULL above.
-        unsafe { *out_engine = std::ptr::null_mut() };
+        clear_out_handle(out_engine, "out_engine")?;
         let m = required(model, "model")?;
-        check_enum(raw_enum(&params.kv_precision), 1, "kv_precision")?;
+        check_enum(&params.kv_precision, 1, "kv_precision")?;
         let d = EngineParams::default();
         let or = |v: u32, default: usize| if v == 0 { default } else { v as usize };
         let ep = EngineParams {
@@ -181,12 +183,12 @@ pub unsafe extern "C" fn woolly_engine_create(
 #[no_mangle]
 pub unsafe extern "C" fn woolly_engine_free(engine: *mut woolly_engine) {
     // SAFETY: the caller's promise, as documented.
-    unsafe { super::free_handle(engine) }
+    unsafe { free_handle(engine) }
 }
 
 fn request(prompt: *const c_char, params: &woolly_request_params) -> Result<Request, Failure> {
     let text = required_str(prompt, "prompt")?;
-    check_enum(raw_enum(&params.priority), 3, "priority")?;
+    check_enum(&params.priority, 3, "priority")?;
     let gp = generate_params(&params.generate)?;
     let mut r = if params.generate.chat {
         Request::chat(vec![ChatMessage::new("user", text)], gp)
@@ -224,20 +226,19 @@ fn deliver(cb: woolly_event_callback, ud: &UserData, id: u64, ev: &Event) {
     match ev {
         Event::Token { id: tok, text, .. } => {
             out.token = *tok as i32;
-            out.text = super::text_ptr(text);
+            out.text = text_ptr(text);
             out.text_len = text.len();
         }
         Event::Done(g) => {
             out.kind = woolly_event_kind::WOOLLY_EVENT_DONE;
             out.result = woolly_result::from(g);
-            out.text = super::text_ptr(&g.text);
+            out.text = text_ptr(&g.text);
             out.text_len = g.text.len();
         }
         Event::Error(e) => {
-            let (status, msg) = (super::status_of(e.kind()), e.to_string());
             out.kind = woolly_event_kind::WOOLLY_EVENT_ERROR;
-            out.status = status;
-            message = std::ffi::CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
+            out.status = status_of(e.kind());
+            message = message_cstring(&e.to_string());
             out.message = message.as_ptr();
             f(&out, ud.get());
             return;
@@ -278,10 +279,7 @@ pub unsafe extern "C" fn woolly_engine_submit(
             }));
         });
         e.engine.enqueue(prepared, sink)?;
-        // SAFETY: NULL or writable (the caller's promise).
-        if let Some(p) = unsafe { out_id.as_mut() } {
-            *p = id;
-        }
+        write_optional(out_id, id);
         Ok(())
     })
 }
@@ -320,7 +318,7 @@ pub unsafe extern "C" fn woolly_engine_generate(
     engine: *const woolly_engine,
     prompt: *const c_char,
     params: woolly_request_params,
-    on_token: super::woolly_token_callback,
+    on_token: woolly_token_callback,
     user_data: *mut c_void,
     out_id: *mut u64,
     out_result: *mut woolly_result,
@@ -347,7 +345,7 @@ pub unsafe extern "C" fn woolly_engine_generate(
                     if let Some(f) = on_token {
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             f(
-                                text.as_ptr() as *const c_char,
+                                text_ptr(&text),
                                 text.len(),
                                 tok as i32,
                                 ud.get(),
@@ -362,20 +360,14 @@ pub unsafe extern "C" fn woolly_engine_generate(
             let _ = tx.send(end);
         });
         e.engine.enqueue(prepared, sink)?;
-        // SAFETY: NULL or writable (the caller's promise).
-        if let Some(p) = unsafe { out_id.as_mut() } {
-            *p = id;
-        }
+        write_optional(out_id, id);
         // The error becomes a status on this thread (with its memory figures, if any).
         let r = rx.recv().unwrap_or_else(|_| {
             Err(woolly_core::Error::Internal(
                 "the engine dropped a request without an answer".into(),
             ))
         })?;
-        // SAFETY: NULL or writable (the caller's promise).
-        if let Some(p) = unsafe { out_result.as_mut() } {
-            *p = r;
-        }
+        write_optional(out_result, r);
         Ok(())
     })
 }

@@ -1,15 +1,18 @@
 //! Power and heat through the C ABI: the process-wide profile, the thermal monitor, the state,
-//! and the one explicit opt-in that changes the system.
+//! and the two explicit opt-ins that change the system (CPU governor, GPU power limit).
 
 use std::ffi::c_char;
 use std::time::Duration;
 
 use woolly_core::policy::power::{self, PowerProfile, ThermalConfig};
 
-use super::woolly_status::*;
-use super::{check_enum, fail, guard, raw_enum, required_str, woolly_status, write_string};
+use crate::boundary::{check_enum, fail, guard, optional_str, required_str, write_string};
+use crate::status::woolly_status;
+use crate::status::woolly_status::*;
 
 /// How Woolly trades speed for power (process-wide: every session and engine follows it).
+/// Python, Node and JSON name these `balanced`, `high_performance`, `power_saver` and
+/// `adaptive`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum woolly_power_profile {
@@ -17,21 +20,27 @@ pub enum woolly_power_profile {
     WOOLLY_POWER_BALANCED = 0,
     /// Every physical core, the largest batches, no pauses.
     WOOLLY_POWER_HIGH_PERFORMANCE = 1,
-    /// Half the cores, small batches, a pause between decode steps.
-    WOOLLY_POWER_SAVER = 2,
+    /// Half the cores, small batches, a pause between decode steps. Python, Node and JSON call
+    /// it `power_saver`; its older C name `WOOLLY_POWER_SAVER` stays as a deprecated alias.
+    WOOLLY_POWER_POWER_SAVER = 2,
     /// Balanced on mains power, power saver on battery.
     WOOLLY_POWER_ADAPTIVE = 3,
 }
+
+/// Deprecated: the old name of `WOOLLY_POWER_POWER_SAVER` (2, the profile Python, Node and JSON
+/// call `power_saver`).
+#[deprecated(note = "use WOOLLY_POWER_POWER_SAVER (the same number)")]
+pub const WOOLLY_POWER_SAVER: woolly_power_profile = woolly_power_profile::WOOLLY_POWER_POWER_SAVER;
 
 /// Sets the process-wide power profile.
 #[no_mangle]
 pub extern "C" fn woolly_set_power_profile(profile: woolly_power_profile) -> woolly_status {
     guard(|| {
-        check_enum(raw_enum(&profile), 3, "profile")?;
+        check_enum(&profile, 3, "profile")?;
         power::manager().set_profile(match profile {
             woolly_power_profile::WOOLLY_POWER_BALANCED => PowerProfile::Balanced,
             woolly_power_profile::WOOLLY_POWER_HIGH_PERFORMANCE => PowerProfile::HighPerformance,
-            woolly_power_profile::WOOLLY_POWER_SAVER => PowerProfile::PowerSaver,
+            woolly_power_profile::WOOLLY_POWER_POWER_SAVER => PowerProfile::PowerSaver,
             woolly_power_profile::WOOLLY_POWER_ADAPTIVE => PowerProfile::Adaptive,
         });
         Ok(())
@@ -60,10 +69,9 @@ pub unsafe extern "C" fn woolly_start_thermal_monitor(
             );
         }
         let cfg = ThermalConfig {
-            root: if sysfs_root.is_null() {
-                d.root.clone()
-            } else {
-                required_str(sysfs_root, "sysfs_root")?.into()
+            root: match optional_str(sysfs_root, "sysfs_root")? {
+                None => d.root.clone(),
+                Some(root) => root.into(),
             },
             threshold_c: if threshold_c == 0.0 {
                 d.threshold_c
@@ -123,86 +131,9 @@ pub unsafe extern "C" fn woolly_set_cpu_governor(
 ) -> woolly_status {
     guard(|| {
         let g = required_str(governor, "governor")?;
-        let root = if sysfs_root.is_null() {
-            "/"
-        } else {
-            required_str(sysfs_root, "sysfs_root")?
-        };
+        let root = optional_str(sysfs_root, "sysfs_root")?.unwrap_or("/");
         power::set_cpu_governor(std::path::Path::new(root), g)?;
         Ok(())
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Metrics and the doctor
-
-/// Every metric Woolly keeps (requests, tokens, latencies and TTFT histograms per model, engine
-/// queue depth and batch sizes, RSS, thermal throttling, worker threads, GPU figures when an
-/// NVIDIA driver is present) in the Prometheus text exposition format 0.0.4, written like
-/// `woolly_detokenize` writes text. Woolly opens no port: serve it from the host application.
-///
-/// # Safety
-/// `buf` NULL or writable for `capacity` bytes; `len` writable.
-#[no_mangle]
-pub unsafe extern "C" fn woolly_metrics_prometheus(
-    buf: *mut c_char,
-    capacity: usize,
-    len: *mut usize,
-) -> woolly_status {
-    guard(|| {
-        let text = woolly_core::metrics::Registry::global().render_prometheus();
-        write_string(&text, buf, capacity, len)
-    })
-}
-
-/// The same metrics as a JSON snapshot, written like `woolly_detokenize` writes text.
-///
-/// # Safety
-/// `buf` NULL or writable for `capacity` bytes; `len` writable.
-#[no_mangle]
-pub unsafe extern "C" fn woolly_metrics_json(
-    buf: *mut c_char,
-    capacity: usize,
-    len: *mut usize,
-) -> woolly_status {
-    guard(|| {
-        let v = woolly_core::metrics::Registry::global().to_json();
-        write_string(&v.to_string(), buf, capacity, len)
-    })
-}
-
-/// The doctor's report as JSON (keys `cpu`, `memory`, `gpu`, `inference`, `recommendations`):
-/// the machine and, with `measure`, generation speed at batch sizes 1 to 16 on the model at
-/// `path` (NULL: the default model; about 10 s on two cores) with recommendations from those
-/// figures. Written like `woolly_detokenize` writes text; blocks while it measures.
-///
-/// # Safety
-/// `path` NULL or a NUL-terminated string; `buf` NULL or writable for `capacity` bytes; `len`
-/// writable.
-#[no_mangle]
-pub unsafe extern "C" fn woolly_doctor_json(
-    path: *const c_char,
-    measure: bool,
-    buf: *mut c_char,
-    capacity: usize,
-    len: *mut usize,
-) -> woolly_status {
-    guard(|| {
-        if len.is_null() {
-            return fail(WOOLLY_ERR_NULL_ARGUMENT, "len is NULL");
-        }
-        let model = if path.is_null() {
-            None
-        } else {
-            Some(std::path::PathBuf::from(required_str(path, "path")?))
-        };
-        let opts = woolly_core::diagnostics::DoctorOptions {
-            model,
-            measure,
-            ..Default::default()
-        };
-        let v = woolly_core::diagnostics::doctor_with(&opts, &mut |_, _| {});
-        write_string(&v.to_string(), buf, capacity, len)
     })
 }
 
