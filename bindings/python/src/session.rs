@@ -18,13 +18,15 @@ pub enum Event {
     Done(Result<Generation, Error>),
 }
 
-/// A finished generation as the JSON Python reads.
+/// A finished generation as the JSON Python reads: `stop_reason` spelled as woolly-core
+/// serializes it (`max_tokens`, `end_of_generation`, `stop_string`, `callback`), as the other
+/// front ends give it.
 pub fn result_json(g: &Generation) -> Result<String, serde_json::Error> {
     let v = serde_json::json!({
         "text": g.text,
         "prompt_ids": g.prompt_ids,
         "generated_ids": g.generated_ids,
-        "stop_reason": format!("{:?}", g.stop_reason),
+        "stop_reason": serde_json::to_value(g.stop_reason)?,
         "timings": serde_json::to_value(&g.timings)?,
     });
     Ok(v.to_string())

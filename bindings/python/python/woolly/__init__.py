@@ -394,7 +394,9 @@ class Model:
 
     def generate_details(self, prompt: str, **options: Any) -> Dict[str, Any]:
         """Like :meth:`generate`, returning a dict with ``text``, ``prompt_ids``,
-        ``generated_ids``, ``stop_reason`` and ``timings``."""
+        ``generated_ids``, ``stop_reason`` (``"max_tokens"``, ``"end_of_generation"``,
+        ``"stop_string"`` or ``"callback"``, as woolly-core and the other front ends spell it)
+        and ``timings``."""
         result: Dict[str, Any] = {}
         for _ in self._iterate(self._start(_text(prompt, "prompt"), None, options), result):
             pass
