@@ -344,12 +344,7 @@ pub unsafe extern "C" fn woolly_engine_generate(
                 Event::Token { id: tok, text, .. } => {
                     if let Some(f) = on_token {
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            f(
-                                text_ptr(&text),
-                                text.len(),
-                                tok as i32,
-                                ud.get(),
-                            )
+                            f(text_ptr(&text), text.len(), tok as i32, ud.get())
                         }));
                     }
                     return;

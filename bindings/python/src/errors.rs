@@ -55,3 +55,14 @@ impl<T> IntoPy<T> for Result<T, Error> {
         self.map_err(|e| to_py(py, &e))
     }
 }
+
+/// An `InvalidArgumentError` with `msg`.
+pub fn invalid(py: Python<'_>, msg: String) -> PyErr {
+    to_py(py, &Error::InvalidArgument(msg))
+}
+
+/// An `InternalError` for a failure that is Woolly's (a thread that cannot start, a value
+/// that cannot be serialized).
+pub fn internal(py: Python<'_>, e: impl std::fmt::Display) -> PyErr {
+    to_py(py, &Error::Internal(e.to_string()))
+}

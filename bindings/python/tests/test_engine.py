@@ -111,7 +111,7 @@ def test_asyncio_gather_gets_what_each_gets_alone(engine, alone):
 def test_generate_chat_and_details(engine, alone, model):
     assert engine.generate(PROMPTS[0], **GREEDY) == model.detokenize(alone[0])
     d = engine.generate_details(PROMPTS[0], **GREEDY)
-    assert d["generated_ids"] == alone[0] and d["stop_reason"] == "MaxTokens"
+    assert d["generated_ids"] == alone[0] and d["stop_reason"] == "max_tokens"
     assert d["prompt_ids"] == model.tokenize(PROMPTS[0])
     reply = engine.generate([{"role": "user", "content": "Say hi"}], max_tokens=3, temperature=0)
     assert isinstance(reply, str)

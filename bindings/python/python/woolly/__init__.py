@@ -147,27 +147,33 @@ def _threshold(value: Any) -> Optional[float]:
     return None if value is None else _float(value, "pressure_threshold")
 
 
+def _maybe(check: Callable[..., Any], value: Any, *args: Any) -> Any:
+    """``check(value, *args)``, or None for None: Woolly's default (woolly-core's own)."""
+    return None if value is None else check(value, *args)
+
+
 def _load_options(
-    preload: str = "lazy",
-    mlock: bool = False,
-    repack: bool = True,
-    threads: int = 0,
-    thread_policy: str = "auto",
-    context_size: int = 0,
-    kv_precision: str = "f16",
+    preload: Optional[str] = None,
+    mlock: Optional[bool] = None,
+    repack: Optional[bool] = None,
+    threads: Optional[int] = None,
+    thread_policy: Optional[str] = None,
+    context_size: Optional[int] = None,
+    kv_precision: Optional[str] = None,
     memory_budget: Optional[Size] = None,
     memory_reserve: Optional[Size] = None,
     pressure_threshold: Optional[float] = None,
 ):
-    """The native load options, checked (names and ranges in woolly-core)."""
+    """The native load options, checked (names and ranges in woolly-core; None: its
+    default, and threads None or 0: its thread policy)."""
     return _woolly.LoadOptions(
-        _text(preload, "preload"),
-        bool(mlock),
-        bool(repack),
-        _int(threads, "threads", 0, 1024),
-        _text(thread_policy, "thread_policy"),
-        _int(context_size, "context_size", 0, 1 << 22),
-        _text(kv_precision, "kv_precision"),
+        _maybe(_text, preload, "preload"),
+        _maybe(bool, mlock),
+        _maybe(bool, repack),
+        _maybe(_int, threads, "threads", 0, 1024),
+        _maybe(_text, thread_policy, "thread_policy"),
+        _maybe(_int, context_size, "context_size", 0, 1 << 22),
+        _maybe(_text, kv_precision, "kv_precision"),
         _size(memory_budget, "memory_budget"),
         _size(memory_reserve, "memory_reserve"),
         _threshold(pressure_threshold),
@@ -197,45 +203,41 @@ def _messages(messages: Any) -> List[tuple]:
     return out
 
 
-class _Options:
-    """Generation options, checked and with Woolly's defaults."""
-
-    __slots__ = ("args",)
-
-    def __init__(
-        self,
-        max_tokens: int = 256,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        min_p: float = 0.05,
-        repeat_penalty: float = 1.0,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        penalty_last_n: int = 64,
-        seed: Optional[int] = None,
-        stop: Union[None, str, Sequence[str]] = None,
-        ignore_eos: bool = False,
-        parse_special_in_messages: bool = False,
-    ):
-        if isinstance(stop, str):
-            stop = [stop]
-        stops = [_text(s, "stop") for s in (stop or [])]
-        self.args = dict(
-            max_tokens=_int(max_tokens, "max_tokens", 0, 1 << 24),
-            temperature=_float(temperature, "temperature"),
-            top_k=_int(top_k, "top_k", 0, 1 << 31),
-            top_p=_float(top_p, "top_p"),
-            min_p=_float(min_p, "min_p"),
-            repeat_penalty=_float(repeat_penalty, "repeat_penalty"),
-            frequency_penalty=_float(frequency_penalty, "frequency_penalty"),
-            presence_penalty=_float(presence_penalty, "presence_penalty"),
-            penalty_last_n=_int(penalty_last_n, "penalty_last_n", 0, 1 << 24),
-            seed=None if seed is None else _int(seed, "seed", 0, (1 << 64) - 1),
-            stop=stops,
-            ignore_eos=bool(ignore_eos),
-            parse_special_in_messages=bool(parse_special_in_messages),
-        )
+def _options(
+    max_tokens: Optional[int] = None,
+    temperature: Optional[float] = None,
+    top_k: Optional[int] = None,
+    top_p: Optional[float] = None,
+    min_p: Optional[float] = None,
+    repeat_penalty: Optional[float] = None,
+    frequency_penalty: Optional[float] = None,
+    presence_penalty: Optional[float] = None,
+    penalty_last_n: Optional[int] = None,
+    seed: Optional[int] = None,
+    stop: Union[None, str, Sequence[str]] = None,
+    ignore_eos: Optional[bool] = None,
+    parse_special_in_messages: Optional[bool] = None,
+):
+    """The native generation options, checked; each None is woolly-core's default (its
+    ``GenerateParams`` and ``SamplingParams``), so that no default is spelled twice."""
+    if isinstance(stop, str):
+        stop = [stop]
+    stops = [_text(s, "stop") for s in (stop or [])]
+    return _woolly.GenerateOptions(
+        max_tokens=_maybe(_int, max_tokens, "max_tokens", 0, 1 << 24),
+        temperature=_maybe(_float, temperature, "temperature"),
+        top_k=_maybe(_int, top_k, "top_k", 0, 1 << 31),
+        top_p=_maybe(_float, top_p, "top_p"),
+        min_p=_maybe(_float, min_p, "min_p"),
+        repeat_penalty=_maybe(_float, repeat_penalty, "repeat_penalty"),
+        frequency_penalty=_maybe(_float, frequency_penalty, "frequency_penalty"),
+        presence_penalty=_maybe(_float, presence_penalty, "presence_penalty"),
+        penalty_last_n=_maybe(_int, penalty_last_n, "penalty_last_n", 0, 1 << 24),
+        seed=_maybe(_int, seed, "seed", 0, (1 << 64) - 1),
+        stop=stops,
+        ignore_eos=_maybe(bool, ignore_eos),
+        parse_special_in_messages=_maybe(bool, parse_special_in_messages),
+    )
 
 
 class Model:
@@ -276,13 +278,13 @@ class Model:
         self,
         path: Union[None, str, "os.PathLike[str]"] = None,
         *,
-        preload: str = "lazy",
+        preload: Optional[str] = None,
         mlock: bool = False,
         repack: bool = True,
-        threads: int = 0,
+        threads: Optional[int] = None,
         thread_policy: str = "auto",
         context_size: int = 0,
-        kv_precision: str = "f16",
+        kv_precision: Optional[str] = None,
         memory_budget: Optional[Size] = None,
         memory_reserve: Optional[Size] = None,
         pressure_threshold: Optional[float] = None,
@@ -343,8 +345,7 @@ class Model:
     # -- generation ------------------------------------------------------------------------
 
     def _start(self, prompt: Optional[str], messages: Optional[list], options: Dict[str, Any]):
-        opts = _Options(**options).args
-        return self._native.start(prompt, messages, **opts)
+        return self._native.start(prompt, messages, _options(**options))
 
     def _iterate(self, job, result: Optional[Dict[str, Any]] = None) -> Iterator[str]:
         try:
@@ -393,7 +394,9 @@ class Model:
 
     def generate_details(self, prompt: str, **options: Any) -> Dict[str, Any]:
         """Like :meth:`generate`, returning a dict with ``text``, ``prompt_ids``,
-        ``generated_ids``, ``stop_reason`` and ``timings``."""
+        ``generated_ids``, ``stop_reason`` (``"max_tokens"``, ``"end_of_generation"``,
+        ``"stop_string"`` or ``"callback"``, as woolly-core and the other front ends spell it)
+        and ``timings``."""
         result: Dict[str, Any] = {}
         for _ in self._iterate(self._start(_text(prompt, "prompt"), None, options), result):
             pass
@@ -509,13 +512,13 @@ class ModelCache:
         id: str,
         path: Union[None, str, "os.PathLike[str]"] = None,
         *,
-        preload: str = "lazy",
+        preload: Optional[str] = None,
         mlock: bool = False,
         repack: bool = True,
-        threads: int = 0,
+        threads: Optional[int] = None,
         thread_policy: str = "auto",
         context_size: int = 0,
-        kv_precision: str = "f16",
+        kv_precision: Optional[str] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> Model:
         """The model ``id``, loaded from ``path`` (None: the default model) unless it already
@@ -613,27 +616,27 @@ class Engine:
         self,
         model: Model,
         *,
-        max_batch_size: int = 16,
-        max_concurrent: int = 16,
-        queue_capacity: int = 256,
-        prefill_chunk: int = 256,
-        max_latency_ms: float = 0,
-        context_size: int = 0,
-        kv_precision: str = "f16",
-        threads: int = 0,
+        max_batch_size: Optional[int] = None,
+        max_concurrent: Optional[int] = None,
+        queue_capacity: Optional[int] = None,
+        prefill_chunk: Optional[int] = None,
+        max_latency_ms: Optional[float] = None,
+        context_size: Optional[int] = None,
+        kv_precision: Optional[str] = None,
+        threads: Optional[int] = None,
     ):
         if not isinstance(model, Model):
             raise InvalidArgumentError(f"model must be a woolly.Model, not {type(model).__name__}")
         self._native = _woolly.NativeEngine(
             model._native,
-            _int(max_batch_size, "max_batch_size", 1, 1024),
-            _int(max_concurrent, "max_concurrent", 1, 4096),
-            _int(queue_capacity, "queue_capacity", 1, 1 << 20),
-            _int(prefill_chunk, "prefill_chunk", 1, 1 << 16),
-            _float(max_latency_ms, "max_latency_ms"),
-            _int(context_size, "context_size", 0, 1 << 22),
-            _text(kv_precision, "kv_precision"),
-            _int(threads, "threads", 0, 1024),
+            _maybe(_int, max_batch_size, "max_batch_size", 1, 1024),
+            _maybe(_int, max_concurrent, "max_concurrent", 1, 4096),
+            _maybe(_int, queue_capacity, "queue_capacity", 1, 1 << 20),
+            _maybe(_int, prefill_chunk, "prefill_chunk", 1, 1 << 16),
+            _maybe(_float, max_latency_ms, "max_latency_ms"),
+            _maybe(_int, context_size, "context_size", 0, 1 << 22),
+            _maybe(_text, kv_precision, "kv_precision"),
+            _maybe(_int, threads, "threads", 0, 1024),
         )
         self.model = model
 
@@ -669,14 +672,13 @@ class Engine:
         else:
             prompt, messages = None, _messages(prompt_or_messages)
         deadline = None if deadline_s is None else _float(deadline_s, "deadline_s")
-        opts = _Options(**options).args
         id, job = self._native.submit(
             prompt,
             messages,
             _priority(priority),
             bool(latency_sensitive),
             deadline,
-            **opts,
+            _options(**options),
         )
         return Request(self, job, id)
 
@@ -923,28 +925,28 @@ def power_state() -> Dict[str, Any]:
     """The power state now: ``profile`` (the one set), ``source`` (``{"kind": "ac"}``,
     ``{"kind": "battery", "percent": ...}`` or ``{"kind": "unknown"}``), ``knobs`` (what is in
     effect: ``profile`` with adaptive resolved, ``max_threads`` (0: no limit beyond the thread
-    policy), ``max_batch_size``, ``batch_latency`` and ``decode_pause`` (``{"secs", "nanos"}``),
+    policy), ``max_batch_size``, ``batch_latency_ms`` and ``decode_pause_ms`` (milliseconds),
     ``kv_precision``), ``throttled``, ``temperature_c`` (the last reading of the thermal
     monitor, or None), ``throttle_events`` and ``thermal_monitor`` (whether it runs)."""
     return json.loads(_woolly.power_state_json())
 
 
 def start_thermal_monitor(
-    threshold_c: float = 80.0,
-    interval_s: float = 2.0,
+    threshold_c: Optional[float] = None,
+    interval_s: Optional[float] = None,
     sysfs_root: Union[None, str, "os.PathLike[str]"] = None,
 ) -> None:
     """Starts watching the CPU temperature on a background thread (replacing a monitor already
-    running): every ``interval_s`` seconds it reads the hottest of
+    running): every ``interval_s`` seconds (None: 2) it reads the hottest of
     ``/sys/class/thermal/thermal_zone*/temp`` and ``/sys/class/hwmon/hwmon*/temp*_input``;
-    above ``threshold_c`` Woolly halves its worker threads, and restores them once the
+    above ``threshold_c`` (None: 80 °C) Woolly halves its worker threads, and restores them once the
     temperature is 5 °C below the threshold. ``sysfs_root`` reads those files under another
     root (a fake tree, for tests). Without sensors it runs and never throttles. Raises
     :class:`InvalidArgumentError` for a threshold outside (0, 150] or an interval that is not
     positive."""
     _woolly.start_thermal_monitor(
-        _float(threshold_c, "threshold_c"),
-        _float(interval_s, "interval_s"),
+        _maybe(_float, threshold_c, "threshold_c"),
+        _maybe(_float, interval_s, "interval_s"),
         _root(sysfs_root, "sysfs_root"),
     )
 

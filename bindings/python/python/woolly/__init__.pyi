@@ -26,9 +26,14 @@ Stop = Union[None, str, Sequence[str]]
 Path = Union[None, str, os.PathLike[str]]
 #: Bytes, or a size such as "512MB" or "1.5GiB".
 Size = Union[int, str]
+#: Generation options left as None take woolly-core's defaults (max_tokens 256, temperature
+#: 0.8, top_k 40, top_p 0.95, min_p 0.05, no penalties over the last 64 tokens, a random seed);
+#: load and engine options left as None (threads also 0) take the core's own choice.
 PreloadName = Literal["lazy", "none", "sequential", "critical", "full", "full_blocking"]
 ThreadPolicy = Literal["auto", "interactive", "background"]
 KvPrecisionName = Literal["f16", "f32"]
+#: Why a generation ended, as woolly-core serializes it (and the Node binding returns it).
+StopReason = Literal["max_tokens", "end_of_generation", "stop_string", "callback"]
 PriorityName = Literal["low", "normal", "high", "critical"]
 PRIORITIES: tuple[str, ...]
 
@@ -37,13 +42,13 @@ class Model:
         self,
         path: Path = None,
         *,
-        preload: PreloadName = "lazy",
+        preload: Optional[PreloadName] = None,
         mlock: bool = False,
         repack: bool = True,
-        threads: int = 0,
+        threads: Optional[int] = None,
         thread_policy: ThreadPolicy = "auto",
         context_size: int = 0,
-        kv_precision: KvPrecisionName = "f16",
+        kv_precision: Optional[KvPrecisionName] = None,
         memory_budget: Optional[Size] = None,
         memory_reserve: Optional[Size] = None,
         pressure_threshold: Optional[float] = None,
@@ -54,13 +59,13 @@ class Model:
         cls,
         path: Path = None,
         *,
-        preload: PreloadName = "lazy",
+        preload: Optional[PreloadName] = None,
         mlock: bool = False,
         repack: bool = True,
-        threads: int = 0,
+        threads: Optional[int] = None,
         thread_policy: ThreadPolicy = "auto",
         context_size: int = 0,
-        kv_precision: KvPrecisionName = "f16",
+        kv_precision: Optional[KvPrecisionName] = None,
         memory_budget: Optional[Size] = None,
         memory_reserve: Optional[Size] = None,
         pressure_threshold: Optional[float] = None,
@@ -73,39 +78,39 @@ class Model:
         self,
         prompt: str,
         *,
-        max_tokens: int = 256,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        min_p: float = 0.05,
-        repeat_penalty: float = 1.0,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        penalty_last_n: int = 64,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        penalty_last_n: Optional[int] = None,
         seed: Optional[int] = None,
         stop: Stop = None,
-        ignore_eos: bool = False,
-        parse_special_in_messages: bool = False,
+        ignore_eos: Optional[bool] = None,
+        parse_special_in_messages: Optional[bool] = None,
     ) -> str: ...
     def stream(
         self,
         prompt: str,
         *,
-        max_tokens: int = 256,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        min_p: float = 0.05,
-        repeat_penalty: float = 1.0,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        penalty_last_n: int = 64,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        penalty_last_n: Optional[int] = None,
         seed: Optional[int] = None,
         stop: Stop = None,
-        ignore_eos: bool = False,
-        parse_special_in_messages: bool = False,
+        ignore_eos: Optional[bool] = None,
+        parse_special_in_messages: Optional[bool] = None,
     ) -> Iterator[str]: ...
-    def generate_details(self, prompt: str, **options: Any) -> Dict[str, Any]: ...
+    def generate_details(self, prompt: str, **options: Any) -> GenerationResult: ...
     @overload
     def chat(self, messages: Iterable[Message], *, stream: Literal[False] = False, **options: Any) -> str: ...
     @overload
@@ -127,13 +132,13 @@ class Model:
 def load(
     path: Path = None,
     *,
-    preload: PreloadName = "lazy",
+    preload: Optional[PreloadName] = None,
     mlock: bool = False,
     repack: bool = True,
-    threads: int = 0,
+    threads: Optional[int] = None,
     thread_policy: ThreadPolicy = "auto",
     context_size: int = 0,
-    kv_precision: KvPrecisionName = "f16",
+    kv_precision: Optional[KvPrecisionName] = None,
     memory_budget: Optional[Size] = None,
     memory_reserve: Optional[Size] = None,
     pressure_threshold: Optional[float] = None,
@@ -152,13 +157,13 @@ class ModelCache:
         id: str,
         path: Path = None,
         *,
-        preload: PreloadName = "lazy",
+        preload: Optional[PreloadName] = None,
         mlock: bool = False,
         repack: bool = True,
-        threads: int = 0,
+        threads: Optional[int] = None,
         thread_policy: ThreadPolicy = "auto",
         context_size: int = 0,
-        kv_precision: KvPrecisionName = "f16",
+        kv_precision: Optional[KvPrecisionName] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> Model: ...
     def get(self, id: str) -> Optional[Model]: ...
@@ -187,8 +192,7 @@ class GenerationResult(TypedDict):
     text: str
     prompt_ids: List[int]
     generated_ids: List[int]
-    #: "MaxTokens", "EndOfGeneration", "StopString" or "Callback".
-    stop_reason: str
+    stop_reason: StopReason
     timings: Timings
 
 class EngineStats(TypedDict):
@@ -214,14 +218,14 @@ class Engine:
         self,
         model: Model,
         *,
-        max_batch_size: int = 16,
-        max_concurrent: int = 16,
-        queue_capacity: int = 256,
-        prefill_chunk: int = 256,
-        max_latency_ms: float = 0,
-        context_size: int = 0,
-        kv_precision: KvPrecisionName = "f16",
-        threads: int = 0,
+        max_batch_size: Optional[int] = None,
+        max_concurrent: Optional[int] = None,
+        queue_capacity: Optional[int] = None,
+        prefill_chunk: Optional[int] = None,
+        max_latency_ms: Optional[float] = None,
+        context_size: Optional[int] = None,
+        kv_precision: Optional[KvPrecisionName] = None,
+        threads: Optional[int] = None,
     ) -> None: ...
     def submit(
         self,
@@ -230,19 +234,19 @@ class Engine:
         priority: PriorityName = "normal",
         latency_sensitive: bool = False,
         deadline_s: Optional[float] = None,
-        max_tokens: int = 256,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        min_p: float = 0.05,
-        repeat_penalty: float = 1.0,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        penalty_last_n: int = 64,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        penalty_last_n: Optional[int] = None,
         seed: Optional[int] = None,
         stop: Stop = None,
-        ignore_eos: bool = False,
-        parse_special_in_messages: bool = False,
+        ignore_eos: Optional[bool] = None,
+        parse_special_in_messages: Optional[bool] = None,
     ) -> Request: ...
     def generate(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> str: ...
     def generate_details(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> GenerationResult: ...
@@ -269,13 +273,13 @@ class Request:
 def estimate(
     path: Path = None,
     *,
-    preload: PreloadName = "lazy",
+    preload: Optional[PreloadName] = None,
     mlock: bool = False,
     repack: bool = True,
-    threads: int = 0,
+    threads: Optional[int] = None,
     thread_policy: ThreadPolicy = "auto",
     context_size: int = 0,
-    kv_precision: KvPrecisionName = "f16",
+    kv_precision: Optional[KvPrecisionName] = None,
     memory_budget: Optional[Size] = None,
     memory_reserve: Optional[Size] = None,
     pressure_threshold: Optional[float] = None,
@@ -293,22 +297,20 @@ def diagnostics() -> Dict[str, Any]: ...
 PowerProfileName = Literal["balanced", "high_performance", "power_saver", "adaptive"]
 POWER_PROFILES: tuple[str, ...]
 
-class DurationDict(TypedDict):
-    secs: int
-    nanos: int
-
 class PowerKnobs(TypedDict):
     #: The profile in effect ("adaptive" resolved to "balanced" or "power_saver").
-    profile: str
+    profile: PowerProfileName
     #: Most worker threads per forward pass; 0: no limit beyond the thread policy.
     max_threads: int
     max_batch_size: int
-    batch_latency: DurationDict
-    decode_pause: DurationDict
-    kv_precision: str
+    #: How long an idle engine waits to gather a batch, in milliseconds.
+    batch_latency_ms: float
+    #: Pause after each decode step, in milliseconds.
+    decode_pause_ms: float
+    kv_precision: KvPrecisionName
 
 class PowerState(TypedDict):
-    profile: str
+    profile: PowerProfileName
     #: {"kind": "ac"}, {"kind": "battery", "percent": int | None} or {"kind": "unknown"}.
     source: Dict[str, Any]
     knobs: PowerKnobs
@@ -320,8 +322,8 @@ class PowerState(TypedDict):
 def set_power_profile(name: PowerProfileName) -> None: ...
 def power_state() -> PowerState: ...
 def start_thermal_monitor(
-    threshold_c: float = 80.0,
-    interval_s: float = 2.0,
+    threshold_c: Optional[float] = None,
+    interval_s: Optional[float] = None,
     sysfs_root: Path = None,
 ) -> None: ...
 def stop_thermal_monitor() -> None: ...
