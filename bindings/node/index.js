@@ -869,7 +869,7 @@ function setPowerProfile(name) {
 /**
  * The power state: `profile`, `source` ({ kind: 'ac' | 'battery' | 'unknown', percent? }),
  * `knobs` (in effect: `profile` with adaptive resolved, `max_threads`, `max_batch_size`,
- * `batch_latency`, `decode_pause` ({ secs, nanos }), `kv_precision`), `throttled`,
+ * `batch_latency_ms`, `decode_pause_ms`, `kv_precision`), `throttled`,
  * `temperature_c`, `throttle_events`, `thermal_monitor`; snake_case, as in every front end.
  */
 function powerState() {
