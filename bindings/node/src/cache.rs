@@ -11,14 +11,15 @@ use woolly_core::model::{Model, ModelCache};
 
 use crate::error::to_js;
 use crate::model::{Loaded, NativeModel};
-use crate::options::{LoadOptions, MemoryOptions};
+use crate::options::{LoadOptions, MemoryOptions, MAX_IDLE_SESSIONS};
 use crate::task::{EventFn, NativeTask};
 
 /// What a session pool of the cache was handed out with, by model id: a live one is handed
 /// out again (so that a model's JavaScript objects share its idle sessions).
 struct Handed {
     loaded: Weak<Loaded>,
-    /// The session params' Debug form (SessionParams has no PartialEq) and the idle count.
+    /// The session params' Debug form and the idle count: woolly-core offers no comparison of
+    /// session params (`SessionParams` has no `PartialEq`, `SessionPool` no params accessor).
     key: String,
     session: SessionParams,
     max_idle: usize,
@@ -119,7 +120,7 @@ impl NativeModelCache {
         // (The lock is let go before hand_out takes it again.)
         let (live, session, max_idle) = match lock(&self.handed).get(&id) {
             Some(h) => (h.loaded.upgrade(), h.session.clone(), h.max_idle),
-            None => (None, SessionParams::default(), 2),
+            None => (None, SessionParams::default(), MAX_IDLE_SESSIONS),
         };
         let loaded = match live {
             Some(l) if Arc::ptr_eq(l.pool.model(), &model) => l,

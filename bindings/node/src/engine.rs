@@ -5,12 +5,14 @@ use std::sync::{Arc, Mutex};
 
 use napi_derive::napi;
 use serde_json::{json, Value};
-use woolly_core::engine::{Engine, Event as EngineEvent, Priority, Prompt, Request};
+use woolly_core::engine::{Engine, Event as EngineEvent, Prompt, Request};
 use woolly_core::generate::CancelToken;
 
 use crate::error::{js_error, to_event, to_js};
 use crate::model::{done_event, NativeModel};
-use crate::options::{chat_messages, EngineOptions, GenerateOptions, Message, RequestOptions};
+use crate::options::{
+    self, chat_messages, EngineOptions, GenerateOptions, Message, RequestOptions,
+};
 use crate::task::{send, EventFn, NativeTask, WORKER_STACK};
 
 /// A model's engine (woolly-core's `Engine`: continuous batching on its own worker thread).
@@ -211,8 +213,7 @@ impl NativeEngine {
     /// Milliseconds a request of `priority` submitted now would wait to start (an estimate).
     #[napi(catch_unwind)]
     pub fn estimated_wait(&self, priority: Option<String>) -> napi::Result<f64> {
-        let p =
-            Priority::from_name(priority.as_deref().unwrap_or("normal")).map_err(|e| to_js(&e))?;
+        let p = options::priority(priority.as_deref()).map_err(|e| to_js(&e))?;
         Ok(self.engine()?.estimated_wait(p).as_secs_f64() * 1e3)
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use napi_derive::napi;
 use serde_json::{json, Value};
 use woolly_core::generate::{
-    CancelToken, ChatMessage, GenerateParams, Generation, SessionParams, SessionPool, StopReason,
+    CancelToken, ChatMessage, GenerateParams, Generation, SessionParams, SessionPool,
 };
 use woolly_core::model::{Model, ModelParams, ProgressFn};
 
@@ -42,15 +42,6 @@ enum Input {
     Chat(Vec<ChatMessage>),
 }
 
-fn stop_reason_name(r: StopReason) -> &'static str {
-    match r {
-        StopReason::MaxTokens => "max_tokens",
-        StopReason::EndOfGeneration => "end_of_generation",
-        StopReason::StopString => "stop_string",
-        StopReason::Callback => "callback",
-    }
-}
-
 pub(crate) fn done_event(g: &Generation) -> Value {
     let t = &g.timings;
     json!({
@@ -58,7 +49,9 @@ pub(crate) fn done_event(g: &Generation) -> Value {
         "text": g.text,
         "promptIds": g.prompt_ids,
         "generatedIds": g.generated_ids,
-        "stopReason": stop_reason_name(g.stop_reason),
+        // woolly-core's names (`max_tokens`, `end_of_generation`, `stop_string`, `callback`):
+        // StopReason serializes snake_case, as every front end reports it.
+        "stopReason": g.stop_reason,
         "timings": {
             "promptTokens": t.prompt_tokens,
             "cachedTokens": t.cached_tokens,
