@@ -27,14 +27,15 @@ pub fn diagnostics() -> Value {
 #[napi(catch_unwind)]
 pub fn doctor(
     model: Option<String>,
-    measure: bool,
+    measure: Option<bool>,
     progress: bool,
     on_event: EventFn,
 ) -> napi::Result<NativeTask> {
+    let d = woolly_core::diagnostics::DoctorOptions::default();
     let opts = woolly_core::diagnostics::DoctorOptions {
         model: model.map(PathBuf::from),
-        measure,
-        ..Default::default()
+        measure: measure.unwrap_or(d.measure),
+        ..d
     };
     spawn_worker("woolly-doctor", Arc::new(on_event), move |cb| {
         let report = woolly_core::diagnostics::doctor_with(&opts, &mut |f, what| {
