@@ -18,7 +18,10 @@ export type WoollyErrorCode =
 
 /** Every error Woolly throws or rejects with. Cancellation has name 'AbortError'. */
 export declare class WoollyError extends Error {
+  constructor(code: WoollyErrorCode, message: string, options?: { cause?: unknown });
   readonly code: WoollyErrorCode;
+  /** 'AbortError' for WOOLLY_ERR_CANCELLED, else 'WoollyError'. */
+  readonly name: 'WoollyError' | 'AbortError';
   /** WOOLLY_ERR_INSUFFICIENT_MEMORY: the bytes asked for. */
   readonly required?: number;
   /** WOOLLY_ERR_INSUFFICIENT_MEMORY: the bytes that could be had. */
@@ -177,16 +180,23 @@ export interface GenerateOptions {
   topP?: number;
   /** Default 0.05. */
   minP?: number;
+  /** Default 1 (none). */
   repetitionPenalty?: number;
+  /** Default 0. */
   frequencyPenalty?: number;
+  /** Default 0. */
   presencePenalty?: number;
+  /** Tokens the penalties look back over (default 64). */
   penaltyLastN?: number;
   /** A non-negative integer; absent = random. */
   seed?: number | bigint;
-  /** Generation stops before the first of these strings. */
+  /** Generation stops before the first of these strings (empty strings are ignored). */
   stop?: string | string[];
+  /** Keep generating past an end-of-generation token (default false). */
   ignoreEos?: boolean;
+  /** Add BOS/EOS to the prompt as the model asks (default true). */
   addSpecial?: boolean;
+  /** Parse special-token text in the prompt (default true). */
   parseSpecial?: boolean;
   /**
    * In a chat, also turn text inside the messages that spells special tokens (`<end_of_turn>`)
@@ -258,6 +268,23 @@ export interface ModelInfo {
   contextSize: number;
 }
 
+/** Counters of the generations on one model (woolly-core's `MetricsSnapshot`, snake_case). */
+export interface ModelMetrics {
+  generations: number;
+  failed: number;
+  cancelled: number;
+  prompt_tokens: number;
+  cached_tokens: number;
+  generated_tokens: number;
+  prompt_ms: number;
+  generation_ms: number;
+  mean_ttft_ms: number;
+  /** Mean time engine requests waited before they started (0 for Model's generations). */
+  mean_queue_ms: number;
+  prompt_tok_s: number;
+  generation_tok_s: number;
+}
+
 export declare class Model {
   private constructor();
   /** Loads a GGUF model off the JS thread; no path = the default model. */
@@ -269,24 +296,12 @@ export declare class Model {
   chat(messages: ChatMessage[], options?: GenerateOptions): Promise<string>;
   chatStream(messages: ChatMessage[], options?: GenerateOptions): TokenStream;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): number[];
-  detokenize(ids: ArrayLike<number>): string;
+  /** Ids as an array or a typed array. */
+  detokenize(ids: readonly number[] | (ArrayBufferView & ArrayLike<number>)): string;
   applyChatTemplate(messages: ChatMessage[]): string;
   info(): ModelInfo;
   /** The same JSON as the C API's metrics (snake_case keys). */
-  metrics(): {
-    generations: number;
-    failed: number;
-    cancelled: number;
-    prompt_tokens: number;
-    cached_tokens: number;
-    generated_tokens: number;
-    prompt_ms: number;
-    generation_ms: number;
-    mean_ttft_ms: number;
-    prompt_tok_s: number;
-    generation_tok_s: number;
-    [key: string]: unknown;
-  };
+  metrics(): ModelMetrics;
   diagnostics(): Record<string, any>;
   memoryReport(): ModelMemoryReport;
   preloadProgress(): PreloadProgress;
@@ -407,7 +422,7 @@ export declare function hardware(): {
   [key: string]: any;
 };
 /** The diagnostics report; with a model, its section too. */
-export declare function diagnostics(model?: Model): Record<string, any>;
+export declare function diagnostics(model?: Model | null): Record<string, any>;
 export declare function defaultModelPath(): string | null;
 export declare const version: string;
 
@@ -415,12 +430,6 @@ export declare const version: string;
 
 export type PowerProfile = 'balanced' | 'high_performance' | 'power_saver' | 'adaptive';
 export declare const POWER_PROFILES: readonly PowerProfile[];
-
-/** A duration as woolly-core serializes it. */
-export interface DurationParts {
-  secs: number;
-  nanos: number;
-}
 
 /** The power state (snake_case, as in every front end). */
 export interface PowerState {
@@ -433,9 +442,12 @@ export interface PowerState {
     profile: PowerProfile;
     /** Most worker threads per forward pass; 0: no limit beyond the thread policy. */
     max_threads: number;
+    /** Most sequences an engine step batches. */
     max_batch_size: number;
-    batch_latency: DurationParts;
-    decode_pause: DurationParts;
+    /** How long an idle engine waits to gather a batch, in milliseconds. */
+    batch_latency_ms: number;
+    /** Pause after each decode step, in milliseconds. */
+    decode_pause_ms: number;
     kv_precision: 'f16' | 'f32';
   };
   throttled: boolean;
@@ -448,7 +460,7 @@ export interface PowerState {
 export interface ThermalMonitorOptions {
   /** Above this (°C) Woolly halves its worker threads; back 5 °C lower (default 80). */
   thresholdC?: number;
-  /** How often the sensors are read (default 2000). */
+  /** How often the sensors are read, in milliseconds (default 2000). */
   intervalMs?: number;
   /** Read `sys/class/thermal` and `sys/class/hwmon` under this root (default '/'; tests). */
   sysfsRoot?: string;
@@ -503,3 +515,8 @@ export interface DoctorReport {
 
 /** Examines this machine and recommends settings, off the JS thread. */
 export declare function doctor(options?: DoctorOptions): Promise<DoctorReport>;
+
+/** @internal Test hook: reads the power source under `root` (default '/'). */
+export declare function _setPowerRoot(root?: string | null): void;
+/** @internal Test hook: panics inside Woolly on the JS thread (throws WOOLLY_ERR_INTERNAL). */
+export declare function _panic(message: string): never;

@@ -159,13 +159,16 @@ const checks = {
   },
 };
 
-/** The preload strategies (woolly-core's `Preload::from_name`); `none` is `lazy`. */
-const PRELOAD = ['lazy', 'none', 'sequential', 'critical', 'full', 'full_blocking'];
+/**
+ * The preload strategies: woolly-core's names (`Preload::name`), and `none`, which its
+ * `Preload::from_name` takes for `lazy`.
+ */
+const PRELOAD = Object.freeze([...native.preloadStrategies(), 'none']);
 
 checks.preload = (name, v) => {
-  // Booleans as before the strategies: true read the whole file during the load.
-  if (v === true) return 'full_blocking';
-  if (v === false) return 'lazy';
+  // Booleans as before the strategies (the native side maps them: true reads the whole file
+  // during the load, false is lazy).
+  if (typeof v === 'boolean') return v;
   if (typeof v !== 'string' || !PRELOAD.includes(v)) {
     throw invalid(`${name} must be one of ${PRELOAD.join(', ')} (or a boolean), got ${describe(v)}`);
   }
@@ -707,8 +710,9 @@ class Engine {
   }
 
   /** Milliseconds a request of `priority` submitted now would wait to start (an estimate). */
-  estimatedWait(priority = 'normal') {
-    checks.oneOf(PRIORITIES)('priority', priority);
+  estimatedWait(priority) {
+    // Absent: woolly-core's default priority (normal).
+    if (priority !== undefined) checks.oneOf(PRIORITIES)('priority', priority);
     return callNative(() => this.#native.estimatedWait(priority));
   }
 
@@ -869,7 +873,7 @@ function setPowerProfile(name) {
 /**
  * The power state: `profile`, `source` ({ kind: 'ac' | 'battery' | 'unknown', percent? }),
  * `knobs` (in effect: `profile` with adaptive resolved, `max_threads`, `max_batch_size`,
- * `batch_latency`, `decode_pause` ({ secs, nanos }), `kv_precision`), `throttled`,
+ * `batch_latency_ms`, `decode_pause_ms`, `kv_precision`), `throttled`,
  * `temperature_c`, `throttle_events`, `thermal_monitor`; snake_case, as in every front end.
  */
 function powerState() {
@@ -957,7 +961,8 @@ const doctorSchema = {
  * promise; the measurement under way still finishes in the background (it cannot be stopped).
  */
 async function doctor(options) {
-  const { model, measure = true, onProgress } = checkOptions('options', options, doctorSchema);
+  // `measure` absent: woolly-core's default (true).
+  const { model, measure, onProgress } = checkOptions('options', options, doctorSchema);
   const ev = await runTask((cb) => native.doctor(model, measure, !!onProgress, cb), {
     onEvent: (e) => {
       if (e.kind === 'progress' && onProgress) onProgress(e.progress, e.message);

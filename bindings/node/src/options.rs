@@ -41,7 +41,8 @@ pub struct MemoryOptions {
     pub memory_budget: Option<Size>,
     /// Memory left to the system and other programs (absent = Woolly's tiers).
     pub memory_reserve: Option<Size>,
-    /// Used fraction of RAM, in (0, 1], from which the machine is under pressure (0.85).
+    /// Used fraction of RAM, in (0, 1], from which the machine is under pressure (absent:
+    /// `MemoryPolicy::default()`'s).
     pub pressure_threshold: Option<f64>,
 }
 
@@ -70,27 +71,36 @@ fn memory_policy(
     Ok(policy)
 }
 
+/// The preload strategies by woolly-core's names (`Preload::ALL`), which `index.js` checks
+/// `preload` against.
+#[napi(catch_unwind)]
+pub fn preload_strategies() -> Vec<&'static str> {
+    Preload::ALL.iter().map(|p| p.name()).collect()
+}
+
 /// Options of `Model.load` (the progress callback travels separately).
 #[napi(object)]
 #[derive(Default)]
 pub struct LoadOptions {
-    /// The preload strategy: `lazy` (or `none`), `sequential`, `critical`, `full` (background)
-    /// or `full_blocking` (`index.js` maps the booleans of older callers).
-    pub preload: Option<String>,
+    /// The preload strategy by woolly-core's name (`Preload::from_name`: `lazy` or `none`,
+    /// `sequential`, `critical`, `full`, `full_blocking`), or a boolean as before the strategies
+    /// (true: `FullBlocking`, false: `Lazy`).
+    pub preload: Option<Either<bool, String>>,
     /// Lock the model in memory; a refusal only logs a warning (see `isLocked`).
     pub mlock: Option<bool>,
     pub repack: Option<bool>,
-    /// Context size of each generation's session (0 = Woolly's choice).
+    /// Context size of each generation's session (absent or 0 = Woolly's choice).
     pub context_size: Option<u32>,
-    /// Threads per generation (0 = Woolly's policy).
+    /// Threads per generation (absent or 0 = Woolly's policy, decided by woolly-core).
     pub threads: Option<u32>,
     /// Leave a core to the UI thread (default true: this is an application's binding).
     pub interactive: Option<bool>,
     /// Run generation threads at a lower priority.
     pub background: Option<bool>,
-    /// Prompt tokens per forward pass (default 512).
+    /// Prompt tokens per forward pass (woolly-core's default when absent).
     pub batch_size: Option<u32>,
-    /// Sessions (KV caches) kept between generations for prefix reuse (default 2).
+    /// Sessions (KV caches) kept between generations for prefix reuse
+    /// ([`MAX_IDLE_SESSIONS`] when absent).
     pub max_idle_sessions: Option<u32>,
     /// How the KV cache stores keys and values: `f16` (default) or `f32`.
     pub kv_precision: Option<String>,
@@ -102,43 +112,58 @@ pub struct LoadOptions {
     pub pressure_threshold: Option<f64>,
 }
 
+/// Idle sessions a model's pool keeps unless `maxIdleSessions` says otherwise. woolly-core's
+/// `SessionPool` has no default count (the C ABI and Python keep 4 each).
+pub const MAX_IDLE_SESSIONS: usize = 2;
+
+/// `interactive` unless the options say otherwise: this is an application's binding, whose JS
+/// thread is its UI thread (woolly-core's `SessionParams` default is false).
+const INTERACTIVE: bool = true;
+
 impl LoadOptions {
     pub fn model_params(&self) -> Result<ModelParams> {
+        let d = ModelParams::default();
         Ok(ModelParams {
-            progress: None,
-            preload: Preload::from_name(self.preload.as_deref().unwrap_or("lazy"))?,
-            mlock: self.mlock.unwrap_or(false),
-            repack: self.repack.unwrap_or(true),
+            preload: match &self.preload {
+                None => d.preload,
+                Some(Either::A(true)) => Preload::FullBlocking,
+                Some(Either::A(false)) => Preload::Lazy,
+                Some(Either::B(name)) => Preload::from_name(name)?,
+            },
+            mlock: self.mlock.unwrap_or(d.mlock),
+            repack: self.repack.unwrap_or(d.repack),
             memory: memory_policy(
                 self.memory_budget.as_ref(),
                 self.memory_reserve.as_ref(),
                 self.pressure_threshold,
             )?,
             // The load plans its memory for the context its sessions will have.
-            context_size: self.context_size.unwrap_or(0) as usize,
+            context_size: self.context_size.map_or(d.context_size, |c| c as usize),
+            ..d
         })
     }
 
     pub fn session_params(&self) -> Result<SessionParams> {
+        let d = SessionParams::default();
         Ok(SessionParams {
-            context_size: self.context_size.unwrap_or(0) as usize,
+            context_size: self.context_size.map_or(d.context_size, |c| c as usize),
             kv_precision: match &self.kv_precision {
                 Some(name) => KvPrecision::from_name(name)?,
-                None => KvPrecision::default(),
+                None => d.kv_precision,
             },
-            threads: self.threads.unwrap_or(0) as usize,
-            interactive: self.interactive.unwrap_or(true),
-            background: self.background.unwrap_or(false),
-            batch_size: self
-                .batch_size
-                .map_or(SessionParams::default().batch_size, |b| b as usize),
-            ..SessionParams::default()
+            // 0 (or absent) is woolly-core's thread policy, never decided here.
+            threads: self.threads.map_or(d.threads, |t| t as usize),
+            interactive: self.interactive.unwrap_or(INTERACTIVE),
+            background: self.background.unwrap_or(d.background),
+            batch_size: self.batch_size.map_or(d.batch_size, |b| b as usize),
+            ..d
         })
     }
 
     /// Idle sessions a model's pool keeps.
     pub fn max_idle(&self) -> usize {
-        self.max_idle_sessions.unwrap_or(2) as usize
+        self.max_idle_sessions
+            .map_or(MAX_IDLE_SESSIONS, |n| n as usize)
     }
 }
 
@@ -202,7 +227,7 @@ impl GenerateOptions {
         Ok(GenerateParams {
             max_tokens: self.max_tokens.map_or(d.max_tokens, |x| x as usize),
             sampling,
-            stop: self.stop.clone().unwrap_or_default(),
+            stop: self.stop.clone().unwrap_or(d.stop),
             ignore_eos: self.ignore_eos.unwrap_or(d.ignore_eos),
             add_special: self.add_special.unwrap_or(d.add_special),
             parse_special: self.parse_special.unwrap_or(d.parse_special),
@@ -228,19 +253,19 @@ pub fn chat_messages(messages: Vec<Message>) -> Vec<ChatMessage> {
         .collect()
 }
 
-/// Options of `new Engine(model, options)`.
+/// Options of `new Engine(model, options)`; each absent one is `EngineParams::default()`'s.
 #[napi(object)]
 #[derive(Default)]
 pub struct EngineOptions {
-    /// Most requests in one step (16).
+    /// Most requests in one step.
     pub max_batch_size: Option<u32>,
-    /// Most requests running at once, each with a KV cache of `contextSize` (16).
+    /// Most requests running at once, each with a KV cache of `contextSize`.
     pub max_concurrent: Option<u32>,
-    /// Most requests waiting to start; beyond it a submission rejects with WOOLLY_ERR_BUSY (256).
+    /// Most requests waiting to start; beyond it a submission rejects with WOOLLY_ERR_BUSY.
     pub queue_capacity: Option<u32>,
-    /// Prompt tokens read per step (256).
+    /// Prompt tokens read per step.
     pub prefill_chunk: Option<u32>,
-    /// When idle, how long a new request may wait for others to share its first step (0).
+    /// When idle, how long a new request may wait for others to share its first step.
     pub max_latency_ms: Option<f64>,
     /// Context of each request in tokens (0 = the model's default).
     pub context_size: Option<u32>,
@@ -294,7 +319,7 @@ pub struct RequestOptions {
 
 impl RequestOptions {
     pub fn priority(&self) -> Result<Priority> {
-        Priority::from_name(self.priority.as_deref().unwrap_or("normal"))
+        priority(self.priority.as_deref())
     }
 
     /// The deadline, from now (one too far to represent is none).
@@ -306,15 +331,20 @@ impl RequestOptions {
     }
 }
 
+/// The priority called `name` (woolly-core's names), or the default one.
+pub fn priority(name: Option<&str>) -> Result<Priority> {
+    name.map_or(Ok(Priority::default()), Priority::from_name)
+}
+
 /// Options of `startThermalMonitor()`.
 #[napi(object)]
 #[derive(Default)]
 pub struct ThermalOptions {
-    /// Above this (°C) Woolly halves its worker threads (default 80); they come back 5 °C
-    /// lower.
+    /// Above this (°C) Woolly halves its worker threads; they come back `hysteresis_c` lower
+    /// (absent: `ThermalConfig::default()`'s, as for every field here).
     #[napi(js_name = "thresholdC")]
     pub threshold_c: Option<f64>,
-    /// How often the sensors are read, in milliseconds (default 2000).
+    /// How often the sensors are read, in milliseconds.
     #[napi(js_name = "intervalMs")]
     pub interval_ms: Option<f64>,
     /// Where `sys/class/thermal` and `sys/class/hwmon` are read (default `/`; a fake tree in
