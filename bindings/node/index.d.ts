@@ -57,6 +57,9 @@ export type Size = number | bigint | string;
  */
 export type PreloadStrategy = 'lazy' | 'none' | 'sequential' | 'critical' | 'full' | 'full_blocking';
 
+/** How a model's sessions spread their work over threads (woolly-core's thread policy). */
+export type ThreadPolicy = 'auto' | 'interactive' | 'background';
+
 /** What Woolly may use of the machine's memory. */
 export interface MemoryOptions {
   /**
@@ -90,6 +93,12 @@ export interface ModelLoadOptions {
   contextSize?: number;
   /** Threads per generation (0 = Woolly's policy; more than the CPUs available are capped there). */
   threads?: number;
+  /**
+   * Woolly's thread policy by name, as C, Python and JSON spell it: 'auto', 'interactive' (leave
+   * a core to the UI) or 'background' (lower-priority threads). Replaces `interactive` and
+   * `background` (give one or the others).
+   */
+  threadPolicy?: ThreadPolicy;
   /** Leave a core to the UI/JS thread (default true). */
   interactive?: boolean;
   /** Lower-priority worker threads. */

@@ -164,6 +164,7 @@ const checks = {
  * `Preload::from_name` takes for `lazy`.
  */
 const PRELOAD = Object.freeze([...native.preloadStrategies(), 'none']);
+const THREAD_POLICIES = Object.freeze(native.threadPolicies());
 
 checks.preload = (name, v) => {
   // Booleans as before the strategies (the native side maps them: true reads the whole file
@@ -204,6 +205,7 @@ const loadSchema = {
   repack: checks.bool,
   contextSize: checks.int(0, 1 << 22),
   threads: checks.int(0, 1024),
+  threadPolicy: checks.oneOf(THREAD_POLICIES),
   interactive: checks.bool,
   background: checks.bool,
   batchSize: checks.int(1, 1 << 16),

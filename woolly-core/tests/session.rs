@@ -375,6 +375,15 @@ fn pool_reuses_sessions_and_serves_concurrent_requests() {
     use woolly_core::generate::SessionPool;
     let pool = SessionPool::new(model(), SessionParams::default(), 4).unwrap();
     assert_eq!(pool.idle(), 1);
+    // What front ends key their pools by: same model, params and idle count.
+    assert!(pool.serves(&model(), &SessionParams::default(), 4));
+    assert!(!pool.serves(&model(), &SessionParams::default(), 2));
+    let bigger = SessionParams {
+        context_size: 1024,
+        ..SessionParams::default()
+    };
+    assert!(!pool.serves(&model(), &bigger, 4));
+    assert_eq!(pool.params(), &SessionParams::default());
     let want = {
         let mut s = pool.acquire().unwrap();
         assert_eq!(pool.idle(), 0);

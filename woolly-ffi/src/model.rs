@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use woolly_core::generate::{SessionParams, SessionPool};
 use woolly_core::model::{Model, ModelParams, Preload};
+use woolly_core::policy::ThreadPolicy;
 
 use crate::boundary::{
     check_enum, clear_out_handle, fail, free_handle, guard, optional, optional_path, put_handle,
@@ -55,6 +56,7 @@ impl woolly_model {
 }
 
 /// How a session spreads its work over threads (Woolly's own policy, `policy::threads`).
+/// Python, Node and JSON name these `auto`, `interactive` and `background`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum woolly_thread_policy {
@@ -66,6 +68,18 @@ pub enum woolly_thread_policy {
     WOOLLY_THREADS_INTERACTIVE = 2,
     /// Background work: the worker threads run at a lower priority (nice 10).
     WOOLLY_THREADS_BACKGROUND = 3,
+}
+
+impl woolly_thread_policy {
+    /// woolly-core's policy (`WOOLLY_THREADS_DEFAULT`, once nothing is inherited, is auto).
+    fn core(self) -> ThreadPolicy {
+        match self {
+            woolly_thread_policy::WOOLLY_THREADS_DEFAULT
+            | woolly_thread_policy::WOOLLY_THREADS_AUTO => ThreadPolicy::Auto,
+            woolly_thread_policy::WOOLLY_THREADS_INTERACTIVE => ThreadPolicy::Interactive,
+            woolly_thread_policy::WOOLLY_THREADS_BACKGROUND => ThreadPolicy::Background,
+        }
+    }
 }
 
 /// When the model's pages are read from disk. Python, Node and JSON name these `lazy`,
@@ -129,8 +143,7 @@ impl ThreadSettings {
 
     pub(crate) fn apply(self, sp: &mut SessionParams) {
         sp.threads = self.n_threads as usize;
-        sp.interactive = self.policy == woolly_thread_policy::WOOLLY_THREADS_INTERACTIVE;
-        sp.background = self.policy == woolly_thread_policy::WOOLLY_THREADS_BACKGROUND;
+        sp.set_thread_policy(self.policy.core());
     }
 }
 

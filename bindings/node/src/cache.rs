@@ -15,12 +15,10 @@ use crate::options::{LoadOptions, MemoryOptions, MAX_IDLE_SESSIONS};
 use crate::task::{EventFn, NativeTask};
 
 /// What a session pool of the cache was handed out with, by model id: a live one is handed
-/// out again (so that a model's JavaScript objects share its idle sessions).
+/// out again (so that a model's JavaScript objects share its idle sessions) when
+/// woolly-core's `SessionPool::serves` says it is on that model with those params.
 struct Handed {
     loaded: Weak<Loaded>,
-    /// The session params' Debug form and the idle count: woolly-core offers no comparison of
-    /// session params (`SessionParams` has no `PartialEq`, `SessionPool` no params accessor).
-    key: String,
     session: SessionParams,
     max_idle: usize,
 }
@@ -39,24 +37,15 @@ fn hand_out(
     session: SessionParams,
     max_idle: usize,
 ) -> woolly_core::Result<Arc<Loaded>> {
-    let key = format!("{session:?}/{max_idle}");
-    if let Some(h) = lock(handed).get(id) {
-        if h.key == key {
-            if let Some(l) = h
-                .loaded
-                .upgrade()
-                .filter(|l| Arc::ptr_eq(l.pool.model(), &model))
-            {
-                return Ok(l);
-            }
-        }
+    let live = lock(handed).get(id).and_then(|h| h.loaded.upgrade());
+    if let Some(l) = live.filter(|l| l.pool.serves(&model, &session, max_idle)) {
+        return Ok(l);
     }
     let loaded = Loaded::open(model, session.clone(), max_idle)?;
     lock(handed).insert(
         id.to_string(),
         Handed {
             loaded: Arc::downgrade(&loaded),
-            key,
             session,
             max_idle,
         },

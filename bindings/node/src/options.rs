@@ -13,6 +13,7 @@ use woolly_core::generate::{
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::policy::memory::{parse_size, MemoryPolicy};
 use woolly_core::policy::power::ThermalConfig;
+use woolly_core::policy::ThreadPolicy;
 use woolly_core::{Error, Result};
 
 /// A byte count, or a size such as `"512MB"` or `"1.5GiB"`.
@@ -78,6 +79,13 @@ pub fn preload_strategies() -> Vec<&'static str> {
     Preload::ALL.iter().map(|p| p.name()).collect()
 }
 
+/// The thread policies by woolly-core's names (`ThreadPolicy::ALL`), which `index.js` checks
+/// `threadPolicy` against.
+#[napi(catch_unwind)]
+pub fn thread_policies() -> Vec<&'static str> {
+    ThreadPolicy::ALL.iter().map(|p| p.name()).collect()
+}
+
 /// Options of `Model.load` (the progress callback travels separately).
 #[napi(object)]
 #[derive(Default)]
@@ -93,6 +101,9 @@ pub struct LoadOptions {
     pub context_size: Option<u32>,
     /// Threads per generation (absent or 0 = Woolly's policy, decided by woolly-core).
     pub threads: Option<u32>,
+    /// woolly-core's thread policy by name (`auto`, `interactive`, `background`, as in C,
+    /// Python and JSON); when given, `interactive` and `background` must be absent.
+    pub thread_policy: Option<String>,
     /// Leave a core to the UI thread (default true: this is an application's binding).
     pub interactive: Option<bool>,
     /// Run generation threads at a lower priority.
@@ -145,7 +156,7 @@ impl LoadOptions {
 
     pub fn session_params(&self) -> Result<SessionParams> {
         let d = SessionParams::default();
-        Ok(SessionParams {
+        let mut sp = SessionParams {
             context_size: self.context_size.map_or(d.context_size, |c| c as usize),
             kv_precision: match &self.kv_precision {
                 Some(name) => KvPrecision::from_name(name)?,
@@ -157,7 +168,17 @@ impl LoadOptions {
             background: self.background.unwrap_or(d.background),
             batch_size: self.batch_size.map_or(d.batch_size, |b| b as usize),
             ..d
-        })
+        };
+        if let Some(name) = &self.thread_policy {
+            if self.interactive.is_some() || self.background.is_some() {
+                return Err(Error::InvalidArgument(
+                    "threadPolicy replaces interactive and background: give one or the other"
+                        .into(),
+                ));
+            }
+            sp.set_thread_policy(ThreadPolicy::from_name(name)?);
+        }
+        Ok(sp)
     }
 
     /// Idle sessions a model's pool keeps.

@@ -98,6 +98,30 @@ test('threads above the CPUs are capped', opts, async () => {
   await assert.rejects(async () => Model.load(SYNTHETIC, { threads: 1025 }), { code: 'WOOLLY_ERR_INVALID_ARGUMENT' });
 });
 
+test('threadPolicy takes the names C, Python and JSON use', opts, async () => {
+  let want = null;
+  for (const threadPolicy of ['auto', 'interactive', 'background']) {
+    const m = await Model.load(SYNTHETIC, { threadPolicy });
+    try {
+      const r = await m.complete('the cat', { maxTokens: 4, temperature: 0, ignoreEos: true });
+      if (want === null) want = r.generatedIds;
+      assert.deepEqual(r.generatedIds, want, threadPolicy);
+    } finally {
+      m.close();
+    }
+  }
+  await assert.rejects(async () => Model.load(SYNTHETIC, { threadPolicy: 'Interactive' }), (e) => {
+    assert.equal(e.code, 'WOOLLY_ERR_INVALID_ARGUMENT');
+    assert.ok(e.message.includes('auto, interactive, background'), e.message);
+    return true;
+  });
+  await assert.rejects(async () => Model.load(SYNTHETIC, { threadPolicy: 'auto', interactive: true }), (e) => {
+    assert.equal(e.code, 'WOOLLY_ERR_INVALID_ARGUMENT');
+    assert.ok(e.message.includes('threadPolicy'), e.message);
+    return true;
+  });
+});
+
 test('the NUL byte token detokenizes to a NUL', opts, async () => {
   const m = await Model.load(SYNTHETIC);
   try {

@@ -43,11 +43,9 @@ impl NativeModelCache {
     ) -> Option<Arc<SessionPool>> {
         let handed = self.handed();
         let h = handed.get(id)?;
-        // SessionParams has no PartialEq: its Debug form stands for its fields.
-        if session.is_some_and(|s| format!("{s:?}") != format!("{:?}", h.session)) {
-            return None;
-        }
-        h.pool.upgrade().filter(|p| Arc::ptr_eq(p.model(), model))
+        let pool = h.pool.upgrade()?;
+        let session = session.unwrap_or(pool.params());
+        pool.serves(model, session, MAX_IDLE_SESSIONS).then_some(pool)
     }
 
     fn hand_out(&self, id: &str, pool: SessionPool, session: SessionParams) -> NativeModel {

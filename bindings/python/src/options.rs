@@ -14,6 +14,7 @@ use woolly_core::generate::{
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::policy::memory::MemoryPolicy;
 use woolly_core::policy::power::ThermalConfig;
+use woolly_core::policy::ThreadPolicy;
 
 use crate::errors::{invalid, IntoPy};
 
@@ -62,19 +63,11 @@ fn session_params(
     kv: Option<&str>,
 ) -> PyResult<SessionParams> {
     let d = SessionParams::default();
-    let (interactive, background) = match thread_policy {
-        None | Some("auto") => (d.interactive, d.background),
-        Some("interactive") => (true, false),
-        Some("background") => (false, true),
-        Some(other) => {
-            return Err(invalid(
-                py,
-                format!(
-                    "thread_policy must be 'auto', 'interactive' or 'background', not {other:?}"
-                ),
-            ))
-        }
+    let policy = match thread_policy {
+        None => d.thread_policy(),
+        Some(name) => ThreadPolicy::from_name(name).py_err(py)?,
     };
+    let (interactive, background) = policy.flags();
     Ok(SessionParams {
         threads: threads.unwrap_or(d.threads),
         interactive,

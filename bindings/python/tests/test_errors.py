@@ -38,7 +38,7 @@ def test_missing_default_model(tmp_path, monkeypatch):
 def test_bad_load_options():
     with pytest.raises(woolly.InvalidArgumentError):
         woolly.Model(preload="eager")
-    with pytest.raises(woolly.InvalidArgumentError):
+    with pytest.raises(woolly.InvalidArgumentError, match="auto, interactive or background"):
         woolly.Model(thread_policy="fast")
     with pytest.raises(woolly.InvalidArgumentError):
         woolly.Model(threads=-1)

@@ -57,6 +57,24 @@ impl SessionPool {
         })
     }
 
+    /// The params every session of this pool is opened with.
+    pub fn params(&self) -> &SessionParams {
+        &self.params
+    }
+
+    /// Most idle sessions the pool keeps.
+    pub fn max_idle(&self) -> usize {
+        self.max_idle
+    }
+
+    /// Whether this pool is on `model` with `params` and `max_idle`: a front end that hands out
+    /// pools by model id gives out this one again instead of opening another.
+    pub fn serves(&self, model: &Arc<Model>, params: &SessionParams, max_idle: usize) -> bool {
+        Arc::ptr_eq(&self.model, model)
+            && self.params == *params
+            && self.max_idle == max_idle.max(1)
+    }
+
     /// Idle sessions now.
     pub fn idle(&self) -> usize {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()

@@ -12,11 +12,13 @@ use crate::kernels::cpu::ThreadPool;
 use crate::model::transformer::{Scratch, SeqBatch};
 use crate::model::Model;
 use crate::model::{KvCache, KvPrecision};
+use crate::policy::ThreadPolicy;
 use crate::tokenizer::TokenId;
 use crate::{Error, Result};
 
-/// How to open a session.
-#[derive(Debug, Clone)]
+/// How to open a session. Params compare equal when sessions opened with them behave alike
+/// (front ends key their session pools by them).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionParams {
     /// Context size in tokens (0 = the smaller of 4096 and the model's trained context, less
     /// when the memory budget has no room for that much KV cache).
@@ -50,6 +52,22 @@ impl Default for SessionParams {
             pin_threads: false,
             batch_size: 512,
         }
+    }
+}
+
+impl SessionParams {
+    /// The thread policy `interactive` and `background` spell.
+    pub fn thread_policy(&self) -> ThreadPolicy {
+        match (self.interactive, self.background) {
+            (_, true) => ThreadPolicy::Background,
+            (true, false) => ThreadPolicy::Interactive,
+            (false, false) => ThreadPolicy::Auto,
+        }
+    }
+
+    /// Sets `interactive` and `background` as `policy` says.
+    pub fn set_thread_policy(&mut self, policy: ThreadPolicy) {
+        (self.interactive, self.background) = policy.flags();
     }
 }
 

@@ -6,4 +6,4 @@ pub mod memory;
 pub mod power;
 pub mod threads;
 
-pub use threads::{threads_for, Workload};
+pub use threads::{threads_for, ThreadPolicy, Workload};

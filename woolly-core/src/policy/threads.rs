@@ -10,6 +10,63 @@ use serde::Serialize;
 
 use crate::platform::process::available_cpus;
 use crate::platform::Hardware;
+use crate::{Error, Result};
+
+/// How a session spreads its work over threads, spelled the same in C
+/// (`WOOLLY_THREADS_AUTO`…), Python (`thread_policy="auto"`), Node (`threadPolicy: 'auto'`) and
+/// JSON. The thread counts themselves always come from this module, never from a front end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadPolicy {
+    /// One thread per physical core for the prompt, capped for generation.
+    #[default]
+    Auto,
+    /// Inside an application with a UI: leave a core to it (never fewer than one thread).
+    Interactive,
+    /// Background work: the worker threads run at a lower priority (nice 10).
+    Background,
+}
+
+impl ThreadPolicy {
+    /// Every policy, in the order of their C numbers (1, 2, 3).
+    pub const ALL: [ThreadPolicy; 3] = [
+        ThreadPolicy::Auto,
+        ThreadPolicy::Interactive,
+        ThreadPolicy::Background,
+    ];
+
+    /// The policy's name (as serialized): `auto`, `interactive` or `background`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ThreadPolicy::Auto => "auto",
+            ThreadPolicy::Interactive => "interactive",
+            ThreadPolicy::Background => "background",
+        }
+    }
+
+    /// The policy called `name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the accepted names.
+    pub fn from_name(name: &str) -> Result<ThreadPolicy> {
+        ThreadPolicy::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "thread policy must be auto, interactive or background, not {name:?}"
+                ))
+            })
+    }
+
+    /// `(interactive, background)`: the flags this policy sets.
+    pub fn flags(self) -> (bool, bool) {
+        (
+            self == ThreadPolicy::Interactive,
+            self == ThreadPolicy::Background,
+        )
+    }
+}
 
 /// Kinds of work, each with its own thread count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -105,6 +162,21 @@ pub fn policy_json(hw: &Hardware) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_policies_by_name() {
+        for p in ThreadPolicy::ALL {
+            assert_eq!(ThreadPolicy::from_name(p.name()).unwrap(), p);
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
+        assert_eq!(ThreadPolicy::default(), ThreadPolicy::Auto);
+        assert_eq!(ThreadPolicy::Interactive.flags(), (true, false));
+        assert_eq!(ThreadPolicy::Background.flags(), (false, true));
+        let e = ThreadPolicy::from_name("Interactive")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auto, interactive or background"), "{e}");
+    }
 
     fn hw(physical: usize, logical: usize) -> Hardware {
         let mut h = Hardware::detect();
