@@ -414,3 +414,29 @@ fn pool_reuses_sessions_and_serves_concurrent_requests() {
     // The model counted every generation.
     assert!(pool.model().metrics().snapshot().generations >= 3);
 }
+
+#[test]
+fn one_prompt_type_for_text_messages_and_tokens() {
+    use woolly_core::generate::Prompt;
+    let m = model();
+    let text = "The capital of France is";
+    let want = session().generate(text, &greedy(4), |_| true).unwrap();
+    let got = session()
+        .run(&Prompt::from(text), &greedy(4), |_| true)
+        .unwrap();
+    assert_eq!(got.generated_ids, want.generated_ids);
+
+    let ids = m.tokenize(text, true, false).unwrap();
+    let got = session()
+        .run(&Prompt::Tokens(ids), &greedy(4), |_| true)
+        .unwrap();
+    assert_eq!(got.generated_ids, want.generated_ids);
+
+    let messages = vec![ChatMessage::new("user", "Say hi.")];
+    let want = session().chat(&messages, &greedy(4), |_| true).unwrap();
+    let got = session()
+        .run(&Prompt::from(messages), &greedy(4), |_| true)
+        .unwrap();
+    assert_eq!(got.generated_ids, want.generated_ids);
+    assert_eq!(got.timings.prompt_tokens, want.timings.prompt_tokens);
+}

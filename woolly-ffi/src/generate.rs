@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_void};
 
 use woolly_core::generate::{
-    ChatMessage, GenerateParams, Generation, SamplingParams, Session, StopReason,
+    ChatMessage, GenerateParams, Generation, Prompt, SamplingParams, Session, StopReason,
 };
 
 use crate::boundary::{guard, required, required_array, required_str, text_ptr, Failure};
@@ -191,16 +191,10 @@ impl woolly_result {
     }
 }
 
-/// The prompt of a generation: plain text, or chat messages for the model's template.
-pub(crate) enum Prompt<'a> {
-    Text(&'a str),
-    Chat(Vec<ChatMessage>),
-}
-
 /// Runs one generation on `session` and streams it to `on_token`.
 pub(crate) fn run(
     session: &mut Session,
-    prompt: Prompt<'_>,
+    prompt: Prompt,
     params: &woolly_generate_params,
     on_token: woolly_token_callback,
     user_data: *mut c_void,
@@ -210,14 +204,11 @@ pub(crate) fn run(
         Some(f) => f(text_ptr(ev.text), ev.text.len(), ev.id as i32, user_data),
         None => true,
     };
-    let g = match prompt {
-        Prompt::Text(p) if params.chat => {
-            session.chat(&[ChatMessage::new("user", p)], &gp, &mut cb)?
-        }
-        Prompt::Text(p) => session.generate(p, &gp, &mut cb)?,
-        Prompt::Chat(msgs) => session.chat(&msgs, &gp, &mut cb)?,
+    let prompt = match prompt {
+        Prompt::Text(p) if params.chat => Prompt::Messages(vec![ChatMessage::new("user", p)]),
+        p => p,
     };
-    Ok(g)
+    Ok(session.run(&prompt, &gp, &mut cb)?)
 }
 
 /// Generates a reply to the UTF-8 `prompt` on a session the model keeps for these calls
@@ -242,7 +233,7 @@ pub unsafe extern "C" fn woolly_generate(
         let mut session = m.generate_pool()?.acquire()?;
         run(
             &mut session,
-            Prompt::Text(prompt),
+            Prompt::Text(prompt.to_string()),
             &params,
             on_token,
             user_data,

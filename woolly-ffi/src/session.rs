@@ -3,13 +3,13 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Mutex;
 
-use woolly_core::generate::{CancelHandle, ChatMessage, Session, SessionParams};
+use woolly_core::generate::{CancelHandle, ChatMessage, Prompt, Session, SessionParams};
 
 use crate::boundary::{
     check_enum, clear_out_handle, fail, free_handle, guard, optional, put_handle, required,
     required_array, required_out, required_str, Failure,
 };
-use crate::generate::{run, woolly_generate_params, woolly_result, woolly_token_callback, Prompt};
+use crate::generate::{run, woolly_generate_params, woolly_result, woolly_token_callback};
 use crate::model::{woolly_model, woolly_thread_policy, ThreadSettings};
 use crate::status::woolly_status;
 use crate::status::woolly_status::*;
@@ -192,9 +192,9 @@ pub unsafe extern "C" fn woolly_session_free(session: *mut woolly_session) {
 }
 
 /// Runs `prompt` on a session handle and records the result.
-fn session_run<'a>(
+fn session_run(
     session: *const woolly_session,
-    prompt: impl FnOnce() -> Result<Prompt<'a>, Failure>,
+    prompt: impl FnOnce() -> Result<Prompt, Failure>,
     params: &woolly_generate_params,
     on_token: woolly_token_callback,
     user_data: *mut c_void,
@@ -236,7 +236,7 @@ pub unsafe extern "C" fn woolly_session_generate(
     guard(|| {
         session_run(
             session,
-            || Ok(Prompt::Text(required_str(prompt, "prompt")?)),
+            || Ok(Prompt::Text(required_str(prompt, "prompt")?.to_string())),
             &params,
             on_token,
             user_data,
@@ -290,7 +290,7 @@ pub unsafe extern "C" fn woolly_session_chat(
                         required_str(m.content, &format!("messages[{i}].content"))?,
                     ));
                 }
-                Ok(Prompt::Chat(out))
+                Ok(Prompt::Messages(out))
             },
             &params,
             on_token,

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use napi_derive::napi;
 use serde_json::{json, Value};
 use woolly_core::generate::{
-    CancelToken, ChatMessage, GenerateParams, Generation, SessionParams, SessionPool,
+    CancelToken, GenerateParams, Generation, Prompt, SessionParams, SessionPool,
 };
 use woolly_core::model::{Model, ModelParams, ProgressFn};
 
@@ -34,12 +34,6 @@ impl Loaded {
         let context_size = pool.acquire()?.context_size();
         Ok(Arc::new(Loaded { pool, context_size }))
     }
-}
-
-/// What to generate from.
-enum Input {
-    Prompt(String),
-    Chat(Vec<ChatMessage>),
 }
 
 pub(crate) fn done_event(g: &Generation) -> Value {
@@ -69,7 +63,7 @@ pub(crate) fn done_event(g: &Generation) -> Value {
 /// One generation on a worker thread, on a session of the pool (returned to it afterwards).
 fn run_generation(
     pool: &SessionPool,
-    input: &Input,
+    input: &Prompt,
     params: &GenerateParams,
     cb: &EventFn,
     stream: bool,
@@ -89,10 +83,7 @@ fn run_generation(
     };
     // The params carry the request's cancel token: a cancel before the start fails at once, one
     // during the prompt or the generation stops it within a layer's work.
-    let result = match input {
-        Input::Prompt(p) => session.generate(p, params, on_token),
-        Input::Chat(m) => session.chat(m, params, on_token),
-    };
+    let result = session.run(input, params, on_token);
     match result {
         Ok(g) => done_event(&g),
         Err(e) => to_event(&e),
@@ -227,7 +218,7 @@ impl NativeModel {
 
     fn start(
         &self,
-        input: Input,
+        input: Prompt,
         options: Option<GenerateOptions>,
         stream: bool,
         on_event: EventFn,
@@ -255,7 +246,7 @@ impl NativeModel {
         stream: bool,
         on_event: EventFn,
     ) -> napi::Result<NativeTask> {
-        self.start(Input::Prompt(prompt), options, stream, on_event)
+        self.start(Prompt::Text(prompt), options, stream, on_event)
     }
 
     /// Like `generate`, with the model's chat template applied to `messages`.
@@ -268,7 +259,7 @@ impl NativeModel {
         on_event: EventFn,
     ) -> napi::Result<NativeTask> {
         self.start(
-            Input::Chat(chat_messages(messages)),
+            Prompt::Messages(chat_messages(messages)),
             options,
             stream,
             on_event,

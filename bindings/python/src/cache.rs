@@ -45,7 +45,8 @@ impl NativeModelCache {
         let h = handed.get(id)?;
         let pool = h.pool.upgrade()?;
         let session = session.unwrap_or(pool.params());
-        pool.serves(model, session, MAX_IDLE_SESSIONS).then_some(pool)
+        pool.serves(model, session, MAX_IDLE_SESSIONS)
+            .then_some(pool)
     }
 
     fn hand_out(&self, id: &str, pool: SessionPool, session: SessionParams) -> NativeModel {

@@ -5,12 +5,12 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
-use woolly_core::engine::{Engine, Event as EngineEvent, Prompt, Request};
+use woolly_core::engine::{Engine, Event as EngineEvent, Request};
 use woolly_core::generate::CancelToken;
 
 use crate::errors::{self, invalid, IntoPy};
 use crate::model::NativeModel;
-use crate::options::{self, GenerateOptions, Input};
+use crate::options::{self, GenerateOptions};
 use crate::session::{Event, Job};
 
 /// An engine on one model. Its requests are `Job`s, as the model's generations are: their
@@ -83,10 +83,7 @@ impl NativeEngine {
         deadline_s: Option<f64>,
         options: PyRef<'_, GenerateOptions>,
     ) -> PyResult<(u64, Job)> {
-        let prompt = match options::input(py, prompt, messages)? {
-            Input::Text(t) => Prompt::Text(t),
-            Input::Chat(m) => Prompt::Messages(m),
-        };
+        let prompt = options::input(py, prompt, messages)?;
         let priority = options::priority(py, priority)?;
         let deadline = options::deadline(py, deadline_s)?;
         let cancel = CancelToken::new();

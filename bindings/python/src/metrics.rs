@@ -24,7 +24,9 @@ pub fn model_diagnostics_json(model: &Model) -> String {
 /// This machine's hardware as Woolly detected it, as JSON.
 #[pyfunction]
 pub fn hardware_json() -> String {
-    woolly_core::platform::Hardware::detect().to_json().to_string()
+    woolly_core::platform::Hardware::detect()
+        .to_json()
+        .to_string()
 }
 
 /// The diagnostics report without a model, as JSON.

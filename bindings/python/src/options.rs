@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use woolly_core::engine::{EngineParams, Priority};
 use woolly_core::generate::{
-    ChatMessage, GenerateParams, KvPrecision, SamplingParams, SessionParams,
+    ChatMessage, GenerateParams, KvPrecision, Prompt, SamplingParams, SessionParams,
 };
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::policy::memory::MemoryPolicy;
@@ -254,12 +254,6 @@ pub fn thermal_config(
     })
 }
 
-/// What to generate from: a prompt or a conversation.
-pub enum Input {
-    Text(String),
-    Chat(Vec<ChatMessage>),
-}
-
 /// Chat messages from Python's `(role, content)` pairs.
 pub fn chat_messages(messages: Vec<(String, String)>) -> Vec<ChatMessage> {
     messages
@@ -273,10 +267,10 @@ pub fn input(
     py: Python<'_>,
     prompt: Option<String>,
     messages: Option<Vec<(String, String)>>,
-) -> PyResult<Input> {
+) -> PyResult<Prompt> {
     match (prompt, messages) {
-        (Some(p), None) => Ok(Input::Text(p)),
-        (None, Some(m)) if !m.is_empty() => Ok(Input::Chat(chat_messages(m))),
+        (Some(p), None) => Ok(Prompt::Text(p)),
+        (None, Some(m)) if !m.is_empty() => Ok(Prompt::Messages(chat_messages(m))),
         (None, Some(_)) => Err(invalid(py, "messages is empty".into())),
         _ => Err(invalid(py, "give a prompt or messages, not both".into())),
     }

@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use woolly_core::generate::{CancelToken, GenerateParams, Generation, SessionPool};
+use woolly_core::generate::{CancelToken, GenerateParams, Generation, Prompt, SessionPool};
 use woolly_core::Error;
 
 use crate::errors;
-use crate::options::Input;
 
 pub enum Event {
     Piece(String),
@@ -50,7 +49,7 @@ impl Job {
     }
 
     /// Runs a generation on a session of `pool`, on a new thread.
-    pub fn spawn(pool: Arc<SessionPool>, input: Input, mut params: GenerateParams) -> Job {
+    pub fn spawn(pool: Arc<SessionPool>, input: Prompt, mut params: GenerateParams) -> Job {
         let (tx, rx) = channel();
         let cancel = CancelToken::new();
         params.cancel = Some(cancel.clone());
@@ -73,7 +72,7 @@ impl Job {
 
 fn run(
     pool: &SessionPool,
-    input: &Input,
+    input: &Prompt,
     params: &GenerateParams,
     tx: &Sender<Event>,
 ) -> Result<Generation, Error> {
@@ -82,10 +81,7 @@ fn run(
     let on_token = |ev: &woolly_core::generate::TokenEvent<'_>| {
         ev.text.is_empty() || tx.send(Event::Piece(ev.text.to_string())).is_ok()
     };
-    match input {
-        Input::Text(p) => session.generate(p, params, on_token),
-        Input::Chat(m) => session.chat(m, params, on_token),
-    }
+    session.run(input, params, on_token)
 }
 
 #[pymethods]

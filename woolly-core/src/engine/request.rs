@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::chat::ChatMessage;
+pub use crate::generate::Prompt;
 use crate::generate::{CancelToken, GenerateParams, Generation};
 use crate::tokenizer::TokenId;
 use crate::{Error, Result};
@@ -58,17 +59,6 @@ impl Priority {
             ))
         })
     }
-}
-
-/// What a request asks the model to continue.
-#[derive(Debug, Clone)]
-pub enum Prompt {
-    /// Text (tokenized with the request's `add_special` and `parse_special`).
-    Text(String),
-    /// A conversation, rendered with the model's chat template.
-    Messages(Vec<ChatMessage>),
-    /// Token ids.
-    Tokens(Vec<TokenId>),
 }
 
 /// One request to the engine.

@@ -2,6 +2,7 @@
 
 pub(crate) mod output;
 mod pool;
+mod prompt;
 pub mod sampler;
 mod session;
 
@@ -9,6 +10,7 @@ mod session;
 pub use crate::chat::ChatMessage;
 pub use crate::model::KvPrecision;
 pub use pool::{PooledSession, SessionPool};
+pub use prompt::Prompt;
 pub use sampler::{Sampler, SamplingParams};
 pub use session::{
     chat_prompt, chat_tokens, CancelHandle, CancelToken, GenerateParams, Generation, Session,
