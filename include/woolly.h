@@ -117,6 +117,7 @@ typedef enum {
 } woolly_preload;
 
 // How a session spreads its work over threads (Woolly's own policy, `policy::threads`).
+// Python, Node and JSON name these `auto`, `interactive` and `background`.
 typedef enum {
   // In session params: whatever the model was loaded with. In model params: `WOOLLY_THREADS_AUTO`.
   WOOLLY_THREADS_DEFAULT = 0,

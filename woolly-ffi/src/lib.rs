@@ -20,7 +20,9 @@
 //!   thread's last error, NULL checks of arguments, out-pointer writers, handle boxes, string
 //!   and array conversions, enum values checked as they arrive from C. Exports use these rather
 //!   than writing their own NULL prelude.
-//! - `status`: `woolly_status`, its names, the last error, the library and ABI versions.
+//! - `status`: `woolly_status` and the library and ABI versions (below the boundary, which
+//!   returns statuses).
+//! - `errors`: what a caller reads after a failure: the thread's last error, status names.
 //! - `log`: `woolly_log_level` and the log callback.
 //! - `model`: `woolly_model`, `woolly_model_params`, `woolly_preload`, `woolly_thread_policy`;
 //!   loading, freeing, the model's facts.
@@ -43,6 +45,8 @@
 mod boundary;
 
 mod status;
+
+mod errors;
 
 mod log;
 
@@ -69,6 +73,7 @@ mod diagnostics;
 pub use cache::*;
 pub use diagnostics::*;
 pub use engine::*;
+pub use errors::*;
 pub use generate::*;
 pub use log::*;
 pub use memory::*;
