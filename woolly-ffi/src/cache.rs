@@ -9,7 +9,7 @@ use crate::boundary::{
     clear_out_handle, free_handle, guard, optional_path, put_handle, required, required_str,
     write_optional, write_string,
 };
-use crate::memory::woolly_memory_policy;
+use crate::memory_policy::woolly_memory_policy;
 use crate::model::{woolly_model, woolly_model_default_params, woolly_model_params};
 use crate::status::woolly_status;
 

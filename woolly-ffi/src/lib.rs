@@ -31,7 +31,8 @@
 //!   callback and `woolly_generate`.
 //! - `session`: `woolly_session`, `woolly_session_params`, `woolly_kv_precision`, chat, abort.
 //! - `engine`: `woolly_engine`, requests, events, priorities.
-//! - `memory`: `woolly_memory_policy`, estimates, memory reports, preload progress, locking.
+//! - `memory_policy`: `woolly_memory_policy` (model params carry one, so it sits below `model`).
+//! - `memory`: estimates, memory reports, preload progress, locking.
 //! - `cache`: `woolly_cache`, the model cache under a memory budget.
 //! - `power`: `woolly_power_profile`, the thermal monitor and the explicit system opt-ins.
 //! - `metrics`: the metrics registry and a model's counters.
@@ -49,6 +50,8 @@ mod status;
 mod errors;
 
 mod log;
+
+mod memory_policy;
 
 mod model;
 
@@ -77,6 +80,7 @@ pub use errors::*;
 pub use generate::*;
 pub use log::*;
 pub use memory::*;
+pub use memory_policy::*;
 pub use metrics::*;
 pub use model::*;
 pub use power::*;

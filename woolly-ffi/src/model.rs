@@ -12,7 +12,7 @@ use crate::boundary::{
     check_enum, clear_out_handle, fail, free_handle, guard, optional, optional_path, put_handle,
     required, write_string, Failure, UserData,
 };
-use crate::memory::woolly_memory_policy;
+use crate::memory_policy::woolly_memory_policy;
 use crate::status::woolly_status;
 use crate::status::woolly_status::*;
 
