@@ -48,6 +48,7 @@ use serde::Serialize;
 
 use crate::generate::GenerateParams;
 use crate::kernels::cpu::ThreadPool;
+use crate::metrics::EngineFigures;
 use crate::model::kv_cache::KvPrecision;
 use crate::model::Model;
 use crate::{Error, Result};
@@ -148,6 +149,29 @@ pub struct EngineStats {
     /// Mean time requests waited before starting, and to their first token.
     pub mean_queue_ms: f64,
     pub mean_ttft_ms: f64,
+}
+
+/// The metrics registry takes an engine's figures as plain numbers.
+impl From<&EngineStats> for EngineFigures {
+    fn from(s: &EngineStats) -> Self {
+        EngineFigures {
+            submitted: s.submitted,
+            completed: s.completed,
+            failed: s.failed,
+            cancelled: s.cancelled,
+            deadline_exceeded: s.deadline_exceeded,
+            rejected_busy: s.rejected_busy,
+            steps: s.steps,
+            preempted_steps: s.preempted_steps,
+            mean_batch_size: s.mean_batch_size,
+            queued: s.queued,
+            active: s.active,
+            decode_step_ms: s.decode_step_ms,
+            prefill_token_ms: s.prefill_token_ms,
+            mean_queue_ms: s.mean_queue_ms,
+            mean_ttft_ms: s.mean_ttft_ms,
+        }
+    }
 }
 
 /// One model serving many requests (see the module documentation). Dropping it ends every

@@ -9,7 +9,6 @@ use serde_json::{json, Map, Value};
 
 use super::types::{Counter, Gauge, Histogram, HistogramSnapshot, BATCH_BUCKETS};
 use super::MetricsSnapshot;
-use crate::engine::EngineStats;
 use crate::platform::gpu::{self, GpuReport};
 
 /// The kind of a metric family, as the `# TYPE` line names it.
@@ -29,6 +28,32 @@ impl MetricType {
             MetricType::Histogram => "histogram",
         }
     }
+}
+
+/// What an engine reports at one moment (its counters and state), as
+/// [`Registry::observe_engine`] takes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineFigures {
+    pub submitted: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub deadline_exceeded: u64,
+    pub rejected_busy: u64,
+    /// Steps run, steps stopped to let an urgent request in, and sequences per step on average.
+    pub steps: u64,
+    pub preempted_steps: u64,
+    pub mean_batch_size: f64,
+    /// Requests waiting and running now.
+    pub queued: usize,
+    pub active: usize,
+    /// Smoothed duration of a step with one token per sequence, in milliseconds.
+    pub decode_step_ms: f64,
+    /// Smoothed time per prompt token in a step, in milliseconds.
+    pub prefill_token_ms: f64,
+    /// Mean time requests waited before starting, and to their first token, in milliseconds.
+    pub mean_queue_ms: f64,
+    pub mean_ttft_ms: f64,
 }
 
 /// Label pairs in the order they were given.
@@ -315,13 +340,14 @@ impl Registry {
     ///
     /// Until [`Registry::observe_batch`] reports exact batch sizes, the `woolly_engine_batch_size`
     /// histogram is fed from the mean batch size of the steps since the previous call.
-    pub fn observe_engine(&self, stats: &EngineStats) {
+    pub fn observe_engine(&self, stats: impl Into<EngineFigures>) {
         self.observe_engine_labeled(&[], stats);
     }
 
     /// [`Registry::observe_engine`] for one of several engines, told apart by `labels` (e.g.
     /// `[("engine", "chat")]`).
-    pub fn observe_engine_labeled(&self, labels: &[(&str, &str)], stats: &EngineStats) {
+    pub fn observe_engine_labeled(&self, labels: &[(&str, &str)], stats: impl Into<EngineFigures>) {
+        let stats = &stats.into();
         self.counter(
             "woolly_engine_requests_submitted_total",
             "Requests accepted by the engine.",
@@ -815,7 +841,7 @@ pub fn set_cpu_temperature(celsius: f64) {
 }
 
 /// [`Registry::observe_engine`] on the global registry.
-pub fn observe_engine(stats: &EngineStats) {
+pub fn observe_engine(stats: impl Into<EngineFigures>) {
     Registry::global().observe_engine(stats);
 }
 
@@ -873,13 +899,13 @@ mod tests {
     #[test]
     fn an_engines_series_are_removed_by_its_label() {
         let r = Registry::new();
-        let st = EngineStats {
+        let st = EngineFigures {
             steps: 3,
             mean_batch_size: 1.0,
             ..Default::default()
         };
-        r.observe_engine_labeled(&[("engine", "a")], &st);
-        r.observe_engine_labeled(&[("engine", "b")], &st);
+        r.observe_engine_labeled(&[("engine", "a")], st.clone());
+        r.observe_engine_labeled(&[("engine", "b")], st.clone());
         r.counter("other_total", "Another family.", &[]).inc();
         let per_engine = r.series_count();
         let text = r.render_prometheus();
@@ -902,7 +928,7 @@ mod tests {
     #[test]
     fn engine_stats_become_gauges_counters_and_batch_sizes() {
         let r = Registry::new();
-        let mut st = EngineStats {
+        let mut st = EngineFigures {
             submitted: 5,
             completed: 3,
             steps: 10,
@@ -912,11 +938,11 @@ mod tests {
             decode_step_ms: 20.0,
             ..Default::default()
         };
-        r.observe_engine(&st);
+        r.observe_engine(st.clone());
         // Ten more steps of four sequences: the mean over twenty is three.
         st.steps = 20;
         st.mean_batch_size = 3.0;
-        r.observe_engine(&st);
+        r.observe_engine(st.clone());
         let s = r.snapshot();
         let v = |n: &str| s.family(n).unwrap().series[0].value.clone();
         assert_eq!(v("woolly_engine_queue_depth"), SampleValue::Gauge(2.0));
