@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use woolly_core::generate::{GenerateParams, KvPrecision, SamplingParams, Session, SessionParams};
 use woolly_core::gguf::GgufFile;
 use woolly_core::model::{Model, ModelCache, ModelParams, Preload};
-use woolly_core::testing;
 use woolly_core::platform::memory::MemoryInfo;
 use woolly_core::policy::memory::MemoryPolicy;
+use woolly_core::testing;
 use woolly_core::{Error, ErrorKind};
 
 const MIB: u64 = 1 << 20;

@@ -3,8 +3,8 @@
 
 use woolly_core::generate::{GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::model::{Model, ModelParams};
-use woolly_core::testing;
 use woolly_core::platform::process::rss_bytes;
+use woolly_core::testing;
 
 #[cfg(target_os = "linux")]
 #[test]

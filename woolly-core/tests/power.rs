@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use woolly_core::engine::{Engine, EngineParams, Priority, Request};
 use woolly_core::generate::{GenerateParams, SamplingParams};
 use woolly_core::model::{Model, ModelParams};
-use woolly_core::testing;
 use woolly_core::platform::Hardware;
 use woolly_core::policy::power::{
     self, PowerKnobs, PowerManager, PowerProfile, PowerSource, ThermalConfig,
 };
+use woolly_core::testing;
 use woolly_core::ErrorKind;
 
 fn tree(name: &str) -> PathBuf {

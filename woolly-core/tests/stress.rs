@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use woolly_core::engine::{Engine, EngineParams, Event, Priority, Request};
 use woolly_core::generate::{CancelToken, GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::model::{Model, ModelCache, ModelParams, Preload};
-use woolly_core::testing::{self, XorShift};
 use woolly_core::policy::memory::MemoryPolicy;
+use woolly_core::testing::{self, XorShift};
 use woolly_core::ErrorKind;
 
 #[derive(Default)]
