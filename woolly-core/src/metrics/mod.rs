@@ -20,8 +20,11 @@
 //! plain numbers ([`GenerationFigures`], [`EngineFigures`]), which those modules fill from
 //! their own types.
 
+mod collect;
+mod engines;
 mod prometheus;
 mod registry;
+mod snapshot;
 mod types;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,11 +34,10 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
 
+pub use engines::{observe_batch, observe_engine, EngineFigures};
 pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
-pub use registry::{
-    observe_batch, observe_engine, record_throttle, set_cpu_temperature, set_worker_threads,
-    EngineFigures, FamilySnapshot, MetricType, Registry, SampleValue, SeriesSnapshot, Snapshot,
-};
+pub use registry::{record_throttle, set_cpu_temperature, set_worker_threads, Registry};
+pub use snapshot::{FamilySnapshot, MetricType, SampleValue, SeriesSnapshot, Snapshot};
 pub use types::{
     Bucket, Counter, Gauge, Histogram, HistogramSnapshot, BATCH_BUCKETS, DURATION_BUCKETS,
     LATENCY_BUCKETS, RATE_BUCKETS,
