@@ -29,6 +29,8 @@
 //! - `request.rs`: the request types: what is submitted ([`Request`], [`Prompt`],
 //!   [`Priority`]), prepared ([`Prepared`]) and waiting; the [`Event`]s of a request, its
 //!   result and its [`RequestHandle`];
+//! - `state.rs`: what the handle and the worker share: the queue, the signals between them,
+//!   the counters;
 //! - `scheduler.rs`: choosing what runs in a step: the queue, admission by rank, deadlines
 //!   and cancellation before a request runs, the plan of each step (batching, prompt chunks,
 //!   urgent prompts alone) and preemption;
@@ -37,6 +39,7 @@
 
 mod request;
 mod scheduler;
+mod state;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,7 +57,7 @@ use crate::model::Model;
 use crate::{Error, Result};
 
 pub use request::{Event, EventSink, Prepared, Priority, Prompt, Request, RequestHandle};
-use scheduler::{Queue, Shared};
+use state::{Queue, Shared};
 use worker::Worker;
 
 /// How an engine runs.
