@@ -29,6 +29,8 @@
 //! - `request.rs`: the request types: what is submitted ([`Request`], [`Prompt`],
 //!   [`Priority`]), prepared ([`Prepared`]) and waiting; the [`Event`]s of a request, its
 //!   result and its [`RequestHandle`];
+//! - `state.rs`: what the handle and the worker share: the queue, the signals between them,
+//!   the counters;
 //! - `scheduler.rs`: choosing what runs in a step: the queue, admission by rank, deadlines
 //!   and cancellation before a request runs, the plan of each step (batching, prompt chunks,
 //!   urgent prompts alone) and preemption;
@@ -37,6 +39,7 @@
 
 mod request;
 mod scheduler;
+mod state;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,12 +51,13 @@ use serde::Serialize;
 
 use crate::generate::GenerateParams;
 use crate::kernels::cpu::ThreadPool;
+use crate::metrics::EngineFigures;
 use crate::model::kv_cache::KvPrecision;
 use crate::model::Model;
 use crate::{Error, Result};
 
 pub use request::{Event, EventSink, Prepared, Priority, Prompt, Request, RequestHandle};
-use scheduler::{Queue, Shared};
+use state::{Queue, Shared};
 use worker::Worker;
 
 /// How an engine runs.
@@ -148,6 +152,29 @@ pub struct EngineStats {
     /// Mean time requests waited before starting, and to their first token.
     pub mean_queue_ms: f64,
     pub mean_ttft_ms: f64,
+}
+
+/// The metrics registry takes an engine's figures as plain numbers.
+impl From<&EngineStats> for EngineFigures {
+    fn from(s: &EngineStats) -> Self {
+        EngineFigures {
+            submitted: s.submitted,
+            completed: s.completed,
+            failed: s.failed,
+            cancelled: s.cancelled,
+            deadline_exceeded: s.deadline_exceeded,
+            rejected_busy: s.rejected_busy,
+            steps: s.steps,
+            preempted_steps: s.preempted_steps,
+            mean_batch_size: s.mean_batch_size,
+            queued: s.queued,
+            active: s.active,
+            decode_step_ms: s.decode_step_ms,
+            prefill_token_ms: s.prefill_token_ms,
+            mean_queue_ms: s.mean_queue_ms,
+            mean_ttft_ms: s.mean_ttft_ms,
+        }
+    }
 }
 
 /// One model serving many requests (see the module documentation). Dropping it ends every

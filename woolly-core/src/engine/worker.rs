@@ -1,4 +1,4 @@
-//! The engine's thread: it admits requests (see [`super::scheduler`]), runs each step's
+//! The engine's thread: it admits requests (see `scheduler.rs`), runs each step's
 //! forward pass over the sequences planned for it, samples, and delivers every request's
 //! events to its sink, ending each with exactly one `Done` or `Error`.
 
@@ -16,7 +16,7 @@ use crate::tokenizer::TokenId;
 use crate::{Error, Result};
 
 use super::request::{Event, Waiting};
-use super::scheduler::Shared;
+use super::state::Shared;
 use super::EngineParams;
 
 /// A running request.

@@ -1,5 +1,6 @@
 //! Generation: sampling, and the session that ties a model, its KV cache and the sampler together.
 
+mod figures;
 pub(crate) mod output;
 mod pool;
 mod prompt;

@@ -1,22 +1,30 @@
 //! Counters, gauges and histograms that Woolly keeps about its own work, readable from every
 //! front end as JSON and as Prometheus text.
 //!
-//! Each [`crate::model::Model`] owns a [`ModelMetrics`]; every session and engine request on it
-//! records its generations there (counts, tokens, and the latency histograms). The
+//! Each model owns a [`ModelMetrics`]; every session and engine request on it records its
+//! generations there ([`GenerationFigures`]: counts, tokens, and the latency histograms). The
 //! process-wide [`Registry::global`] exports every live model's figures (labelled
 //! `model="..."`, see [`ModelMetrics::set_label`]) together with what the engine, the power
 //! module and the system report: engine queue depth and batch sizes
-//! ([`Registry::observe_engine`]), thermal throttling and worker threads ([`record_throttle`],
-//! [`set_worker_threads`]), resident memory, and the GPU through NVML when a driver is present
-//! ([`crate::platform::gpu`]). [`Snapshot::to_prometheus`] renders the text exposition format 0.0.4,
-//! [`Snapshot::to_json`] the same figures as JSON. The library opens no port; a host
-//! application serves the text itself (see `examples/metrics_server.rs`).
+//! ([`Registry::observe_engine`] with [`EngineFigures`]), thermal throttling and worker threads
+//! ([`record_throttle`], [`set_worker_threads`]), resident memory, and the GPU through NVML
+//! when a driver is present ([`crate::platform::gpu`]). [`Snapshot::to_prometheus`] renders
+//! the text exposition format 0.0.4, [`Snapshot::to_json`] the same figures as JSON. The
+//! library opens no port; a host application serves the text itself (see
+//! `examples/metrics_server.rs`).
 //!
 //! Counters only grow; a snapshot is a consistent-enough copy for monitoring (each value is
 //! read atomically, not all of them together).
+//!
+//! This module sits below the model, the generation and the engine: it takes their figures as
+//! plain numbers ([`GenerationFigures`], [`EngineFigures`]), which those modules fill from
+//! their own types.
 
+mod collect;
+mod engines;
 mod prometheus;
 mod registry;
+mod snapshot;
 mod types;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,17 +33,33 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
-use crate::generate::Generation;
 
+pub use engines::{observe_batch, observe_engine, EngineFigures};
 pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
-pub use registry::{
-    observe_batch, observe_engine, record_throttle, set_cpu_temperature, set_worker_threads,
-    FamilySnapshot, MetricType, Registry, SampleValue, SeriesSnapshot, Snapshot,
-};
+pub use registry::{record_throttle, set_cpu_temperature, set_worker_threads, Registry};
+pub use snapshot::{FamilySnapshot, MetricType, SampleValue, SeriesSnapshot, Snapshot};
 pub use types::{
     Bucket, Counter, Gauge, Histogram, HistogramSnapshot, BATCH_BUCKETS, DURATION_BUCKETS,
     LATENCY_BUCKETS, RATE_BUCKETS,
 };
+
+/// The figures of one finished generation that [`ModelMetrics::record`] takes: token counts,
+/// and times in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GenerationFigures {
+    pub prompt_tokens: usize,
+    /// Prompt tokens taken from a cache instead of computed.
+    pub cached_tokens: usize,
+    pub prompt_ms: f64,
+    pub generated_tokens: usize,
+    pub gen_ms: f64,
+    /// Generated tokens per second.
+    pub gen_tok_s: f64,
+    /// To the first generated token.
+    pub ttft_ms: f64,
+    /// Waiting in an engine's queue before it started (0 for a session).
+    pub queue_ms: f64,
+}
 
 /// Live counters and histograms of one model. Creating one makes it visible to
 /// [`Registry::global`] until it is dropped.
@@ -157,8 +181,8 @@ fn us(ms: f64) -> u64 {
 
 impl ModelMetrics {
     /// Records a finished generation: its counts, and its times in the histograms.
-    pub fn record(&self, g: &Generation) {
-        let t = &g.timings;
+    pub fn record(&self, g: impl Into<GenerationFigures>) {
+        let t = &g.into();
         let m = &*self.inner;
         m.prompt.observe(t.prompt_ms.max(0.0) / 1e3);
         m.generation.observe(t.gen_ms.max(0.0) / 1e3);
@@ -276,31 +300,24 @@ impl MetricsSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::{StopReason, Timings};
 
-    fn generation(prompt: usize, cached: usize, gen: usize) -> Generation {
-        Generation {
-            prompt_ids: vec![1; prompt],
-            generated_ids: vec![2; gen],
-            text: String::new(),
-            stop_reason: StopReason::MaxTokens,
-            timings: Timings {
-                prompt_tokens: prompt,
-                cached_tokens: cached,
-                prompt_ms: 100.0,
-                generated_tokens: gen,
-                gen_ms: 500.0,
-                ttft_ms: 120.0,
-                ..Default::default()
-            },
+    fn generation(prompt: usize, cached: usize, gen: usize) -> GenerationFigures {
+        GenerationFigures {
+            prompt_tokens: prompt,
+            cached_tokens: cached,
+            prompt_ms: 100.0,
+            generated_tokens: gen,
+            gen_ms: 500.0,
+            ttft_ms: 120.0,
+            ..Default::default()
         }
     }
 
     #[test]
     fn counts_and_rates() {
         let m = ModelMetrics::default();
-        m.record(&generation(10, 0, 5));
-        m.record(&generation(30, 20, 0));
+        m.record(generation(10, 0, 5));
+        m.record(generation(30, 20, 0));
         m.record_error(&Error::Cancelled);
         m.record_error(&Error::InvalidArgument("x".into()));
         let s = m.snapshot();

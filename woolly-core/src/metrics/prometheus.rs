@@ -7,7 +7,14 @@
 
 use std::fmt::Write;
 
-use super::registry::{FamilySnapshot, SampleValue};
+use super::snapshot::{FamilySnapshot, SampleValue, Snapshot};
+
+impl Snapshot {
+    /// The Prometheus text exposition format 0.0.4 (`text/plain; version=0.0.4`).
+    pub fn to_prometheus(&self) -> String {
+        render(&self.families)
+    }
+}
 
 /// The MIME type of the text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -53,7 +60,7 @@ fn labels(out: &mut String, pairs: &[(String, String)], le: Option<&str>) {
 }
 
 /// Renders `families` (each name once).
-pub(crate) fn render(families: &[FamilySnapshot]) -> String {
+fn render(families: &[FamilySnapshot]) -> String {
     let mut out = String::new();
     for f in families {
         let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(&f.help));
@@ -87,40 +94,4 @@ pub(crate) fn render(families: &[FamilySnapshot]) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::metrics::Registry;
-
-    #[test]
-    fn text_format() {
-        let r = Registry::new();
-        r.counter(
-            "t_total",
-            "Line one\nback\\slash.",
-            &[("model", "a \"quoted\"\nname\\")],
-        )
-        .add(7);
-        r.histogram("t_seconds", "Latency.", &[0.5, 1.0], &[("m", "x")])
-            .observe(0.75);
-        r.gauge("t_g", "G.", &[]).set(f64::INFINITY);
-        let text = r.render_prometheus();
-        let expected = "\
-# HELP t_g G.
-# TYPE t_g gauge
-t_g +Inf
-# HELP t_seconds Latency.
-# TYPE t_seconds histogram
-t_seconds_bucket{m=\"x\",le=\"0.5\"} 0
-t_seconds_bucket{m=\"x\",le=\"1\"} 1
-t_seconds_bucket{m=\"x\",le=\"+Inf\"} 1
-t_seconds_sum{m=\"x\"} 0.75
-t_seconds_count{m=\"x\"} 1
-# HELP t_total Line one\\nback\\\\slash.
-# TYPE t_total counter
-t_total{model=\"a \\\"quoted\\\"\\nname\\\\\"} 7
-";
-        assert_eq!(text, expected);
-    }
 }

@@ -1,38 +1,18 @@
 //! The registry: named metric families of labelled series, gathered into a [`Snapshot`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::types::{Counter, Gauge, Histogram, HistogramSnapshot, BATCH_BUCKETS};
-use super::MetricsSnapshot;
-use crate::engine::EngineStats;
-use crate::platform::gpu::{self, GpuReport};
-
-/// The kind of a metric family, as the `# TYPE` line names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MetricType {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-impl MetricType {
-    pub fn name(self) -> &'static str {
-        match self {
-            MetricType::Counter => "counter",
-            MetricType::Gauge => "gauge",
-            MetricType::Histogram => "histogram",
-        }
-    }
-}
+use super::collect::{collect_gpu, collect_models};
+use super::snapshot::{FamilySnapshot, MetricType, SampleValue, SeriesSnapshot, Snapshot};
+use super::types::{Counter, Gauge, Histogram};
+use crate::platform::gpu;
 
 /// Label pairs in the order they were given.
-type Labels = Vec<(String, String)>;
+pub(super) type Labels = Vec<(String, String)>;
 
 #[derive(Debug, Clone)]
 enum Metric {
@@ -46,125 +26,6 @@ struct Family {
     help: String,
     kind: MetricType,
     series: BTreeMap<Labels, Metric>,
-}
-
-/// One series' value at one moment.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SampleValue {
-    Counter(u64),
-    Gauge(f64),
-    Histogram(HistogramSnapshot),
-}
-
-/// One labelled series of a family.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesSnapshot {
-    pub labels: Vec<(String, String)>,
-    pub value: SampleValue,
-}
-
-/// A metric family: its name, help, type and series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FamilySnapshot {
-    pub name: String,
-    pub help: String,
-    pub kind: MetricType,
-    pub series: Vec<SeriesSnapshot>,
-}
-
-impl FamilySnapshot {
-    /// The series whose labels include every pair of `labels`.
-    pub fn find(&self, labels: &[(&str, &str)]) -> Option<&SeriesSnapshot> {
-        self.series.iter().find(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
-        })
-    }
-}
-
-/// Every family of a registry at one moment, with the models' own snapshots and the GPU
-/// report; both renderings come from the same figures.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// Sorted by name.
-    pub families: Vec<FamilySnapshot>,
-    /// Each live model's label and counters (the global registry only).
-    pub models: Vec<(String, MetricsSnapshot)>,
-    /// The GPUs (the global registry only).
-    pub gpu: Option<GpuReport>,
-    /// When the snapshot was taken, in milliseconds since the Unix epoch.
-    pub time_unix_ms: u64,
-}
-
-impl Snapshot {
-    /// The family called `name`.
-    pub fn family(&self, name: &str) -> Option<&FamilySnapshot> {
-        self.families.iter().find(|f| f.name == name)
-    }
-
-    /// The Prometheus text exposition format 0.0.4 (`text/plain; version=0.0.4`).
-    pub fn to_prometheus(&self) -> String {
-        super::prometheus::render(&self.families)
-    }
-
-    /// The same figures as JSON: `metrics` (each family's type, help and series), `models`
-    /// (each live model's [`MetricsSnapshot`] with its `model` label), `gpu` (the
-    /// [`GpuReport`], or null) and `time_unix_ms`.
-    pub fn to_json(&self) -> Value {
-        let mut metrics = Map::new();
-        for f in &self.families {
-            let series: Vec<Value> = f
-                .series
-                .iter()
-                .map(|s| {
-                    let labels: Map<String, Value> = s
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                        .collect();
-                    match &s.value {
-                        SampleValue::Counter(n) => json!({ "labels": labels, "value": n }),
-                        SampleValue::Gauge(v) => json!({ "labels": labels, "value": finite(*v) }),
-                        SampleValue::Histogram(h) => json!({
-                            "labels": labels,
-                            "count": h.count,
-                            "sum": finite(h.sum),
-                            "buckets": h.buckets,
-                        }),
-                    }
-                })
-                .collect();
-            metrics.insert(
-                f.name.clone(),
-                json!({ "type": f.kind.name(), "help": f.help, "series": series }),
-            );
-        }
-        let models: Vec<Value> = self
-            .models
-            .iter()
-            .map(|(label, s)| {
-                let mut v = s.to_json();
-                v["model"] = Value::String(label.clone());
-                v
-            })
-            .collect();
-        json!({
-            "time_unix_ms": self.time_unix_ms,
-            "metrics": metrics,
-            "models": models,
-            "gpu": self.gpu.as_ref().map(GpuReport::to_json),
-        })
-    }
-}
-
-/// JSON has no NaN or infinity: those become null.
-fn finite(v: f64) -> Value {
-    if v.is_finite() {
-        json!(v)
-    } else {
-        Value::Null
-    }
 }
 
 fn valid_name(name: &str, colons: bool) -> bool {
@@ -184,9 +45,9 @@ pub struct Registry {
     /// Collect models, process and GPU figures at each snapshot.
     system: bool,
     /// The last steps and mean batch size seen per engine, for the batch-size estimate.
-    engines: Mutex<HashMap<Labels, (u64, f64)>>,
+    pub(super) engines: Mutex<HashMap<Labels, (u64, f64)>>,
     /// Set once [`Registry::observe_batch`] reports exact batch sizes.
-    exact_batches: AtomicBool,
+    pub(super) exact_batches: AtomicBool,
 }
 
 impl Registry {
@@ -309,112 +170,6 @@ impl Registry {
         }
     }
 
-    /// Takes an engine's counters and state: request outcomes, steps, queue depth, running
-    /// requests, mean batch size and step times. Call it whenever convenient (after a step,
-    /// before a scrape); counters mirror the engine's totals.
-    ///
-    /// Until [`Registry::observe_batch`] reports exact batch sizes, the `woolly_engine_batch_size`
-    /// histogram is fed from the mean batch size of the steps since the previous call.
-    pub fn observe_engine(&self, stats: &EngineStats) {
-        self.observe_engine_labeled(&[], stats);
-    }
-
-    /// [`Registry::observe_engine`] for one of several engines, told apart by `labels` (e.g.
-    /// `[("engine", "chat")]`).
-    pub fn observe_engine_labeled(&self, labels: &[(&str, &str)], stats: &EngineStats) {
-        self.counter(
-            "woolly_engine_requests_submitted_total",
-            "Requests accepted by the engine.",
-            labels,
-        )
-        .set_total(stats.submitted);
-        for (outcome, n) in [
-            ("completed", stats.completed),
-            ("failed", stats.failed),
-            ("cancelled", stats.cancelled),
-            ("deadline_exceeded", stats.deadline_exceeded),
-            ("rejected_busy", stats.rejected_busy),
-        ] {
-            let mut l = labels.to_vec();
-            l.push(("outcome", outcome));
-            self.counter(
-                "woolly_engine_requests_total",
-                "Engine requests by how they ended (rejected_busy: refused with a full queue).",
-                &l,
-            )
-            .set_total(n);
-        }
-        self.counter(
-            "woolly_engine_steps_total",
-            "Decode steps (forward passes over the running sequences).",
-            labels,
-        )
-        .set_total(stats.steps);
-        self.counter(
-            "woolly_engine_preempted_steps_total",
-            "Steps stopped to let an urgent request in.",
-            labels,
-        )
-        .set_total(stats.preempted_steps);
-        for (name, help, v) in [
-            (
-                "woolly_engine_queue_depth",
-                "Requests waiting to start.",
-                stats.queued as f64,
-            ),
-            (
-                "woolly_engine_active_requests",
-                "Requests running.",
-                stats.active as f64,
-            ),
-            (
-                "woolly_engine_mean_batch_size",
-                "Mean sequences per step since the engine started.",
-                stats.mean_batch_size,
-            ),
-            (
-                "woolly_engine_decode_step_seconds",
-                "Smoothed duration of a step with one token per sequence.",
-                stats.decode_step_ms / 1e3,
-            ),
-            (
-                "woolly_engine_prefill_token_seconds",
-                "Smoothed time per prompt token in a step.",
-                stats.prefill_token_ms / 1e3,
-            ),
-            (
-                "woolly_engine_mean_queue_seconds",
-                "Mean time completed requests waited before starting.",
-                stats.mean_queue_ms / 1e3,
-            ),
-            (
-                "woolly_engine_mean_ttft_seconds",
-                "Mean time to first token of completed requests.",
-                stats.mean_ttft_ms / 1e3,
-            ),
-        ] {
-            self.gauge(name, help, labels).set(v);
-        }
-        let key: Labels = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let mut engines = self.engines.lock().unwrap_or_else(|e| e.into_inner());
-        let (prev_steps, prev_mean) = match engines.get(&key) {
-            // A new engine under the same labels starts from zero.
-            Some(&(s, m)) if s <= stats.steps => (s, m),
-            _ => (0, 0.0),
-        };
-        engines.insert(key, (stats.steps, stats.mean_batch_size));
-        drop(engines);
-        let new_steps = stats.steps - prev_steps;
-        if new_steps > 0 && !self.exact_batches.load(Ordering::Relaxed) {
-            let seqs = stats.mean_batch_size * stats.steps as f64 - prev_mean * prev_steps as f64;
-            let mean = (seqs / new_steps as f64).max(0.0);
-            self.batch_histogram(labels).observe_n(mean, new_steps);
-        }
-    }
-
     /// Removes every series whose labels include all of `labels` (an engine's series, once it
     /// has stopped), and the families left without series; returns how many series went
     /// (none for empty `labels`).
@@ -449,23 +204,6 @@ impl Registry {
     /// How many series the registry holds (every family's).
     pub fn series_count(&self) -> usize {
         self.lock().values().map(|f| f.series.len()).sum()
-    }
-
-    fn batch_histogram(&self, labels: &[(&str, &str)]) -> Arc<Histogram> {
-        self.histogram(
-            "woolly_engine_batch_size",
-            "Sequences per engine step (estimated from the mean between observations unless \
-             the engine reports each step).",
-            BATCH_BUCKETS,
-            labels,
-        )
-    }
-
-    /// Counts one engine step over `sequences` sequences (exact batch sizes; from the first
-    /// call on, [`Registry::observe_engine`] no longer estimates them).
-    pub fn observe_batch(&self, sequences: usize) {
-        self.exact_batches.store(true, Ordering::Relaxed);
-        self.batch_histogram(&[]).observe(sequences as f64);
     }
 
     fn thermal_gauge(&self) -> Arc<Gauge> {
@@ -605,200 +343,6 @@ impl Registry {
     }
 }
 
-fn family(name: &str, help: &str, kind: MetricType) -> FamilySnapshot {
-    FamilySnapshot {
-        name: name.into(),
-        help: help.into(),
-        kind,
-        series: Vec::new(),
-    }
-}
-
-/// The families of every live model, labelled `model="..."` (a label used twice gets the
-/// model's number appended); returns each model's label and counters.
-fn collect_models(out: &mut Vec<FamilySnapshot>) -> Vec<(String, MetricsSnapshot)> {
-    use MetricType::*;
-    let mut requests = family(
-        "woolly_requests_total",
-        "Generations by how they ended (completed: any stop reason).",
-        Counter,
-    );
-    let mut prompt = family(
-        "woolly_prompt_tokens_total",
-        "Prompt tokens, cached ones included.",
-        Counter,
-    );
-    let mut cached = family(
-        "woolly_cached_prompt_tokens_total",
-        "Prompt tokens taken from a session's cache instead of computed.",
-        Counter,
-    );
-    let mut generated = family(
-        "woolly_generated_tokens_total",
-        "Generated tokens.",
-        Counter,
-    );
-    let mut gen_rate = family(
-        "woolly_generation_tokens_per_second",
-        "Generated tokens per second of generation time, over all generations.",
-        Gauge,
-    );
-    let mut prompt_rate = family(
-        "woolly_prompt_tokens_per_second",
-        "Computed prompt tokens per second of prompt time, over all generations.",
-        Gauge,
-    );
-    let mut ttft = family(
-        "woolly_time_to_first_token_seconds",
-        "Time from the call (or the submission) to the first generated token.",
-        Histogram,
-    );
-    let mut prompt_s = family(
-        "woolly_prompt_duration_seconds",
-        "Time reading the prompt of each generation.",
-        Histogram,
-    );
-    let mut gen_s = family(
-        "woolly_generation_duration_seconds",
-        "Time generating tokens in each generation.",
-        Histogram,
-    );
-    let mut queue_s = family(
-        "woolly_queue_wait_seconds",
-        "Time engine requests waited before they started (0 for sessions).",
-        Histogram,
-    );
-    let mut rate_h = family(
-        "woolly_request_generation_tokens_per_second",
-        "Generation speed of each generation that produced at least two tokens.",
-        Histogram,
-    );
-    let mut seen = std::collections::HashSet::new();
-    let mut models = Vec::new();
-    for m in super::live_models() {
-        let mut label = m.label();
-        if !seen.insert(label.clone()) {
-            label = format!("{label}#{}", m.id);
-            seen.insert(label.clone());
-        }
-        let s = m.snapshot();
-        let h = m.histograms();
-        let l = || vec![("model".to_string(), label.clone())];
-        let push = |f: &mut FamilySnapshot, value| {
-            f.series.push(SeriesSnapshot { labels: l(), value });
-        };
-        let completed = s.generations;
-        for (outcome, n) in [
-            ("completed", completed),
-            ("failed", s.failed),
-            ("cancelled", s.cancelled),
-        ] {
-            let mut labels = l();
-            labels.push(("outcome".into(), outcome.into()));
-            requests.series.push(SeriesSnapshot {
-                labels,
-                value: SampleValue::Counter(n),
-            });
-        }
-        push(&mut prompt, SampleValue::Counter(s.prompt_tokens));
-        push(&mut cached, SampleValue::Counter(s.cached_tokens));
-        push(&mut generated, SampleValue::Counter(s.generated_tokens));
-        push(&mut gen_rate, SampleValue::Gauge(s.generation_tok_s));
-        push(&mut prompt_rate, SampleValue::Gauge(s.prompt_tok_s));
-        push(&mut ttft, SampleValue::Histogram(h.ttft_seconds));
-        push(&mut prompt_s, SampleValue::Histogram(h.prompt_seconds));
-        push(&mut gen_s, SampleValue::Histogram(h.generation_seconds));
-        push(&mut queue_s, SampleValue::Histogram(h.queue_seconds));
-        push(&mut rate_h, SampleValue::Histogram(h.generation_tok_s));
-        models.push((label, s));
-    }
-    out.extend([
-        requests,
-        prompt,
-        cached,
-        generated,
-        gen_rate,
-        prompt_rate,
-        ttft,
-        prompt_s,
-        gen_s,
-        queue_s,
-        rate_h,
-    ]);
-    models
-}
-
-/// The GPU families: `woolly_gpu_available`, and per device (labels `gpu`, `name`)
-/// utilization, memory, temperature and power where NVML reports them.
-fn collect_gpu(r: &GpuReport, out: &mut Vec<FamilySnapshot>) {
-    let mut avail = family(
-        "woolly_gpu_available",
-        "1 when NVML reports at least one GPU, else 0 (see the JSON snapshot's gpu.reason).",
-        MetricType::Gauge,
-    );
-    avail.series.push(SeriesSnapshot {
-        labels: Vec::new(),
-        value: SampleValue::Gauge(if r.available { 1.0 } else { 0.0 }),
-    });
-    out.push(avail);
-    if r.devices.is_empty() {
-        return;
-    }
-    type Get = fn(&gpu::GpuDevice) -> Option<f64>;
-    let specs: [(&str, &str, Get); 7] = [
-        (
-            "woolly_gpu_utilization_ratio",
-            "Fraction of the last sample period in which a kernel ran on the GPU.",
-            |d| d.utilization_percent.map(|p| p as f64 / 100.0),
-        ),
-        (
-            "woolly_gpu_memory_utilization_ratio",
-            "Fraction of the last sample period in which GPU memory was read or written.",
-            |d| d.memory_utilization_percent.map(|p| p as f64 / 100.0),
-        ),
-        (
-            "woolly_gpu_memory_used_bytes",
-            "GPU memory allocated.",
-            |d| d.memory_used_bytes.map(|b| b as f64),
-        ),
-        (
-            "woolly_gpu_memory_total_bytes",
-            "GPU memory installed.",
-            |d| d.memory_total_bytes.map(|b| b as f64),
-        ),
-        (
-            "woolly_gpu_temperature_celsius",
-            "GPU die temperature.",
-            |d| d.temperature_celsius.map(f64::from),
-        ),
-        ("woolly_gpu_power_watts", "GPU power draw.", |d| {
-            d.power_watts
-        }),
-        (
-            "woolly_gpu_power_limit_watts",
-            "GPU enforced power limit.",
-            |d| d.power_limit_watts,
-        ),
-    ];
-    for (name, help, get) in specs {
-        let mut f = family(name, help, MetricType::Gauge);
-        for d in &r.devices {
-            if let Some(v) = get(d) {
-                f.series.push(SeriesSnapshot {
-                    labels: vec![
-                        ("gpu".into(), d.index.to_string()),
-                        ("name".into(), d.name.clone().unwrap_or_default()),
-                    ],
-                    value: SampleValue::Gauge(v),
-                });
-            }
-        }
-        if !f.series.is_empty() {
-            out.push(f);
-        }
-    }
-}
-
 /// [`Registry::record_throttle`] on the global registry (for the power module).
 pub fn record_throttle(active: bool) {
     Registry::global().record_throttle(active);
@@ -812,16 +356,6 @@ pub fn set_worker_threads(threads: usize) {
 /// [`Registry::set_cpu_temperature`] on the global registry.
 pub fn set_cpu_temperature(celsius: f64) {
     Registry::global().set_cpu_temperature(celsius);
-}
-
-/// [`Registry::observe_engine`] on the global registry.
-pub fn observe_engine(stats: &EngineStats) {
-    Registry::global().observe_engine(stats);
-}
-
-/// [`Registry::observe_batch`] on the global registry.
-pub fn observe_batch(sequences: usize) {
-    Registry::global().observe_batch(sequences);
 }
 
 #[cfg(test)]
@@ -871,77 +405,6 @@ mod tests {
     }
 
     #[test]
-    fn an_engines_series_are_removed_by_its_label() {
-        let r = Registry::new();
-        let st = EngineStats {
-            steps: 3,
-            mean_batch_size: 1.0,
-            ..Default::default()
-        };
-        r.observe_engine_labeled(&[("engine", "a")], &st);
-        r.observe_engine_labeled(&[("engine", "b")], &st);
-        r.counter("other_total", "Another family.", &[]).inc();
-        let per_engine = r.series_count();
-        let text = r.render_prometheus();
-        assert!(text.contains("engine=\"a\"") && text.contains("engine=\"b\""));
-        assert_eq!(r.remove_labeled(&[]), 0);
-        let gone = r.remove_labeled(&[("engine", "a")]);
-        assert!(gone > 10, "{gone}");
-        assert_eq!(r.series_count(), per_engine - gone);
-        let text = r.render_prometheus();
-        assert!(!text.contains("engine=\"a\"") && text.contains("engine=\"b\""));
-        // The last engine gone: its families go too, the others stay.
-        r.remove_labeled(&[("engine", "b")]);
-        let text = r.render_prometheus();
-        assert!(!text.contains("woolly_engine"), "{text}");
-        assert!(text.contains("other_total 1"), "{text}");
-        assert_eq!(r.series_count(), 1);
-        assert!(r.engines.lock().unwrap().is_empty());
-    }
-
-    #[test]
-    fn engine_stats_become_gauges_counters_and_batch_sizes() {
-        let r = Registry::new();
-        let mut st = EngineStats {
-            submitted: 5,
-            completed: 3,
-            steps: 10,
-            mean_batch_size: 2.0,
-            queued: 2,
-            active: 1,
-            decode_step_ms: 20.0,
-            ..Default::default()
-        };
-        r.observe_engine(&st);
-        // Ten more steps of four sequences: the mean over twenty is three.
-        st.steps = 20;
-        st.mean_batch_size = 3.0;
-        r.observe_engine(&st);
-        let s = r.snapshot();
-        let v = |n: &str| s.family(n).unwrap().series[0].value.clone();
-        assert_eq!(v("woolly_engine_queue_depth"), SampleValue::Gauge(2.0));
-        assert_eq!(v("woolly_engine_steps_total"), SampleValue::Counter(20));
-        assert_eq!(
-            v("woolly_engine_decode_step_seconds"),
-            SampleValue::Gauge(0.02)
-        );
-        let done = s
-            .family("woolly_engine_requests_total")
-            .unwrap()
-            .find(&[("outcome", "completed")])
-            .unwrap();
-        assert_eq!(done.value, SampleValue::Counter(3));
-        let SampleValue::Histogram(h) = v("woolly_engine_batch_size") else {
-            panic!()
-        };
-        assert_eq!(h.count, 20);
-        assert!((h.sum - 60.0).abs() < 1e-9);
-        // 10 steps at 2 (le=2), 10 at 4 (le=4).
-        assert_eq!(h.buckets[1].count, 10);
-        assert_eq!(h.buckets[2].count, 20);
-    }
-
-    #[test]
     fn throttling_counts_transitions() {
         let r = Registry::new();
         r.record_throttle(true);
@@ -957,5 +420,36 @@ mod tests {
         );
         assert_eq!(v("woolly_thermal_throttled"), SampleValue::Gauge(1.0));
         assert_eq!(v("woolly_worker_threads"), SampleValue::Gauge(3.0));
+    }
+
+    #[test]
+    fn text_format() {
+        let r = Registry::new();
+        r.counter(
+            "t_total",
+            "Line one\nback\\slash.",
+            &[("model", "a \"quoted\"\nname\\")],
+        )
+        .add(7);
+        r.histogram("t_seconds", "Latency.", &[0.5, 1.0], &[("m", "x")])
+            .observe(0.75);
+        r.gauge("t_g", "G.", &[]).set(f64::INFINITY);
+        let text = r.render_prometheus();
+        let expected = "\
+# HELP t_g G.
+# TYPE t_g gauge
+t_g +Inf
+# HELP t_seconds Latency.
+# TYPE t_seconds histogram
+t_seconds_bucket{m=\"x\",le=\"0.5\"} 0
+t_seconds_bucket{m=\"x\",le=\"1\"} 1
+t_seconds_bucket{m=\"x\",le=\"+Inf\"} 1
+t_seconds_sum{m=\"x\"} 0.75
+t_seconds_count{m=\"x\"} 1
+# HELP t_total Line one\\nback\\\\slash.
+# TYPE t_total counter
+t_total{model=\"a \\\"quoted\\\"\\nname\\\\\"} 7
+";
+        assert_eq!(text, expected);
     }
 }

@@ -3,20 +3,7 @@
 
 use std::sync::OnceLock;
 
-use super::unicode_data::RANGES;
-
-/// A code point's general-category class, as far as the pre-tokenizers care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Class {
-    /// `\p{L}`.
-    L,
-    /// `\p{N}`.
-    N,
-    /// `\p{P}`.
-    P,
-    /// Anything else.
-    O,
-}
+use super::unicode_data::{Class, RANGES};
 
 /// `\p{L}`.
 pub(crate) const LETTER: u8 = 1;

@@ -4,8 +4,23 @@
 //! was generated from): each entry starts a range that runs to the next entry's start. Categories
 //! `L*` are letters, `N*` numbers, `P*` punctuation; everything else (marks, symbols, separators,
 //! controls, unassigned) is `O`. White space is a separate, fixed list (see `unicode.rs`).
+//! [`Class`], the type of the table's entries, is defined here with it, so the table needs
+//! nothing from the code that reads it.
 
-use super::unicode::Class::{self, L, N, O, P};
+use Class::{L, N, O, P};
+
+/// A code point's general-category class, as far as the pre-tokenizers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// `\p{L}`.
+    L,
+    /// `\p{N}`.
+    N,
+    /// `\p{P}`.
+    P,
+    /// Anything else.
+    O,
+}
 
 /// `(first code point, class)`, sorted by code point.
 pub(crate) static RANGES: [(u32, Class); 1789] = [

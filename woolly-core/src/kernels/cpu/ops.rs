@@ -256,40 +256,8 @@ pub struct VecOps {
     pub gemm_acc: GemmAccFn,
 }
 
-/// The scalar twins of [`VecOps`].
-pub mod scalar_vec {
-    use half::f16;
-
-    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| x * y).sum()
-    }
-    pub fn f16_scale(acc: &mut [f32], s: f32) {
-        for x in acc {
-            *x = f16::from_f32(*x * s).to_f32();
-        }
-    }
-    pub fn f16_axpy(acc: &mut [f32], v: &[f32], w: f32) {
-        for (x, &y) in acc.iter_mut().zip(v) {
-            *x = f16::from_f32(y.mul_add(w, *x)).to_f32();
-        }
-    }
-    pub fn round_to_f16(x: &mut [f32]) {
-        for v in x {
-            *v = f16::from_f32(*v).to_f32();
-        }
-    }
-    pub fn gemm_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
-        for i in 0..m {
-            for j in 0..n {
-                let mut acc = c[i * n + j];
-                for kk in 0..k {
-                    acc = b[kk * n + j].mul_add(a[i * k + kk], acc);
-                }
-                c[i * n + j] = acc;
-            }
-        }
-    }
-}
+/// The scalar twins of [`VecOps`], also under their old path.
+pub use super::scalar::vec as scalar_vec;
 
 /// The scalar [`VecOps`].
 pub const SCALAR_VEC_OPS: VecOps = VecOps {

@@ -15,12 +15,16 @@
 //! - [`kquants`]: Q2_K .. Q6_K against Q8_K (for Q3_K..Q6_K, eight f32 lane accumulators like
 //!   the generic C code).
 //!
+//! Beside them, [`vec`] holds the scalar twins of the float vector operations (f32 dot
+//! product, f16-rounded updates, the small matrix product).
+//!
 //! Every kernel reads `n / block_size` whole blocks from each operand; the operands must hold at
 //! least that many (the dispatchers in [`super`] check this).
 
 pub mod float;
 pub mod kquants;
 pub mod legacy;
+pub mod vec;
 
 use super::VecDotFn;
 use crate::gguf::GgmlType;

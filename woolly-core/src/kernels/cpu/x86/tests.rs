@@ -93,7 +93,7 @@ fn dispatch_prefers_simd_and_can_be_turned_off() {
 
 #[test]
 fn vector_ops_match_their_scalar_twins() {
-    use crate::kernels::cpu::ops::scalar_vec;
+    use crate::kernels::cpu::scalar::vec as scalar_vec;
     if !Features::detect().avx2() {
         return;
     }
@@ -280,7 +280,7 @@ fn simd_quantizers_agree_with_the_reference() {
 
 #[test]
 fn gemm_acc_is_bit_identical_to_its_scalar_twin() {
-    use crate::kernels::cpu::ops::scalar_vec;
+    use crate::kernels::cpu::scalar::vec as scalar_vec;
     if !Features::detect().avx2() {
         return;
     }

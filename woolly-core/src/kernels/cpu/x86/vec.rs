@@ -3,6 +3,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::hsum_ps;
+use crate::kernels::cpu::scalar::vec as scalar_vec;
 
 /// Σ a·b.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -120,7 +121,7 @@ unsafe fn round_to_f16_impl(x: &mut [f32]) {
 pub fn gemm_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
     assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
     if !n.is_multiple_of(16) {
-        return crate::kernels::cpu::ops::scalar_vec::gemm_acc(c, a, b, m, k, n);
+        return scalar_vec::gemm_acc(c, a, b, m, k, n);
     }
     // Safety: the assert keeps every access in bounds; AVX2/FMA were detected by the dispatch.
     unsafe { gemm_acc_impl(c.as_mut_ptr(), a.as_ptr(), b.as_ptr(), m, k, n) }
