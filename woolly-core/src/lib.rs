@@ -17,6 +17,7 @@
 //! - [`generate`] samples and runs one conversation ([`generate::Session`]); [`engine`] serves
 //!   many requests on one model at once; [`diagnostics`] reports it all for `woolly doctor`.
 
+pub mod backend;
 pub mod chat;
 pub mod diagnostics;
 pub mod engine;

@@ -14,6 +14,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod arm;
+pub mod attention;
+pub mod matmul;
 pub mod ops;
 pub mod parallel;
 pub mod pool;
