@@ -20,7 +20,7 @@ pub struct Cpu {
     map: Arc<Mmap>,
     /// Whether [`Backend::prepare`] copies weights into a packed layout where this CPU has one.
     repack: bool,
-    /// The packed copies; a [`CpuWeight::packed`] indexes this.
+    /// The packed copies, which a prepared weight indexes.
     packed: Vec<PackedMatrix>,
 }
 

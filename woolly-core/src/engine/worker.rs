@@ -10,8 +10,7 @@ use crate::generate::output::{ModelTokenizer, Output};
 use crate::generate::{CancelToken, Generation, Timings, TokenEvent};
 use crate::kernels::cpu::ThreadPool;
 use crate::model::kv_cache::KvCache;
-use crate::model::Model;
-use crate::model::{Scratch, SeqBatch};
+use crate::model::{Model, Scratch, SeqBatch};
 use crate::tokenizer::TokenId;
 use crate::{Error, Result};
 

@@ -1,4 +1,12 @@
 //! Models: where to find them, their hyperparameters and (one file per architecture) their weights.
+//!
+//! What lives where: `hparams.rs` reads the shape from the file's metadata; `gemma3.rs`,
+//! `llama.rs` and `qwen2.rs` describe each architecture once (its [`transformer::Config`] and
+//! layers, over the file's matrices found by [`weights`]); [`transformer`] writes the forward
+//! pass once, as a sequence of steps a backend computes (the CPU's here, which prepares the
+//! weights at load); [`Model`] loads it all (`preload.rs`: when the pages are read) and is what
+//! sessions and the engine call ([`Model::new_kv_cache`], [`Model::forward`]). The memory a
+//! load needs is estimated in `estimate.rs`; the KV cache's storage belongs to the backend.
 
 mod cache;
 mod estimate;

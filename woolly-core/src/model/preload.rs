@@ -17,14 +17,14 @@ pub enum Preload {
     Lazy,
     /// Sequential read-ahead: `MADV_SEQUENTIAL` over the mapping, and `MADV_WILLNEED` over
     /// it chunk by chunk from a background thread, so the kernel reads the file into the page
-    /// cache while the load returns; [`Model::preload_progress`] reports how far it got.
+    /// cache while the load returns; `Model::preload_progress` reports how far it got.
     Sequential,
     /// The header and the first layers (a quarter of them, at least one) are read during the
     /// load; the rest on first use.
     Critical,
     /// Every page of the weights the model multiplies from the file (repacked ones live in
     /// their copies), read by a background thread after the load returns, and the embedding
-    /// brought into the page cache; [`Model::preload_progress`] reports how far it got.
+    /// brought into the page cache; `Model::preload_progress` reports how far it got.
     Full,
     /// Every such page, read during the load (which reports it as progress).
     FullBlocking,
