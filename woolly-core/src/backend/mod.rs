@@ -25,8 +25,11 @@ pub use kv_cache::KvCache;
 /// file's mapping, still quantized.
 #[derive(Debug, Clone, Copy)]
 pub struct Matrix {
+    /// The type of its rows.
     pub ty: crate::gguf::GgmlType,
+    /// Rows (outputs of a product).
     pub rows: usize,
+    /// Columns (inputs of a product).
     pub cols: usize,
     offset: usize,
     len: usize,
@@ -84,16 +87,20 @@ pub enum Act {
     X,
     /// The normed input of the next products (`n_embd` a row; the final norm's rows too).
     Xn,
-    /// Queries, keys and values.
+    /// Queries (`n_head * head_dim_k` a row).
     Q,
+    /// Keys (`n_head_kv * head_dim_k` a row).
     K,
+    /// Values (`n_head_kv * head_dim_v` a row).
     V,
     /// The attention's output (`n_head * head_dim_v` a row).
     Attn,
     /// The output of the attention's or the feed-forward's last product (`n_embd` a row).
     Proj,
-    /// The feed-forward's gate (and, after [`Backend::glu`], its activated product) and up rows.
+    /// The feed-forward's gate (and, after [`Backend::glu`], its activated product; `n_ff` a
+    /// row).
     Gate,
+    /// The feed-forward's up rows (`n_ff` a row).
     Up,
 }
 
@@ -101,6 +108,7 @@ pub enum Act {
 pub struct SeqBatch<'a> {
     /// The sequence's cache; the tokens go at positions `cache.len()..`.
     pub cache: &'a mut KvCache,
+    /// The new tokens.
     pub tokens: &'a [TokenId],
     /// Whether to compute logits for the last token.
     pub want_logits: bool,
@@ -111,6 +119,7 @@ pub struct SeqBatch<'a> {
 pub struct Rope<'a> {
     /// Dimensions rotated in each head.
     pub dims: usize,
+    /// Which pairs of a head rotate together.
     pub layout: RopeLayout,
     /// Base of the frequencies.
     pub base: f32,

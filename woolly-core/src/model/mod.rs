@@ -533,7 +533,7 @@ impl Model {
         self.apply_chat_template_cancellable(messages, &|| false)
     }
 
-    /// [`apply_chat_template`](Self::apply_chat_template) that returns [`Error::Cancelled`]
+    /// [`apply_chat_template`](Self::apply_chat_template) that returns [`crate::Error::Cancelled`]
     /// soon after `cancelled` turns true.
     pub fn apply_chat_template_cancellable(
         &self,

@@ -16,20 +16,31 @@ use crate::{Error, Result};
 /// The numbers and choices that shape the forward pass.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Width of the residual stream.
     pub n_embd: usize,
+    /// Width of the feed-forward's hidden layer.
     pub n_ff: usize,
+    /// Query heads.
     pub n_head: usize,
+    /// Key/value heads.
     pub n_head_kv: usize,
+    /// Size of a query or key head.
     pub head_dim_k: usize,
+    /// Size of a value head.
     pub head_dim_v: usize,
+    /// Dimensions of a head that RoPE rotates.
     pub rope_dims: usize,
+    /// Epsilon of every RMS norm.
     pub rms_eps: f32,
+    /// Tokens in the vocabulary (rows of the embedding and of the output).
     pub n_vocab: usize,
     /// Multiplier of the token embeddings (gemma: sqrt(n_embd)).
     pub embd_scale: Option<f32>,
+    /// Which pairs of a head RoPE rotates together.
     pub rope_layout: RopeLayout,
     /// RoPE position scale (1 / linear scaling factor).
     pub rope_freq_scale: f32,
+    /// The feed-forward gate's activation.
     pub activation: Activation,
     /// Scale of the attention scores.
     pub kq_scale: f32,
@@ -62,20 +73,26 @@ impl Config {
 /// architecture-specific.
 #[derive(Debug)]
 pub struct Layer<W> {
+    /// Norm before the attention.
     pub attn_norm: Vec<f32>,
+    /// Query, key and value projections.
     pub wq: W,
     pub wk: W,
     pub wv: W,
+    /// Their biases (qwen2, some llamas).
     pub bq: Option<Vec<f32>>,
     pub bk: Option<Vec<f32>>,
     pub bv: Option<Vec<f32>>,
     /// Per-head RMSNorm of queries and keys (gemma3).
     pub q_norm: Option<Vec<f32>>,
     pub k_norm: Option<Vec<f32>>,
+    /// The attention's output projection.
     pub wo: W,
     /// Norm of the attention output before the residual add (gemma3).
     pub post_attn_norm: Option<Vec<f32>>,
+    /// Norm before the feed-forward.
     pub ffn_norm: Vec<f32>,
+    /// The feed-forward's gate, up and down projections.
     pub w_gate: W,
     pub w_up: W,
     pub w_down: W,
@@ -129,10 +146,13 @@ impl<W> Layer<W> {
 /// A transformer: configuration plus weights, the matrices of type `W` (as for [`Layer`]).
 #[derive(Debug)]
 pub struct Transformer<W> {
+    /// The numbers and choices that shape the pass.
     pub config: Config,
     /// The token embeddings, whose rows are looked up in the file's mapping.
     pub tok_embd: Matrix,
+    /// The blocks, in order.
     pub layers: Vec<Layer<W>>,
+    /// The final norm, before the output projection.
     pub output_norm: Vec<f32>,
     /// The output projection (the embedding matrix when tied).
     pub output: W,

@@ -15,7 +15,9 @@ use crate::{Error, Result};
 pub struct WeightView<'a> {
     /// The type of the rows in `data`.
     pub ty: GgmlType,
+    /// Rows (outputs of the product).
     pub rows: usize,
+    /// Columns (inputs of the product).
     pub cols: usize,
     /// The rows, still quantized, one after the other.
     pub data: &'a [u8],
