@@ -37,7 +37,7 @@ pub use resolve::{default_model_path, resolve_model_path, DEFAULT_MODEL_FILE, MO
 pub use summary::{ModelSummary, TypeCount};
 
 use crate::backend::cpu::{Cpu, CpuWeight};
-use crate::backend::Backend;
+use crate::backend::{Backend, Matrix};
 use crate::chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
 use crate::gguf::GgufFile;
 use crate::kernels::cpu::ThreadPool;
@@ -236,11 +236,7 @@ impl Model {
         report(0.1)?;
         let tokenizer = Self::load_tokenizer(&file, &hparams)?;
         report(0.2)?;
-        let described = match hparams.architecture {
-            Architecture::Gemma3 => gemma3::load(&file, &hparams)?,
-            Architecture::Llama => llama::load(&file, &hparams)?,
-            Architecture::Qwen2 => qwen2::load(&file, &hparams)?,
-        };
+        let described = Self::describe(&file, &hparams)?;
         if quiet_load {
             // Repacking reads whole tensors: the normal read-ahead serves it best.
             file.advise(crate::gguf::Advice::Normal);
@@ -253,10 +249,8 @@ impl Model {
         };
         // (With mlock the mapping stays resident anyway; a copy would only double it.)
         let repack = params.repack && !locked;
-        let mut backend = Cpu::new(&file, repack);
-        let transformer = described.prepare(&mut backend, &file, &|f| match repack {
-            true => report(0.3 + repack_share * f),
-            false => Ok(()),
+        let (backend, transformer) = Self::prepare_weights(&file, described, repack, &|f| {
+            report(0.3 + repack_share * f)
         })?;
         if matches!(params.preload, Preload::Full | Preload::FullBlocking) {
             let ranges = transformer.file_ranges(&backend);
@@ -295,6 +289,31 @@ impl Model {
             preload,
             locked,
         }))
+    }
+
+    /// The architecture's description of the model: its configuration and the file's
+    /// matrices of each layer.
+    fn describe(file: &GgufFile, hp: &HParams) -> Result<Transformer<Matrix>> {
+        match hp.architecture {
+            Architecture::Gemma3 => gemma3::load(file, hp),
+            Architecture::Llama => llama::load(file, hp),
+            Architecture::Qwen2 => qwen2::load(file, hp),
+        }
+    }
+
+    /// The CPU backend and the weights prepared on it: with `repack`, copied into this CPU's
+    /// layouts where it has them (reporting the fraction done), else read from the mapping.
+    fn prepare_weights(
+        file: &GgufFile,
+        described: Transformer<Matrix>,
+        repack: bool,
+        report: &dyn Fn(f32) -> Result<()>,
+    ) -> Result<(Cpu, Transformer<CpuWeight>)> {
+        let mut backend = Cpu::new(file, repack);
+        let quiet = |_| Ok(());
+        let progress: &dyn Fn(f32) -> Result<()> = if repack { report } else { &quiet };
+        let transformer = described.prepare(&mut backend, file, progress)?;
+        Ok((backend, transformer))
     }
 
     /// Charges `account` for the model at `path` and one session, then gives the session's
