@@ -59,7 +59,7 @@ pub struct CpuWeight {
 #[derive(Debug, Default)]
 pub struct Scratch {
     /// The buffers named by [`Act`], indexed by it.
-    acts: [Vec<f32>; 9],
+    acts: [Vec<f32>; Act::Up as usize + 1],
     /// Quantized activations, and which buffer in which format they hold.
     xq: Vec<u8>,
     xq_of: Option<(Act, GgmlType)>,
