@@ -364,3 +364,25 @@ impl Backend for Cpu {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quantized_buffer_is_reused_until_it_is_written() {
+        let pool = ThreadPool::new(1).unwrap();
+        let mut s = Scratch::default();
+        s.write(Act::Xn).extend((0..64).map(|i| i as f32 * 0.25));
+        s.quantize(Act::Xn, GgmlType::Q8_0, 2, &pool).unwrap();
+        assert_eq!(s.xq_of, Some((Act::Xn, GgmlType::Q8_0)));
+        // Writing another buffer keeps the copy; another format replaces it; writing the
+        // buffer itself drops it.
+        s.write(Act::Q);
+        assert_eq!(s.xq_of, Some((Act::Xn, GgmlType::Q8_0)));
+        s.quantize(Act::Xn, GgmlType::Q8_1, 2, &pool).unwrap();
+        assert_eq!(s.xq_of, Some((Act::Xn, GgmlType::Q8_1)));
+        s.write(Act::Xn);
+        assert_eq!(s.xq_of, None);
+    }
+}
