@@ -9,8 +9,7 @@ use super::{Act, Activation, Backend, Matrix, Rope, SeqBatch};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::cpu::attention::{attention, attention_decode_batch, AttnShape};
 use crate::kernels::cpu::matmul::{matmul, quantize_rows, sized, WeightView};
-use crate::kernels::cpu::ops;
-use crate::kernels::cpu::{PackedMatrix, ThreadPool};
+use crate::kernels::cpu::{ops, PackedMatrix, ThreadPool};
 use crate::quant;
 use crate::Result;
 

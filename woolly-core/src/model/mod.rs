@@ -26,8 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::backend::cpu::Scratch;
-pub use crate::backend::kv_cache;
-pub use crate::backend::SeqBatch;
+pub use crate::backend::{kv_cache, SeqBatch};
 pub use cache::ModelCache;
 pub use estimate::{kv_bytes, scratch_bytes, MemoryEstimate};
 pub use hparams::{Architecture, HParams, RopeScaling};

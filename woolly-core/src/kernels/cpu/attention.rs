@@ -4,9 +4,8 @@
 //! The kernels read keys and values through [`KvView`] and know nothing of models: the shapes
 //! come as an [`AttnShape`].
 
-use crate::kernels::cpu::ops;
 use crate::kernels::cpu::parallel::{par_items_dynamic, SharedOut};
-use crate::kernels::cpu::ThreadPool;
+use crate::kernels::cpu::{ops, ThreadPool};
 use crate::kernels::kv::KvView;
 
 /// The shape of one layer's attention.
