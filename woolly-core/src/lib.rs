@@ -9,14 +9,18 @@
 //!   [`chat`] turns messages into prompt text (templates rendered within bounds);
 //!   [`quant`] knows the block formats of quantized tensors.
 //! - [`kernels`] computes with them: SIMD chosen at run time beside its scalar twin, the thread
-//!   pool, and the KV cache's storage formats.
+//!   pool, matrix products and attention, and the KV cache's storage formats.
+//! - [`backend`] is where a forward pass runs: the `Backend` interface (weights prepared for
+//!   it, activation buffers, the steps of a pass) and its CPU implementation over the kernels,
+//!   with the KV cache.
 //! - [`metrics`] counts what Woolly does; [`policy`] decides from the platform's figures
 //!   (threads, the memory budget, power and heat).
-//! - [`model`] loads a model (hyperparameters, weights per architecture, its KV cache) and runs
-//!   the transformer's forward pass.
+//! - [`model`] loads a model (hyperparameters, weights per architecture) and describes the
+//!   transformer's forward pass once, run on a backend.
 //! - [`generate`] samples and runs one conversation ([`generate::Session`]); [`engine`] serves
 //!   many requests on one model at once; [`diagnostics`] reports it all for `woolly doctor`.
 
+pub mod backend;
 pub mod chat;
 pub mod diagnostics;
 pub mod engine;

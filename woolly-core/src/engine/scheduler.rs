@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::generate::output::{ModelTokenizer, Output};
-use crate::model::kv_cache::KvCache;
 use crate::{Error, Result};
 
 use super::request::{EventSink, Prepared, Priority, Waiting};
@@ -168,14 +167,8 @@ impl Worker {
                             break;
                         }
                         self.kv_charged += self.kv_charge;
-                        let c = &self.model.transformer().config;
-                        KvCache::new(
-                            self.model.hparams().n_layer,
-                            c.n_head_kv * c.head_dim_k,
-                            c.n_head_kv * c.head_dim_v,
-                            self.n_ctx,
-                            self.params.kv_precision,
-                        )
+                        self.model
+                            .new_kv_cache(self.n_ctx, self.params.kv_precision)
                     }
                 };
                 let w = q.waiting.swap_remove(best);

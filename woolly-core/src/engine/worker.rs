@@ -10,8 +10,7 @@ use crate::generate::output::{ModelTokenizer, Output};
 use crate::generate::{CancelToken, Generation, Timings, TokenEvent};
 use crate::kernels::cpu::ThreadPool;
 use crate::model::kv_cache::KvCache;
-use crate::model::transformer::{Scratch, SeqBatch};
-use crate::model::Model;
+use crate::model::{Model, Scratch, SeqBatch};
 use crate::tokenizer::TokenId;
 use crate::{Error, Result};
 
@@ -284,13 +283,8 @@ impl Worker {
                     want_logits: w,
                 });
             }
-            self.model.transformer().forward(
-                self.model.file(),
-                &mut seqs,
-                &mut self.scratch,
-                &self.pool,
-                &cancelled,
-            )
+            self.model
+                .forward(&mut seqs, &mut self.scratch, &self.pool, &cancelled)
         };
         let elapsed = ms(t0.elapsed());
         match result {

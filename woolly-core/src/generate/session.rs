@@ -9,9 +9,7 @@ use serde::Serialize;
 use super::sampler::{Sampler, SamplingParams};
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::kernels::cpu::ThreadPool;
-use crate::model::transformer::{Scratch, SeqBatch};
-use crate::model::Model;
-use crate::model::{KvCache, KvPrecision};
+use crate::model::{KvCache, KvPrecision, Model, Scratch, SeqBatch};
 use crate::policy::ThreadPolicy;
 use crate::tokenizer::TokenId;
 use crate::{Error, Result};
@@ -301,7 +299,6 @@ impl Session {
         n_ctx: usize,
         charged: u64,
     ) -> Result<Session> {
-        let hp = model.hparams();
         let (prompt_threads, gen_threads) = thread_plan(params)?;
         let threads = prompt_threads.max(gen_threads);
         let hw_cpus = params
@@ -310,14 +307,7 @@ impl Session {
                 crate::policy::threads::spread_cpus(&crate::platform::Hardware::detect(), threads)
             })
             .flatten();
-        let c = &model.transformer().config;
-        let cache = KvCache::new(
-            hp.n_layer,
-            c.n_head_kv * c.head_dim_k,
-            c.n_head_kv * c.head_dim_v,
-            n_ctx,
-            params.kv_precision,
-        );
+        let cache = model.new_kv_cache(n_ctx, params.kv_precision);
         Ok(Session {
             model,
             cache,
@@ -432,13 +422,7 @@ impl Session {
                 want_logits: true,
             }];
             let model = &self.model;
-            model.transformer().forward(
-                model.file(),
-                &mut seqs,
-                &mut self.scratch,
-                &self.pool,
-                &cancelled,
-            )?;
+            model.forward(&mut seqs, &mut self.scratch, &self.pool, &cancelled)?;
             self.history.extend_from_slice(chunk);
         }
         self.logits.clear();

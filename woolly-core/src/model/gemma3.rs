@@ -3,14 +3,15 @@
 //! ones), queries scaled by 1/sqrt(key_length), output tied to the embedding.
 
 use super::hparams::HParams;
-use super::transformer::{Activation, Config, Layer, Transformer};
+use super::transformer::{Config, Layer, Transformer};
 use super::weights::{matrix, vector};
+use crate::backend::{Activation, Matrix};
 use crate::gguf::GgufFile;
 use crate::kernels::cpu::ops::RopeLayout;
 use crate::Result;
 
 /// Loads the weights of a gemma3 model.
-pub fn load(f: &GgufFile, hp: &HParams) -> Result<Transformer> {
+pub fn load(f: &GgufFile, hp: &HParams) -> Result<Transformer<Matrix>> {
     let (e, hk, hv) = (hp.n_embd, hp.head_dim_k, hp.head_dim_v);
     let config = Config {
         n_embd: e,
@@ -65,6 +66,5 @@ pub fn load(f: &GgufFile, hp: &HParams) -> Result<Transformer> {
         output_norm: vector(f, "output_norm.weight", e)?,
         output: tok_embd,
         rope_freqs: None,
-        packed: Vec::new(),
     })
 }

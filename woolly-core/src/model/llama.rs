@@ -3,8 +3,9 @@
 //! output matrix of its own or tied to the embedding. Qwen2 reuses this with biases and NEOX RoPE.
 
 use super::hparams::{HParams, RopeScaling};
-use super::transformer::{Activation, Config, Layer, Transformer};
+use super::transformer::{Config, Layer, Transformer};
 use super::weights::{matrix, optional_matrix, optional_vector, vector};
+use crate::backend::{Activation, Matrix};
 use crate::gguf::GgufFile;
 use crate::kernels::cpu::ops::RopeLayout;
 use crate::{Error, Result};
@@ -48,7 +49,7 @@ pub(super) struct Variant {
 }
 
 /// Loads a llama-family model.
-pub fn load(f: &GgufFile, hp: &HParams) -> Result<Transformer> {
+pub fn load(f: &GgufFile, hp: &HParams) -> Result<Transformer<Matrix>> {
     load_variant(
         f,
         hp,
@@ -59,7 +60,11 @@ pub fn load(f: &GgufFile, hp: &HParams) -> Result<Transformer> {
     )
 }
 
-pub(super) fn load_variant(f: &GgufFile, hp: &HParams, var: Variant) -> Result<Transformer> {
+pub(super) fn load_variant(
+    f: &GgufFile,
+    hp: &HParams,
+    var: Variant,
+) -> Result<Transformer<Matrix>> {
     let (e, hk, hv) = (hp.n_embd, hp.head_dim_k, hp.head_dim_v);
     let config = Config {
         n_embd: e,
@@ -117,6 +122,5 @@ pub(super) fn load_variant(f: &GgufFile, hp: &HParams, var: Variant) -> Result<T
         output_norm: vector(f, "output_norm.weight", e)?,
         output,
         rope_freqs: rope_freqs(f, hp)?,
-        packed: Vec::new(),
     })
 }

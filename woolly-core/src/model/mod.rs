@@ -1,11 +1,19 @@
 //! Models: where to find them, their hyperparameters and (one file per architecture) their weights.
+//!
+//! What lives where: `hparams.rs` reads the shape from the file's metadata; `gemma3.rs`,
+//! `llama.rs` and `qwen2.rs` describe each architecture once (its [`transformer::Config`] and
+//! layers, over the file's matrices found by [`weights`]); [`transformer`] writes the forward
+//! pass once, as a sequence of steps a backend computes (the CPU's here, which prepares the
+//! weights at load); [`Model`] loads it all (`preload.rs`: when the pages are read) and is what
+//! sessions and the engine call ([`Model::new_kv_cache`], [`Model::forward`]). The memory a
+//! load needs is estimated in `estimate.rs`; the KV cache's storage belongs to the backend.
 
 mod cache;
 mod estimate;
 pub mod gemma3;
 mod hparams;
-pub mod kv_cache;
 pub mod llama;
+mod preload;
 pub mod qwen2;
 mod resolve;
 mod summary;
@@ -13,89 +21,34 @@ pub mod transformer;
 pub mod weights;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use crate::backend::cpu::Scratch;
+pub use crate::backend::{kv_cache, SeqBatch};
 pub use cache::ModelCache;
 pub use estimate::{kv_bytes, scratch_bytes, MemoryEstimate};
 pub use hparams::{Architecture, HParams, RopeScaling};
 pub use kv_cache::{KvCache, KvPrecision};
+pub use preload::{Preload, PreloadProgress};
 pub use resolve::{default_model_path, resolve_model_path, DEFAULT_MODEL_FILE, MODEL_ENV};
 pub use summary::{ModelSummary, TypeCount};
 
+use crate::backend::cpu::{Cpu, CpuWeight};
+use crate::backend::{Backend, Matrix};
 use crate::chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
 use crate::gguf::GgufFile;
+use crate::kernels::cpu::ThreadPool;
 use crate::policy::memory::{MemoryAccount, MemoryPolicy};
 use crate::tokenizer::{TokenId, Tokenizer, TokenizerKind};
 use crate::Result;
-use transformer::Transformer;
+use preload::PreloadTask;
+use transformer::{Config, Transformer};
 
 /// Load progress callback: called with the fraction done (0 to 1); returning false cancels the
 /// load, which then fails with [`crate::Error::Cancelled`].
 pub type ProgressFn = Arc<dyn Fn(f32) -> bool + Send + Sync>;
-
-/// When the model's pages are read from disk, and what the kernel is told about them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Preload {
-    /// None: pages are read on first use (the fastest load; the first generation waits for
-    /// the disk when the file is not in the page cache).
-    #[default]
-    Lazy,
-    /// Sequential read-ahead: `MADV_SEQUENTIAL` over the mapping, and `MADV_WILLNEED` over
-    /// it chunk by chunk from a background thread, so the kernel reads the file into the page
-    /// cache while the load returns; [`Model::preload_progress`] reports how far it got.
-    Sequential,
-    /// The header and the first layers (a quarter of them, at least one) are read during the
-    /// load; the rest on first use.
-    Critical,
-    /// Every page of the weights the model multiplies from the file (repacked ones live in
-    /// their copies), read by a background thread after the load returns, and the embedding
-    /// brought into the page cache; [`Model::preload_progress`] reports how far it got.
-    Full,
-    /// Every such page, read during the load (which reports it as progress).
-    FullBlocking,
-}
-
-impl Preload {
-    /// The name front ends use: `lazy`, `sequential`, `critical`, `full`, `full_blocking`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Preload::Lazy => "lazy",
-            Preload::Sequential => "sequential",
-            Preload::Critical => "critical",
-            Preload::Full => "full",
-            Preload::FullBlocking => "full_blocking",
-        }
-    }
-
-    /// Every strategy.
-    pub const ALL: [Preload; 5] = [
-        Preload::Lazy,
-        Preload::Sequential,
-        Preload::Critical,
-        Preload::Full,
-        Preload::FullBlocking,
-    ];
-
-    /// The strategy called `name` (`none` is `lazy`).
-    ///
-    /// # Errors
-    /// [`crate::Error::InvalidArgument`] naming the choices.
-    pub fn from_name(name: &str) -> Result<Preload> {
-        if name == "none" {
-            return Ok(Preload::Lazy);
-        }
-        Preload::ALL
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| {
-                crate::Error::InvalidArgument(format!(
-                    "preload must be one of lazy, sequential, critical, full, full_blocking, not {name:?}"
-                ))
-            })
-    }
-}
 
 /// How to load a model.
 #[derive(Clone)]
@@ -171,66 +124,14 @@ pub fn resolve_context(hp: &HParams, requested: usize) -> Result<usize> {
 /// Batch size the load's estimate assumes (the sessions' default).
 const ESTIMATE_BATCH: usize = 512;
 
-/// How far a background preload got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct PreloadProgress {
-    pub done_bytes: u64,
-    pub total_bytes: u64,
-    pub finished: bool,
-}
+/// A load's charge on its account, returned when dropped unless the load completed (`.2`).
+struct Charge<'a>(&'a MemoryAccount, u64, bool);
 
-#[derive(Default)]
-struct PreloadTask {
-    total: u64,
-    done: Arc<AtomicU64>,
-    finished: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl PreloadTask {
-    /// Waits for the background thread, if one runs.
-    fn join(&self) {
-        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = t.join();
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        if !self.2 {
+            self.0.release(self.1);
         }
-    }
-
-    /// Reads `ranges` of the file on a background thread, in order: for a range marked
-    /// `touch` it reads a byte of every page (the pages join the process), otherwise it asks
-    /// the kernel to read
-    /// ahead (`MADV_WILLNEED`, in chunks: the kernel reads at most its read-ahead window per
-    /// call) so the pages wait in the page cache.
-    fn spawn(&mut self, file: &GgufFile, ranges: Vec<(usize, usize, bool)>) -> Result<()> {
-        const CHUNK: usize = 4 << 20;
-        let map = file.mapping();
-        self.total = ranges.iter().map(|(s, e, _)| (e - s) as u64).sum();
-        let (done, finished, stop) = (self.done.clone(), self.finished.clone(), self.stop.clone());
-        let t = std::thread::Builder::new()
-            .name("woolly-preload".into())
-            .spawn(move || {
-                let mut n = 0;
-                'ranges: for (start, end, touch) in ranges {
-                    let mut at = start;
-                    while at < end {
-                        if stop.load(Ordering::Relaxed) {
-                            break 'ranges;
-                        }
-                        let len = CHUNK.min(end - at);
-                        crate::gguf::advise_map(&map, crate::gguf::Advice::WillNeed, at, len);
-                        if touch {
-                            crate::gguf::touch_pages(&map, at, at + len, &|_| true);
-                        }
-                        at += len;
-                        n += len as u64;
-                        done.store(n, Ordering::Relaxed);
-                    }
-                }
-                finished.store(true, Ordering::Relaxed);
-            })
-            .map_err(|e| crate::Error::Internal(format!("cannot start the preload thread: {e}")))?;
-        *self.thread.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(t);
-        Ok(())
     }
 }
 
@@ -240,7 +141,9 @@ pub struct Model {
     file: GgufFile,
     hparams: HParams,
     tokenizer: Tokenizer,
-    transformer: Transformer,
+    /// Where the forward pass runs, and the weights prepared for it.
+    backend: Cpu,
+    transformer: Transformer<CpuWeight>,
     chat_template: ChatTemplate,
     load_time: Duration,
     metrics: crate::metrics::ModelMetrics,
@@ -316,31 +219,10 @@ impl Model {
         let path = resolve_model_path(path)?;
         let file = GgufFile::open(&path)?;
         let hparams = HParams::from_gguf(&file)?;
-        // Fail before anything is committed when the model and one session cannot fit.
-        let estimate = Self::estimate_file(&file, &hparams, params);
-        let what = format!(
-            "{} and a {}-token context",
-            path.display(),
-            estimate.context_size
-        );
-        account.charge(&what, estimate.total_bytes)?;
-        account.release(estimate.session_bytes());
-        let charged = estimate.model_bytes();
-        // From here on the charge is returned on every path (the Model's Drop, or this guard).
-        struct Charge<'a>(&'a MemoryAccount, u64, bool);
-        impl Drop for Charge<'_> {
-            fn drop(&mut self) {
-                if !self.2 {
-                    self.0.release(self.1);
-                }
-            }
-        }
+        // Fail before anything is committed when the model and one session cannot fit; from
+        // then on the charge is returned on every path (the Model's Drop, or this guard).
+        let (estimate, charged) = Self::charge_estimate(&path, &file, &hparams, params, &account)?;
         let mut charge = Charge(&account, charged, false);
-
-        let mut preload = PreloadTask {
-            total: file.file_size(),
-            ..Default::default()
-        };
         // While the load reads its few small tensors (norms, biases), the kernel's read-around
         // would pull in megabytes beside each of them; the lazy strategies read only what they
         // touch until the load is done, then the normal read-ahead applies again.
@@ -348,121 +230,30 @@ impl Model {
         if quiet_load {
             file.advise(crate::gguf::Advice::Random);
         }
-        match params.preload {
-            Preload::Lazy => {}
-            Preload::Sequential => {
-                file.advise(crate::gguf::Advice::Sequential);
-                let all = vec![(0, file.bytes().len(), false)];
-                preload.spawn(&file, all)?;
-            }
-            Preload::Critical => {
-                let n = hparams.n_layer.div_ceil(4).max(1);
-                let data = file.data_offset() as usize;
-                let map = file.bytes();
-                crate::gguf::touch_pages(map, 0, data, &|_| true);
-                for t in file.tensors() {
-                    let critical = t
-                        .name
-                        .strip_prefix("blk.")
-                        .and_then(|r| r.split('.').next())
-                        .and_then(|l| l.parse::<usize>().ok())
-                        .is_some_and(|l| l < n)
-                        || t.name == "output_norm.weight";
-                    if critical {
-                        let (off, len) = (t.offset as usize, t.size as usize);
-                        file.advise_range(crate::gguf::Advice::WillNeed, off, len);
-                        crate::gguf::touch_pages(map, off, off + len, &|_| true);
-                    }
-                }
-                preload.done.store(0, Ordering::Relaxed);
-            }
-            // After the weights are repacked (below): only what is still read from the file.
-            Preload::FullBlocking => {}
-            Preload::Full => {}
-        }
-        let mut locked = false;
-        if params.mlock {
-            match file.lock_in_memory() {
-                Ok(()) => locked = true,
-                Err(e) => crate::log!(crate::log::Level::Warn, "{e}; the model stays unlocked"),
-            }
-        }
+        let mut preload = PreloadTask::start(&file, &hparams, params.preload)?;
+        let locked = params.mlock && Self::lock(&file);
         report(0.1)?;
-        let tokenizer = Tokenizer::from_gguf(&file)?;
-        // Every row of the output is a token the sampler may pick: the two must agree (as in
-        // llama.cpp, which sizes the embedding from the vocabulary).
-        if tokenizer.vocab_size() != hparams.n_vocab {
-            return Err(crate::Error::InvalidModel(format!(
-                "the vocabulary has {} tokens but token_embd.weight has {} rows",
-                tokenizer.vocab_size(),
-                hparams.n_vocab
-            )));
-        }
+        let tokenizer = Self::load_tokenizer(&file, &hparams)?;
         report(0.2)?;
-        let mut transformer = match hparams.architecture {
-            Architecture::Gemma3 => gemma3::load(&file, &hparams)?,
-            Architecture::Llama => llama::load(&file, &hparams)?,
-            Architecture::Qwen2 => qwen2::load(&file, &hparams)?,
-        };
+        let described = Self::describe(&file, &hparams)?;
         if quiet_load {
             // Repacking reads whole tensors: the normal read-ahead serves it best.
             file.advise(crate::gguf::Advice::Normal);
         }
         report(0.3)?;
-        let full = matches!(params.preload, Preload::Full | Preload::FullBlocking);
         let repack_share = if params.preload == Preload::FullBlocking {
             0.5
         } else {
             0.7
         };
-        if params.repack && !locked {
-            // (With mlock the mapping stays resident anyway; a copy would only double it.)
-            transformer.pack_weights(&file, &|f| report(0.3 + repack_share * f))?;
-        }
-        if full {
-            // Every page the forward pass reads through the mapping (repacked weights live in
-            // their copies), in the background or now. The embedding, read a few rows per
-            // token, is only brought into the page cache: mapping all of it would put pages
-            // into the process that no token needs.
-            let (touch, embd) = transformer.file_ranges();
-            if params.preload == Preload::Full {
-                let mut ranges: Vec<_> = touch.into_iter().map(|(s, e)| (s, e, true)).collect();
-                if !ranges.iter().any(|r| r.0 == embd.0) {
-                    ranges.push((embd.0, embd.1, false));
-                }
-                preload.spawn(&file, ranges)?;
-            } else {
-                if !touch.iter().any(|r| r.0 == embd.0) {
-                    let mut at = embd.0;
-                    while at < embd.1 {
-                        let len = (4 << 20).min(embd.1 - at);
-                        file.advise_range(crate::gguf::Advice::WillNeed, at, len);
-                        at += len;
-                    }
-                }
-                let total: usize = touch.iter().map(|(s, e)| e - s).sum::<usize>().max(1);
-                let base = 0.3 + repack_share;
-                let mut done = 0;
-                for (s, e) in touch {
-                    file.advise_range(crate::gguf::Advice::WillNeed, s, e - s);
-                    let cancelled = AtomicBool::new(false);
-                    crate::gguf::touch_pages(file.bytes(), s, e, &|n| {
-                        let f = base + (0.999 - base) * (done + n) as f32 / total as f32;
-                        let ok = report(f).is_ok();
-                        if !ok {
-                            cancelled.store(true, Ordering::Relaxed);
-                        }
-                        ok
-                    });
-                    if cancelled.load(Ordering::Relaxed) {
-                        return Err(crate::Error::Cancelled);
-                    }
-                    done += e - s;
-                }
-                preload.total = total as u64;
-                preload.done.store(total as u64, Ordering::Relaxed);
-                preload.finished.store(true, Ordering::Relaxed);
-            }
+        // (With mlock the mapping stays resident anyway; a copy would only double it.)
+        let repack = params.repack && !locked;
+        let (backend, transformer) = Self::prepare_weights(&file, described, repack, &|f| {
+            report(0.3 + repack_share * f)
+        })?;
+        if matches!(params.preload, Preload::Full | Preload::FullBlocking) {
+            let ranges = transformer.file_ranges(&backend);
+            preload.read_weights(&file, params.preload, ranges, &report, 0.3 + repack_share)?;
         }
         report(1.0)?;
         crate::log!(
@@ -472,17 +263,10 @@ impl Model {
             hparams.architecture.name(),
             hparams.n_layer,
             start.elapsed().as_secs_f64() * 1e3,
-            transformer.packed_bytes() >> 20,
+            backend.prepared_bytes() >> 20,
             params.preload.name()
         );
-        let chat_template = match file.get_str("tokenizer.chat_template")? {
-            Some(src) => ChatTemplate::Jinja(src.to_string()),
-            None => ChatTemplate::Builtin(match (hparams.architecture, tokenizer.kind()) {
-                (Architecture::Gemma3, _) => BuiltinTemplate::Gemma,
-                (Architecture::Llama, TokenizerKind::Bpe { .. }) => BuiltinTemplate::Llama3,
-                _ => BuiltinTemplate::ChatMl,
-            }),
-        };
+        let chat_template = Self::chat_template_of(&file, &hparams, &tokenizer)?;
         charge.2 = true;
         drop(charge);
         let metrics = crate::metrics::ModelMetrics::default();
@@ -493,6 +277,7 @@ impl Model {
             file,
             hparams,
             tokenizer,
+            backend,
             transformer,
             chat_template,
             load_time: start.elapsed(),
@@ -503,6 +288,89 @@ impl Model {
             preload,
             locked,
         }))
+    }
+
+    /// The architecture's description of the model: its configuration and the file's
+    /// matrices of each layer.
+    fn describe(file: &GgufFile, hp: &HParams) -> Result<Transformer<Matrix>> {
+        match hp.architecture {
+            Architecture::Gemma3 => gemma3::load(file, hp),
+            Architecture::Llama => llama::load(file, hp),
+            Architecture::Qwen2 => qwen2::load(file, hp),
+        }
+    }
+
+    /// The CPU backend and the weights prepared on it: with `repack`, copied into this CPU's
+    /// layouts where it has them (reporting the fraction done), else read from the mapping.
+    fn prepare_weights(
+        file: &GgufFile,
+        described: Transformer<Matrix>,
+        repack: bool,
+        report: &dyn Fn(f32) -> Result<()>,
+    ) -> Result<(Cpu, Transformer<CpuWeight>)> {
+        let mut backend = Cpu::new(file, repack);
+        let quiet = |_| Ok(());
+        let progress: &dyn Fn(f32) -> Result<()> = if repack { report } else { &quiet };
+        let transformer = described.prepare(&mut backend, file, progress)?;
+        Ok((backend, transformer))
+    }
+
+    /// Charges `account` for the model at `path` and one session, then gives the session's
+    /// part back: the estimate, and what stays charged.
+    fn charge_estimate(
+        path: &Path,
+        file: &GgufFile,
+        hp: &HParams,
+        params: &ModelParams,
+        account: &MemoryAccount,
+    ) -> Result<(MemoryEstimate, u64)> {
+        let estimate = Self::estimate_file(file, hp, params);
+        let what = format!(
+            "{} and a {}-token context",
+            path.display(),
+            estimate.context_size
+        );
+        account.charge(&what, estimate.total_bytes)?;
+        account.release(estimate.session_bytes());
+        Ok((estimate, estimate.model_bytes()))
+    }
+
+    /// Locks the mapping in memory; false (with a warning) when the system refuses.
+    fn lock(file: &GgufFile) -> bool {
+        match file.lock_in_memory() {
+            Ok(()) => true,
+            Err(e) => {
+                crate::log!(crate::log::Level::Warn, "{e}; the model stays unlocked");
+                false
+            }
+        }
+    }
+
+    /// The tokenizer, whose vocabulary must match the embedding's rows.
+    fn load_tokenizer(file: &GgufFile, hp: &HParams) -> Result<Tokenizer> {
+        let tokenizer = Tokenizer::from_gguf(file)?;
+        // Every row of the output is a token the sampler may pick: the two must agree (as in
+        // llama.cpp, which sizes the embedding from the vocabulary).
+        if tokenizer.vocab_size() != hp.n_vocab {
+            return Err(crate::Error::InvalidModel(format!(
+                "the vocabulary has {} tokens but token_embd.weight has {} rows",
+                tokenizer.vocab_size(),
+                hp.n_vocab
+            )));
+        }
+        Ok(tokenizer)
+    }
+
+    /// The file's chat template, or the built-in one its architecture and tokenizer suggest.
+    fn chat_template_of(file: &GgufFile, hp: &HParams, tok: &Tokenizer) -> Result<ChatTemplate> {
+        Ok(match file.get_str("tokenizer.chat_template")? {
+            Some(src) => ChatTemplate::Jinja(src.to_string()),
+            None => ChatTemplate::Builtin(match (hp.architecture, tok.kind()) {
+                (Architecture::Gemma3, _) => BuiltinTemplate::Gemma,
+                (Architecture::Llama, TokenizerKind::Bpe { .. }) => BuiltinTemplate::Llama3,
+                _ => BuiltinTemplate::ChatMl,
+            }),
+        })
     }
 
     /// The memory this model was estimated to need (with one session of the planned context).
@@ -581,14 +449,47 @@ impl Model {
         &self.tokenizer
     }
 
-    pub(crate) fn transformer(&self) -> &Transformer {
-        &self.transformer
+    /// The numbers that shape the forward pass (widths of the KV cache among them).
+    pub fn config(&self) -> &Config {
+        &self.transformer.config
+    }
+
+    /// An empty KV cache for one sequence of up to `n_ctx` positions.
+    pub fn new_kv_cache(&self, n_ctx: usize, precision: KvPrecision) -> KvCache {
+        let c = &self.transformer.config;
+        KvCache::new(
+            self.hparams.n_layer,
+            c.k_width(),
+            c.v_width(),
+            n_ctx,
+            precision,
+        )
+    }
+
+    /// Runs one forward pass over `seqs` on `pool`: afterwards each sequence's cache holds its
+    /// new tokens, and `scratch.logits` the logits of the sequences that asked for them, in
+    /// batch order.
+    ///
+    /// # Errors
+    /// [`crate::Error::ContextOverflow`] when a sequence's tokens do not fit its cache,
+    /// [`crate::Error::InvalidArgument`] for a token outside the vocabulary, and
+    /// [`crate::Error::Cancelled`] when `cancelled` (polled between layers) returns true; the
+    /// caches are then left as they were before the pass.
+    pub fn forward(
+        &self,
+        seqs: &mut [SeqBatch<'_>],
+        scratch: &mut Scratch,
+        pool: &ThreadPool,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        self.transformer
+            .forward(&self.backend, seqs, scratch, pool, cancelled)
     }
 
     /// Bytes of weights copied into layouts made for this CPU at load (the mapped pages they
     /// came from were released).
     pub fn packed_bytes(&self) -> usize {
-        self.transformer.packed_bytes()
+        self.backend.prepared_bytes()
     }
 
     /// The chat format in use.
@@ -650,7 +551,7 @@ impl Model {
         self.apply_chat_template_cancellable(messages, &|| false)
     }
 
-    /// [`apply_chat_template`](Self::apply_chat_template) that returns [`Error::Cancelled`]
+    /// [`apply_chat_template`](Self::apply_chat_template) that returns [`crate::Error::Cancelled`]
     /// soon after `cancelled` turns true.
     pub fn apply_chat_template_cancellable(
         &self,

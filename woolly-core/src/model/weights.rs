@@ -1,45 +1,9 @@
-//! Views of a model's weights inside the mapped file.
+//! A model's weights as its file stores them: matrices located in the mapping, vectors read.
 
-use crate::gguf::{GgmlType, GgufFile};
+use crate::backend::Matrix;
+use crate::gguf::GgufFile;
 use crate::quant;
 use crate::{Error, Result};
-
-/// A weight matrix of `rows` x `cols`, stored row by row in the file's mapping, still quantized.
-#[derive(Debug, Clone, Copy)]
-pub struct Matrix {
-    pub ty: GgmlType,
-    pub rows: usize,
-    pub cols: usize,
-    offset: usize,
-    len: usize,
-    /// Index of this matrix's packed copy in [`super::transformer::Transformer::packed`].
-    pub packed: Option<u32>,
-}
-
-impl Matrix {
-    /// The byte range of the matrix in the file.
-    pub fn range(&self) -> (usize, usize) {
-        (self.offset, self.offset + self.len)
-    }
-
-    /// The matrix's bytes within `file`'s mapping.
-    #[inline]
-    pub fn data<'a>(&self, file: &'a GgufFile) -> &'a [u8] {
-        &file.bytes()[self.offset..self.offset + self.len]
-    }
-
-    /// Offset of the matrix's bytes in the file.
-    #[inline]
-    pub fn offset(&self) -> usize {
-        self.offset
-    }
-
-    /// Bytes of one row.
-    #[inline]
-    pub fn row_bytes(&self) -> usize {
-        self.len / self.rows.max(1)
-    }
-}
 
 /// The matrix `name`, which must have `cols` columns and `rows` rows (GGML dims `[cols, rows]`)
 /// and a type Woolly can compute with.
@@ -59,14 +23,13 @@ pub fn matrix(f: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<Matr
             t.ggml_type
         )));
     }
-    Ok(Matrix {
-        ty: t.ggml_type,
+    Ok(Matrix::new(
+        t.ggml_type,
         rows,
         cols,
-        offset: t.offset as usize,
-        len: t.size as usize,
-        packed: None,
-    })
+        t.offset as usize,
+        t.size as usize,
+    ))
 }
 
 /// The matrix `name` when present.
@@ -86,7 +49,7 @@ pub fn optional_matrix(
 pub fn vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
     let m = matrix(f, name, len, 1)?;
     let mut out = vec![0f32; len];
-    quant::dequantize_row(m.ty, m.data(f), &mut out)?;
+    quant::dequantize_row(m.ty, m.data(f.bytes()), &mut out)?;
     Ok(out)
 }
 

@@ -1,6 +1,12 @@
 //! CPU kernels: dot products of quantized weights with quantized activations, the transformer's
 //! element-wise operations, and work splitting across threads.
 //!
+//! What lives where: the dot products and the packed weight layouts here; matrix products over
+//! a batch of rows (activation quantization, the dispatch, the transpose) in [`matmul`];
+//! attention over a KV view in [`attention`]; norms, RoPE and activations in [`ops`]; the
+//! thread pool and its work splitting in [`pool`] and [`parallel`]. None of them knows a model:
+//! they take weight views, KV views and plain shapes.
+//!
 //! Every kernel has a plain scalar implementation ([`scalar`]), which is the reference: faster
 //! SIMD versions, chosen at run time from what the CPU reports (desktop binaries ship to unknown
 //! CPUs), sit beside it and are tested against it (`x86`: AVX2+FMA+F16C for every weight type,
@@ -14,6 +20,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod arm;
+pub mod attention;
+pub mod matmul;
 pub mod ops;
 pub mod parallel;
 pub mod pool;
