@@ -7,9 +7,10 @@ use memmap2::Mmap;
 
 use super::{Act, Activation, Backend, Matrix, Rope, SeqBatch};
 use crate::gguf::{GgmlType, GgufFile};
-use crate::kernels::cpu::attention::{attention, attention_decode_batch, AttnShape};
+use crate::kernels::cpu::attention::{attention, attention_decode_batch};
 use crate::kernels::cpu::matmul::{matmul, quantize_rows, sized, WeightView};
 use crate::kernels::cpu::{ops, PackedMatrix, ThreadPool};
+use crate::kernels::kv::AttnShape;
 use crate::quant;
 use crate::Result;
 

@@ -14,8 +14,8 @@ pub mod cpu;
 pub mod kv_cache;
 
 use crate::gguf::GgufFile;
-use crate::kernels::cpu::attention::AttnShape;
 use crate::kernels::cpu::ops::RopeLayout;
+use crate::kernels::kv::AttnShape;
 use crate::tokenizer::TokenId;
 use crate::Result;
 

@@ -1,7 +1,7 @@
 //! What a finished generation hands its model's metrics: [`Generation`]'s timings as the plain
 //! figures [`crate::metrics::ModelMetrics::record`] takes.
 
-use super::session::Generation;
+use super::generation::Generation;
 use crate::metrics::GenerationFigures;
 
 impl From<&Generation> for GenerationFigures {

@@ -1,7 +1,16 @@
 //! Generation: sampling, and the session that ties a model, its KV cache and the sampler together.
+//!
+//! - `params`: what a session is opened with and what a generation asks for;
+//! - `prompt`: what a generation continues (text, messages, tokens) and chat prompts;
+//! - `sampler`: choosing the next token; `output`: what happens to each generated token;
+//! - `generation`: what a generation gives back; `figures`: its figures for the metrics;
+//! - `session`: one conversation's KV cache and the generation loop; `pool`: idle sessions
+//!   kept for reuse.
 
 mod figures;
+mod generation;
 pub(crate) mod output;
+mod params;
 mod pool;
 mod prompt;
 pub mod sampler;
@@ -10,10 +19,9 @@ mod session;
 // The types of the session's own parameters, where its callers look for them.
 pub use crate::chat::ChatMessage;
 pub use crate::model::KvPrecision;
+pub use generation::{Generation, StopReason, Timings, TokenEvent};
+pub use params::{CancelToken, GenerateParams, SessionParams};
 pub use pool::{PooledSession, SessionPool};
-pub use prompt::Prompt;
+pub use prompt::{chat_prompt, chat_tokens, Prompt};
 pub use sampler::{Sampler, SamplingParams};
-pub use session::{
-    chat_prompt, chat_tokens, CancelHandle, CancelToken, GenerateParams, Generation, Session,
-    SessionParams, StopReason, Timings, TokenEvent,
-};
+pub use session::{CancelHandle, Session};

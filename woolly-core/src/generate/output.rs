@@ -5,8 +5,9 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
+use super::generation::{StopReason, TokenEvent};
+use super::params::GenerateParams;
 use super::sampler::Sampler;
-use super::session::{GenerateParams, StopReason, TokenEvent};
 use crate::tokenizer::{StreamDecoder, TokenId, Tokenizer};
 use crate::Result;
 

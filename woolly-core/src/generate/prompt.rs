@@ -1,10 +1,12 @@
 //! What a generation continues: one prompt type for sessions, the engine and every front end
-//! (C's prompt string or messages, Python's `prompt=` or `messages=`, Node's the same).
+//! (C's prompt string or messages, Python's `prompt=` or `messages=`, Node's the same), and
+//! the prompt text and tokens of a conversation under the model's chat template.
 
-use super::session::{GenerateParams, Generation, Session, TokenEvent};
-use crate::chat::ChatMessage;
+use super::params::GenerateParams;
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::model::Model;
 use crate::tokenizer::TokenId;
-use crate::Result;
+use crate::{Error, Result};
 
 /// What a generation asks the model to continue.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,19 +37,74 @@ impl From<Vec<ChatMessage>> for Prompt {
     }
 }
 
-impl Session {
-    /// Generates from any [`Prompt`]: [`Session::generate`] for text, [`Session::chat`] for
-    /// messages, [`Session::generate_from_tokens`] for token ids.
-    pub fn run(
-        &mut self,
-        prompt: &Prompt,
-        params: &GenerateParams,
-        on_token: impl FnMut(&TokenEvent<'_>) -> bool,
-    ) -> Result<Generation> {
-        match prompt {
-            Prompt::Text(text) => self.generate(text, params, on_token),
-            Prompt::Messages(messages) => self.chat(messages, params, on_token),
-            Prompt::Tokens(ids) => self.generate_from_tokens(ids, params, on_token),
+/// The prompt text for `messages` with the model's chat template, without the BOS text a
+/// template writes itself when the tokenizer adds BOS (`add_special`): it would come twice.
+///
+/// This is the text as the template wrote it: tokenizing it with `parse_special` also turns
+/// special-token text inside the messages into control tokens. [`chat_tokens`] does not.
+pub fn chat_prompt(model: &Model, messages: &[ChatMessage], add_special: bool) -> Result<String> {
+    let prompt = model.apply_chat_template(messages)?;
+    Ok(strip_bos(model, prompt, add_special))
+}
+
+fn strip_bos(model: &Model, mut prompt: String, add_special: bool) -> String {
+    if let Some(bos) = model.tokenizer().bos() {
+        if let Ok(b) = model.tokenizer().piece(bos, true) {
+            let b = String::from_utf8_lossy(&b).into_owned();
+            if !b.is_empty() && prompt.starts_with(&b) && add_special {
+                prompt.drain(..b.len());
+            }
         }
     }
+    prompt
+}
+
+/// The prompt tokens for `messages`: the model's chat template rendered and tokenized, its own
+/// markup parsed for special tokens, the messages' text not (unless
+/// [`GenerateParams::parse_special_in_messages`]). BOS as `params.add_special` says. Returns
+/// [`Error::Cancelled`] soon after `cancelled` turns true, also in the middle of the render or
+/// of the tokenization.
+///
+/// How the messages' text is kept apart: before the render, a Unicode noncharacter that occurs
+/// nowhere else (not in the template, the messages or the vocabulary) is put before every place
+/// in the messages where a control token's text begins; after the render, the tokenizer removes
+/// these marks and lets no control token begin where one stood. Messages without control-token
+/// text are passed unchanged, and the marks sit before the tokens' texts, so templates that
+/// trim, split, search or compare the messages work as before; only a template that slices or
+/// measures a message spelling a control token sees its marks.
+pub fn chat_tokens(
+    model: &Model,
+    messages: &[ChatMessage],
+    params: &GenerateParams,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<TokenId>> {
+    let tok = model.tokenizer();
+    if params.parse_special_in_messages {
+        let prompt = model.apply_chat_template_cancellable(messages, cancelled)?;
+        let prompt = strip_bos(model, prompt, params.add_special);
+        return tok.encode_cancellable(&prompt, params.add_special, true, cancelled);
+    }
+    let source = match model.chat_template() {
+        ChatTemplate::Jinja(s) => s.as_str(),
+        ChatTemplate::Builtin(_) => "",
+    };
+    let texts = messages
+        .iter()
+        .flat_map(|m| [m.role.as_str(), m.content.as_str()])
+        .chain([source]);
+    let mark = tok.special_mark(texts).ok_or_else(|| {
+        Error::InvalidArgument(
+            "the messages use every Unicode noncharacter; set parse_special_in_messages".into(),
+        )
+    })?;
+    let marked: Vec<ChatMessage> = messages
+        .iter()
+        .map(|m| ChatMessage {
+            role: tok.mark_special(&m.role, mark),
+            content: tok.mark_special(&m.content, mark),
+        })
+        .collect();
+    let prompt = model.apply_chat_template_cancellable(&marked, cancelled)?;
+    let prompt = strip_bos(model, prompt, params.add_special);
+    tok.encode_marked(&prompt, params.add_special, mark, cancelled)
 }

@@ -4,184 +4,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-
-use super::sampler::{Sampler, SamplingParams};
-use crate::chat::{ChatMessage, ChatTemplate};
+use super::generation::{Generation, Timings, TokenEvent};
+use super::params::{CancelToken, GenerateParams, SessionParams};
+use super::prompt::{chat_tokens, Prompt};
+use super::sampler::Sampler;
+use crate::chat::ChatMessage;
 use crate::kernels::cpu::ThreadPool;
-use crate::model::{KvCache, KvPrecision, Model, Scratch, SeqBatch};
-use crate::policy::ThreadPolicy;
+use crate::model::{KvCache, Model, Scratch, SeqBatch};
 use crate::tokenizer::TokenId;
 use crate::{Error, Result};
-
-/// How to open a session. Params compare equal when sessions opened with them behave alike
-/// (front ends key their session pools by them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionParams {
-    /// Context size in tokens (0 = the smaller of 4096 and the model's trained context, less
-    /// when the memory budget has no room for that much KV cache).
-    pub context_size: usize,
-    /// How the KV cache stores keys and values (f16 by default, as llama.cpp does).
-    pub kv_precision: KvPrecision,
-    /// Threads for everything, the caller's included (0 = Woolly's policy per phase, see
-    /// [`crate::policy::threads`]: one per physical core for the prompt, capped for generation).
-    /// An explicit count above the CPUs available to the process is capped there (with a
-    /// warning in the log); [`Session::threads`] reports what runs.
-    pub threads: usize,
-    /// Inside an application with a UI: leave a core to it (never fewer than one thread).
-    pub interactive: bool,
-    /// Background work: the worker threads run at a lower priority (nice 10).
-    pub background: bool,
-    /// Pin worker threads to distinct physical cores (Linux). Off by default: on a desktop,
-    /// other programs compete for the cores and the scheduler places threads better.
-    pub pin_threads: bool,
-    /// Tokens of a prompt processed per forward pass; cancellation is checked between layers.
-    pub batch_size: usize,
-}
-
-impl Default for SessionParams {
-    fn default() -> Self {
-        SessionParams {
-            context_size: 0,
-            kv_precision: KvPrecision::F16,
-            threads: 0,
-            interactive: false,
-            background: false,
-            pin_threads: false,
-            batch_size: 512,
-        }
-    }
-}
-
-impl SessionParams {
-    /// The thread policy `interactive` and `background` spell.
-    pub fn thread_policy(&self) -> ThreadPolicy {
-        match (self.interactive, self.background) {
-            (_, true) => ThreadPolicy::Background,
-            (true, false) => ThreadPolicy::Interactive,
-            (false, false) => ThreadPolicy::Auto,
-        }
-    }
-
-    /// Sets `interactive` and `background` as `policy` says.
-    pub fn set_thread_policy(&mut self, policy: ThreadPolicy) {
-        (self.interactive, self.background) = policy.flags();
-    }
-}
-
-/// What to generate.
-#[derive(Debug, Clone)]
-pub struct GenerateParams {
-    /// Most tokens to generate.
-    pub max_tokens: usize,
-    pub sampling: SamplingParams,
-    /// Generation stops when the text contains one of these; the stop string is not returned.
-    pub stop: Vec<String>,
-    /// Keep going past end-of-generation tokens.
-    pub ignore_eos: bool,
-    /// Add BOS (as the model asks) to the prompt.
-    pub add_special: bool,
-    /// Parse special-token text such as `<start_of_turn>` in a text prompt. (Chat templates'
-    /// own markup is always parsed; for the messages' text see `parse_special_in_messages`.)
-    pub parse_special: bool,
-    /// In a chat, also turn special-token text inside the messages (their roles and content)
-    /// into control tokens. Off by default: a message that spells `<end_of_turn>` or
-    /// `<|im_start|>` is tokenized as that text, so untrusted content cannot forge a turn; only
-    /// the chat template's own markup becomes control tokens.
-    pub parse_special_in_messages: bool,
-    /// A token that cancels this generation only, whenever it is cancelled: also before the
-    /// generation starts (it then fails at once), unlike [`Session::cancel_handle`], which stops
-    /// whatever runs at that moment.
-    pub cancel: Option<CancelToken>,
-}
-
-impl Default for GenerateParams {
-    fn default() -> Self {
-        GenerateParams {
-            max_tokens: 256,
-            sampling: SamplingParams::default(),
-            stop: Vec::new(),
-            ignore_eos: false,
-            add_special: true,
-            parse_special: true,
-            parse_special_in_messages: false,
-            cancel: None,
-        }
-    }
-}
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// `max_tokens` were generated.
-    MaxTokens,
-    /// The model produced an end-of-generation token.
-    EndOfGeneration,
-    /// The text reached one of the stop strings.
-    StopString,
-    /// The token callback returned false.
-    Callback,
-}
-
-/// Timings of one generation.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Timings {
-    pub prompt_tokens: usize,
-    /// Prompt tokens taken from the cache of the previous generation instead of computed.
-    pub cached_tokens: usize,
-    pub prompt_ms: f64,
-    pub prompt_tok_s: f64,
-    pub generated_tokens: usize,
-    pub gen_ms: f64,
-    pub gen_tok_s: f64,
-    /// From the call (or the submission to an engine) to the first generated token.
-    pub ttft_ms: f64,
-    /// Time an engine's request waited in the queue before it started (0 for a session).
-    pub queue_ms: f64,
-}
-
-/// The result of a generation.
-#[derive(Debug, Clone, Serialize)]
-pub struct Generation {
-    pub prompt_ids: Vec<TokenId>,
-    pub generated_ids: Vec<TokenId>,
-    pub text: String,
-    pub stop_reason: StopReason,
-    pub timings: Timings,
-}
-
-/// One step of a generation, as the token callback sees it.
-#[derive(Debug)]
-pub struct TokenEvent<'a> {
-    pub id: TokenId,
-    /// Text that became final with this token (may be empty: a UTF-8 character or a possible stop
-    /// string can be waiting for the next tokens).
-    pub text: &'a str,
-    /// Index of this token among the generated ones.
-    pub index: usize,
-}
-
-/// Cancels one request's generation from any thread (see [`GenerateParams::cancel`]).
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// A token not cancelled yet.
-    pub fn new() -> CancelToken {
-        CancelToken::default()
-    }
-
-    /// Cancels the generation that carries this token (now, or as soon as it starts).
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether [`cancel`](Self::cancel) was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// Cancels a session's generation in progress from any thread.
 #[derive(Debug, Clone)]
@@ -448,6 +279,21 @@ impl Session {
         Ok(self.logits.clone())
     }
 
+    /// Generates from any [`Prompt`]: [`Session::generate`] for text, [`Session::chat`] for
+    /// messages, [`Session::generate_from_tokens`] for token ids.
+    pub fn run(
+        &mut self,
+        prompt: &Prompt,
+        params: &GenerateParams,
+        on_token: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<Generation> {
+        match prompt {
+            Prompt::Text(text) => self.generate(text, params, on_token),
+            Prompt::Messages(messages) => self.chat(messages, params, on_token),
+            Prompt::Tokens(ids) => self.generate_from_tokens(ids, params, on_token),
+        }
+    }
+
     /// Generates a reply to `prompt`, calling `on_token` for every token (return false to stop).
     ///
     /// A [`CancelHandle::cancel`] at any moment after the call starts (also while the prompt is
@@ -638,78 +484,6 @@ impl Session {
             stop_reason: out.stop_reason,
         })
     }
-}
-
-/// The prompt text for `messages` with the model's chat template, without the BOS text a
-/// template writes itself when the tokenizer adds BOS (`add_special`): it would come twice.
-///
-/// This is the text as the template wrote it: tokenizing it with `parse_special` also turns
-/// special-token text inside the messages into control tokens. [`chat_tokens`] does not.
-pub fn chat_prompt(model: &Model, messages: &[ChatMessage], add_special: bool) -> Result<String> {
-    let prompt = model.apply_chat_template(messages)?;
-    Ok(strip_bos(model, prompt, add_special))
-}
-
-fn strip_bos(model: &Model, mut prompt: String, add_special: bool) -> String {
-    if let Some(bos) = model.tokenizer().bos() {
-        if let Ok(b) = model.tokenizer().piece(bos, true) {
-            let b = String::from_utf8_lossy(&b).into_owned();
-            if !b.is_empty() && prompt.starts_with(&b) && add_special {
-                prompt.drain(..b.len());
-            }
-        }
-    }
-    prompt
-}
-
-/// The prompt tokens for `messages`: the model's chat template rendered and tokenized, its own
-/// markup parsed for special tokens, the messages' text not (unless
-/// [`GenerateParams::parse_special_in_messages`]). BOS as `params.add_special` says. Returns
-/// [`Error::Cancelled`] soon after `cancelled` turns true, also in the middle of the render or
-/// of the tokenization.
-///
-/// How the messages' text is kept apart: before the render, a Unicode noncharacter that occurs
-/// nowhere else (not in the template, the messages or the vocabulary) is put before every place
-/// in the messages where a control token's text begins; after the render, the tokenizer removes
-/// these marks and lets no control token begin where one stood. Messages without control-token
-/// text are passed unchanged, and the marks sit before the tokens' texts, so templates that
-/// trim, split, search or compare the messages work as before; only a template that slices or
-/// measures a message spelling a control token sees its marks.
-pub fn chat_tokens(
-    model: &Model,
-    messages: &[ChatMessage],
-    params: &GenerateParams,
-    cancelled: &dyn Fn() -> bool,
-) -> Result<Vec<TokenId>> {
-    let tok = model.tokenizer();
-    if params.parse_special_in_messages {
-        let prompt = model.apply_chat_template_cancellable(messages, cancelled)?;
-        let prompt = strip_bos(model, prompt, params.add_special);
-        return tok.encode_cancellable(&prompt, params.add_special, true, cancelled);
-    }
-    let source = match model.chat_template() {
-        ChatTemplate::Jinja(s) => s.as_str(),
-        ChatTemplate::Builtin(_) => "",
-    };
-    let texts = messages
-        .iter()
-        .flat_map(|m| [m.role.as_str(), m.content.as_str()])
-        .chain([source]);
-    let mark = tok.special_mark(texts).ok_or_else(|| {
-        Error::InvalidArgument(
-            "the messages use every Unicode noncharacter; set parse_special_in_messages".into(),
-        )
-    })?;
-    let marked: Vec<ChatMessage> = messages
-        .iter()
-        .map(|m| ChatMessage {
-            role: tok.mark_special(&m.role, mark),
-            content: tok.mark_special(&m.content, mark),
-        })
-        .collect();
-    let prompt = model.apply_chat_template_cancellable(&marked, cancelled)?;
-    let prompt = strip_bos(model, prompt, params.add_special);
-    tok.encode_marked(&prompt, params.add_special, mark, cancelled)
 }
 
 fn rate(n: usize, ms: f64) -> f64 {

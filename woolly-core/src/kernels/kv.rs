@@ -1,4 +1,5 @@
-//! How a KV cache stores keys and values, and the view of one layer that attention kernels read.
+//! How a KV cache stores keys and values, the view of one layer that attention kernels read,
+//! and the shape of a layer's attention: what every backend's attention kernels take.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -72,4 +73,19 @@ impl<'a> KvView<'a> {
             }
         }
     }
+}
+
+/// The shape of one layer's attention.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnShape {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (grouped-query attention: each serves `n_head / n_head_kv` query heads).
+    pub n_head_kv: usize,
+    /// Size of a query or key head.
+    pub head_dim_k: usize,
+    /// Size of a value head.
+    pub head_dim_v: usize,
+    /// Scale of the attention scores.
+    pub kq_scale: f32,
 }

@@ -9,8 +9,8 @@
 
 use crate::backend::{Act, Activation, Backend, Matrix, Rope, SeqBatch};
 use crate::gguf::GgufFile;
-use crate::kernels::cpu::attention::AttnShape;
 use crate::kernels::cpu::ops::RopeLayout;
+use crate::kernels::kv::AttnShape;
 use crate::{Error, Result};
 
 /// The numbers and choices that shape the forward pass.

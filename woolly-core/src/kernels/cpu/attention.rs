@@ -2,26 +2,11 @@
 //! online softmax with an f16 value accumulator (decode and short batches, [`attention`],
 //! [`attention_decode_batch`]), or tiles of 64 queries against tiles of 64 keys for a prompt.
 //! The kernels read keys and values through [`KvView`] and know nothing of models: the shapes
-//! come as an [`AttnShape`].
+//! come as an [`AttnShape`] (in `kernels::kv`, for every backend).
 
 use crate::kernels::cpu::parallel::{par_items_dynamic, SharedOut};
 use crate::kernels::cpu::{ops, ThreadPool};
-use crate::kernels::kv::KvView;
-
-/// The shape of one layer's attention.
-#[derive(Debug, Clone, Copy)]
-pub struct AttnShape {
-    /// Query heads.
-    pub n_head: usize,
-    /// Key/value heads (grouped-query attention: each serves `n_head / n_head_kv` query heads).
-    pub n_head_kv: usize,
-    /// Size of a query or key head.
-    pub head_dim_k: usize,
-    /// Size of a value head.
-    pub head_dim_v: usize,
-    /// Scale of the attention scores.
-    pub kq_scale: f32,
-}
+use crate::kernels::kv::{AttnShape, KvView};
 
 /// Causal (optionally sliding-window) attention of `q` (the sequence's newest `n` tokens, ending at
 /// position `len - 1`) over the cached keys and values.
