@@ -3,7 +3,8 @@
 //! The modules follow the data, each importing only those below it:
 //!
 //! - [`platform`] — what the machine reports (CPU, GPU, memory figures, this process, model
-//!   files), per-OS code behind `cfg`; with [`error`], [`log`] and [`panics`] at the bottom.
+//!   files), per-OS code behind `cfg`; with [`error`], [`log`] and [`panics`] at the bottom
+//!   (the error type stands aside: it wraps the GGUF reader's errors).
 //! - [`gguf`] reads model files over mmap.
 //! - [`tokenizer`] turns text into token ids and back (SPM and BPE, exact to llama.cpp);
 //!   [`chat`] turns messages into prompt text (templates rendered within bounds);
