@@ -47,8 +47,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::generate::GenerateParams;
 use crate::kernels::cpu::ThreadPool;
 use crate::metrics::EngineFigures;
@@ -129,53 +127,9 @@ impl EngineParams {
     }
 }
 
-/// Counters of an engine.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct EngineStats {
-    pub submitted: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub cancelled: u64,
-    pub deadline_exceeded: u64,
-    pub rejected_busy: u64,
-    /// Steps run, steps stopped to let an urgent request in, and sequences per step on average.
-    pub steps: u64,
-    pub preempted_steps: u64,
-    pub mean_batch_size: f64,
-    /// Requests waiting and running now.
-    pub queued: usize,
-    pub active: usize,
-    /// Smoothed duration of a step with one token per sequence, in milliseconds.
-    pub decode_step_ms: f64,
-    /// Smoothed time per prompt token in a step, in milliseconds.
-    pub prefill_token_ms: f64,
-    /// Mean time requests waited before starting, and to their first token.
-    pub mean_queue_ms: f64,
-    pub mean_ttft_ms: f64,
-}
-
-/// The metrics registry takes an engine's figures as plain numbers.
-impl From<&EngineStats> for EngineFigures {
-    fn from(s: &EngineStats) -> Self {
-        EngineFigures {
-            submitted: s.submitted,
-            completed: s.completed,
-            failed: s.failed,
-            cancelled: s.cancelled,
-            deadline_exceeded: s.deadline_exceeded,
-            rejected_busy: s.rejected_busy,
-            steps: s.steps,
-            preempted_steps: s.preempted_steps,
-            mean_batch_size: s.mean_batch_size,
-            queued: s.queued,
-            active: s.active,
-            decode_step_ms: s.decode_step_ms,
-            prefill_token_ms: s.prefill_token_ms,
-            mean_queue_ms: s.mean_queue_ms,
-            mean_ttft_ms: s.mean_ttft_ms,
-        }
-    }
-}
+/// Counters of an engine: the figures the metrics registry takes as they are
+/// ([`EngineFigures`]).
+pub type EngineStats = EngineFigures;
 
 /// One model serving many requests (see the module documentation). Dropping it ends every
 /// request still waiting or running with [`Error::Cancelled`].

@@ -5,12 +5,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use super::registry::{Labels, Registry};
 use super::types::{Histogram, BATCH_BUCKETS};
 
 /// What an engine reports at one moment (its counters and state), as
-/// [`Registry::observe_engine`] takes it.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// [`Registry::observe_engine`] takes it (the engine's `stats()` are these figures).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EngineFigures {
     pub submitted: u64,
     pub completed: u64,
@@ -41,14 +43,13 @@ impl Registry {
     ///
     /// Until [`Registry::observe_batch`] reports exact batch sizes, the `woolly_engine_batch_size`
     /// histogram is fed from the mean batch size of the steps since the previous call.
-    pub fn observe_engine(&self, stats: impl Into<EngineFigures>) {
+    pub fn observe_engine(&self, stats: &EngineFigures) {
         self.observe_engine_labeled(&[], stats);
     }
 
     /// [`Registry::observe_engine`] for one of several engines, told apart by `labels` (e.g.
     /// `[("engine", "chat")]`).
-    pub fn observe_engine_labeled(&self, labels: &[(&str, &str)], stats: impl Into<EngineFigures>) {
-        let stats = &stats.into();
+    pub fn observe_engine_labeled(&self, labels: &[(&str, &str)], stats: &EngineFigures) {
         self.counter(
             "woolly_engine_requests_submitted_total",
             "Requests accepted by the engine.",
@@ -161,7 +162,7 @@ impl Registry {
 }
 
 /// [`Registry::observe_engine`] on the global registry.
-pub fn observe_engine(stats: impl Into<EngineFigures>) {
+pub fn observe_engine(stats: &EngineFigures) {
     Registry::global().observe_engine(stats);
 }
 
@@ -183,8 +184,8 @@ mod tests {
             mean_batch_size: 1.0,
             ..Default::default()
         };
-        r.observe_engine_labeled(&[("engine", "a")], st.clone());
-        r.observe_engine_labeled(&[("engine", "b")], st.clone());
+        r.observe_engine_labeled(&[("engine", "a")], &st);
+        r.observe_engine_labeled(&[("engine", "b")], &st);
         r.counter("other_total", "Another family.", &[]).inc();
         let per_engine = r.series_count();
         let text = r.render_prometheus();
@@ -217,11 +218,11 @@ mod tests {
             decode_step_ms: 20.0,
             ..Default::default()
         };
-        r.observe_engine(st.clone());
+        r.observe_engine(&st);
         // Ten more steps of four sequences: the mean over twenty is three.
         st.steps = 20;
         st.mean_batch_size = 3.0;
-        r.observe_engine(st.clone());
+        r.observe_engine(&st);
         let s = r.snapshot();
         let v = |n: &str| s.family(n).unwrap().series[0].value.clone();
         assert_eq!(v("woolly_engine_queue_depth"), SampleValue::Gauge(2.0));
