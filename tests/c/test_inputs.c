@@ -163,10 +163,10 @@ int main(int argc, char **argv) {
 
         /* An empty piece is a valid "" (on_piece reads its first byte). When this generation
          * had none, the next one holds its first text back as a possible stop string. */
+        char stop[80];
+        const char *stops[] = {stop};
         if (first.empty == 0 && first.first[0]) {
-            char stop[80];
             snprintf(stop, sizeof stop, "%s\x01", first.first);
-            const char *stops[] = {stop};
             gp.stop = stops;
             gp.n_stop = 1;
             struct pieces held = {0};
@@ -174,23 +174,24 @@ int main(int argc, char **argv) {
             CHECK(woolly_session_generate(s, "the cat", gp, on_piece, &held) == WOOLLY_OK, "generate held");
             CHECK(held.empty >= 1, "an empty piece (%d calls)", held.calls);
             CHECK(held.null == 0, "empty pieces point to a valid empty string");
-
-            /* The same through the engine: its empty pieces are a valid "" too. */
-            woolly_engine_params ep = woolly_engine_default_params();
-            ep.n_threads = 2;
-            woolly_engine *e = NULL;
-            CHECK(woolly_engine_create(m, ep, &e) == WOOLLY_OK, "engine");
-            woolly_request_params rp = woolly_request_default_params();
-            rp.generate = gp;
-            struct pieces engine_held = {0};
-            CHECK(woolly_engine_generate(e, "the cat", rp, on_piece, &engine_held, NULL, NULL) == WOOLLY_OK,
-                  "engine generate held");
-            CHECK(engine_held.empty >= 1, "an empty engine piece (%d calls)", engine_held.calls);
-            CHECK(engine_held.null == 0, "empty engine pieces point to a valid empty string");
-            woolly_engine_free(e);
         } else {
             CHECK(first.empty >= 1, "an empty piece (%d calls)", first.calls);
         }
+
+        /* The same generation through the engine (gp as the session's last one, which had an
+         * empty piece): its empty pieces are a valid "" too. */
+        woolly_engine_params ep = woolly_engine_default_params();
+        ep.n_threads = 2;
+        woolly_engine *e = NULL;
+        CHECK(woolly_engine_create(m, ep, &e) == WOOLLY_OK, "engine");
+        woolly_request_params rp = woolly_request_default_params();
+        rp.generate = gp;
+        struct pieces engine_held = {0};
+        CHECK(woolly_engine_generate(e, "the cat", rp, on_piece, &engine_held, NULL, NULL) == WOOLLY_OK,
+              "engine generate held");
+        CHECK(engine_held.empty >= 1, "an empty engine piece (%d calls)", engine_held.calls);
+        CHECK(engine_held.null == 0, "empty engine pieces point to a valid empty string");
+        woolly_engine_free(e);
         woolly_session_free(s);
 
         /* The byte token <0x00> (id 3) decodes to a NUL byte inside the text: len says 1. */
