@@ -69,6 +69,8 @@ pub struct ModelParams {
     /// [`crate::Error::InsufficientMemory`] when the model plus one session of this context do
     /// not fit.
     pub context_size: usize,
+    /// What runs on a GPU (see [`crate::policy::placement`]).
+    pub gpu: crate::policy::placement::GpuParams,
 }
 
 impl Default for ModelParams {
@@ -80,6 +82,7 @@ impl Default for ModelParams {
             repack: true,
             memory: MemoryPolicy::default(),
             context_size: 0,
+            gpu: Default::default(),
         }
     }
 }
@@ -93,6 +96,7 @@ impl std::fmt::Debug for ModelParams {
             .field("repack", &self.repack)
             .field("memory", &self.memory)
             .field("context_size", &self.context_size)
+            .field("gpu", &self.gpu)
             .finish()
     }
 }

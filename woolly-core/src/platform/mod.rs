@@ -4,6 +4,7 @@
 //! nothing here changes the system.
 
 pub mod files;
+pub mod cuda;
 pub mod gpu;
 pub mod hardware;
 pub mod memory;

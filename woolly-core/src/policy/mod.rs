@@ -3,6 +3,7 @@
 //! ([`memory`]), and how hard it runs for the power source and temperature ([`power`]).
 
 pub mod memory;
+pub mod placement;
 pub mod power;
 pub mod threads;
 
