@@ -38,6 +38,10 @@ pub enum ErrorKind {
     Busy,
     /// The request's deadline passed before it finished.
     DeadlineExceeded,
+    /// A GPU ran out of memory for what was asked (the load itself offloads less instead).
+    OutOfDeviceMemory,
+    /// The GPU driver reported an error.
+    Device,
 }
 
 impl ErrorKind {
@@ -58,6 +62,8 @@ impl ErrorKind {
             ErrorKind::InsufficientMemory => "WOOLLY_ERR_INSUFFICIENT_MEMORY",
             ErrorKind::Busy => "WOOLLY_ERR_BUSY",
             ErrorKind::DeadlineExceeded => "WOOLLY_ERR_DEADLINE_EXCEEDED",
+            ErrorKind::OutOfDeviceMemory => "WOOLLY_ERR_OUT_OF_DEVICE_MEMORY",
+            ErrorKind::Device => "WOOLLY_ERR_DEVICE",
         }
     }
 
@@ -76,12 +82,14 @@ impl ErrorKind {
             ErrorKind::InsufficientMemory => 13,
             ErrorKind::Busy => 14,
             ErrorKind::DeadlineExceeded => 15,
+            ErrorKind::OutOfDeviceMemory => 16,
+            ErrorKind::Device => 17,
             ErrorKind::Internal => 100,
         }
     }
 
     /// Every kind.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::InvalidArgument,
         ErrorKind::Io,
         ErrorKind::InvalidModel,
@@ -95,6 +103,8 @@ impl ErrorKind {
         ErrorKind::InsufficientMemory,
         ErrorKind::Busy,
         ErrorKind::DeadlineExceeded,
+        ErrorKind::OutOfDeviceMemory,
+        ErrorKind::Device,
     ];
 }
 
@@ -148,6 +158,15 @@ pub enum Error {
     Busy(String),
     #[error("deadline exceeded: {0}")]
     DeadlineExceeded(String),
+    #[error("out of device memory on GPU {device} for {what}: it needs {} and {} is free; lower the context size, offload fewer layers (gpu_layers) or run on the CPU", mib(*required), mib(*free))]
+    OutOfDeviceMemory {
+        device: usize,
+        what: String,
+        required: u64,
+        free: u64,
+    },
+    #[error("GPU {device}: {message}")]
+    Device { device: usize, message: String },
 }
 
 fn mib(bytes: u64) -> String {
@@ -169,6 +188,16 @@ impl Error {
                 "required": required,
                 "available": available,
                 "budgeted": budgeted,
+            })),
+            Error::OutOfDeviceMemory {
+                device,
+                required,
+                free,
+                ..
+            } => Some(serde_json::json!({
+                "device": device,
+                "required": required,
+                "free": free,
             })),
             _ => None,
         }
@@ -194,6 +223,8 @@ impl Error {
             Error::InsufficientMemory { .. } => ErrorKind::InsufficientMemory,
             Error::Busy(_) => ErrorKind::Busy,
             Error::DeadlineExceeded(_) => ErrorKind::DeadlineExceeded,
+            Error::OutOfDeviceMemory { .. } => ErrorKind::OutOfDeviceMemory,
+            Error::Device { .. } => ErrorKind::Device,
         }
     }
 }

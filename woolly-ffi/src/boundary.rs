@@ -37,6 +37,8 @@ pub(crate) fn status_of(kind: ErrorKind) -> woolly_status {
         ErrorKind::InsufficientMemory => WOOLLY_ERR_INSUFFICIENT_MEMORY,
         ErrorKind::Busy => WOOLLY_ERR_BUSY,
         ErrorKind::DeadlineExceeded => WOOLLY_ERR_DEADLINE_EXCEEDED,
+        ErrorKind::OutOfDeviceMemory => WOOLLY_ERR_OUT_OF_DEVICE_MEMORY,
+        ErrorKind::Device => WOOLLY_ERR_DEVICE,
     }
 }
 

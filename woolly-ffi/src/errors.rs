@@ -18,7 +18,7 @@ pub extern "C" fn woolly_last_error() -> *const c_char {
 /// `"WOOLLY_STATUS_UNKNOWN"` for a number this library does not know.
 #[no_mangle]
 pub extern "C" fn woolly_status_name(status: woolly_status) -> *const c_char {
-    let known = matches!(raw_enum(&status), 0..=15 | 100);
+    let known = matches!(raw_enum(&status), 0..=17 | 100);
     if !known {
         return c"WOOLLY_STATUS_UNKNOWN".as_ptr();
     }
@@ -39,6 +39,8 @@ pub extern "C" fn woolly_status_name(status: woolly_status) -> *const c_char {
         WOOLLY_ERR_INSUFFICIENT_MEMORY => "WOOLLY_ERR_INSUFFICIENT_MEMORY\0",
         WOOLLY_ERR_BUSY => "WOOLLY_ERR_BUSY\0",
         WOOLLY_ERR_DEADLINE_EXCEEDED => "WOOLLY_ERR_DEADLINE_EXCEEDED\0",
+        WOOLLY_ERR_OUT_OF_DEVICE_MEMORY => "WOOLLY_ERR_OUT_OF_DEVICE_MEMORY\0",
+        WOOLLY_ERR_DEVICE => "WOOLLY_ERR_DEVICE\0",
         WOOLLY_ERR_INTERNAL => "WOOLLY_ERR_INTERNAL\0",
     };
     s.as_ptr() as *const c_char
@@ -68,6 +70,16 @@ mod tests {
                     required: 2,
                     available: 1,
                     budgeted: false,
+                },
+                ErrorKind::OutOfDeviceMemory => Error::OutOfDeviceMemory {
+                    device: 0,
+                    what: String::new(),
+                    required: 2,
+                    free: 1,
+                },
+                ErrorKind::Device => Error::Device {
+                    device: 0,
+                    message: String::new(),
                 },
                 _ => continue,
             });

@@ -202,6 +202,7 @@ impl woolly_model_params {
             repack: self.repack,
             memory: self.memory.core()?,
             context_size: self.context_size as usize,
+            gpu: Default::default(),
         })
     }
 

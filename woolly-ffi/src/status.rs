@@ -53,6 +53,11 @@ pub enum woolly_status {
     WOOLLY_ERR_BUSY = 14,
     /// The request's deadline passed before it finished.
     WOOLLY_ERR_DEADLINE_EXCEEDED = 15,
+    /// A GPU ran out of memory for what was asked (the message gives the required and free
+    /// figures; a load offloads fewer layers instead of failing).
+    WOOLLY_ERR_OUT_OF_DEVICE_MEMORY = 16,
+    /// The GPU driver reported an error.
+    WOOLLY_ERR_DEVICE = 17,
     /// A bug inside Woolly (a panic was caught at the boundary).
     WOOLLY_ERR_INTERNAL = 100,
 }

@@ -21,6 +21,8 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::InsufficientMemory => "InsufficientMemoryError",
         ErrorKind::Busy => "BusyError",
         ErrorKind::DeadlineExceeded => "DeadlineExceededError",
+        ErrorKind::OutOfDeviceMemory => "OutOfDeviceMemoryError",
+        ErrorKind::Device => "DeviceError",
     }
 }
 

@@ -32,6 +32,8 @@ def test_the_new_error_classes_are_exported():
         ("InsufficientMemoryError", "WOOLLY_ERR_INSUFFICIENT_MEMORY", 13, MemoryError),
         ("BusyError", "WOOLLY_ERR_BUSY", 14, woolly.WoollyError),
         ("DeadlineExceededError", "WOOLLY_ERR_DEADLINE_EXCEEDED", 15, TimeoutError),
+        ("OutOfDeviceMemoryError", "WOOLLY_ERR_OUT_OF_DEVICE_MEMORY", 16, MemoryError),
+        ("DeviceError", "WOOLLY_ERR_DEVICE", 17, woolly.WoollyError),
     ]:
         cls = getattr(woolly, name)
         assert name in woolly.__all__

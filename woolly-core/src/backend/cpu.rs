@@ -110,7 +110,7 @@ impl Backend for Cpu {
     type Scratch = Scratch;
     type Exec = ThreadPool;
 
-    fn prepare(&mut self, file: &GgufFile, m: &Matrix) -> CpuWeight {
+    fn prepare(&mut self, file: &GgufFile, m: &Matrix) -> Result<CpuWeight> {
         let mut w = CpuWeight {
             matrix: *m,
             packed: None,
@@ -126,7 +126,7 @@ impl Backend for Cpu {
                 self.packed.push(p);
             }
         }
-        w
+        Ok(w)
     }
 
     fn mapped_range(&self, w: &CpuWeight) -> Option<(usize, usize)> {

@@ -141,15 +141,28 @@ pub trait Backend {
     /// What runs the steps (the CPU's: a thread pool).
     type Exec;
 
-    /// The weight `m` of `file` in this backend's form (copied into a faster layout, or read
-    /// in place).
-    fn prepare(&mut self, file: &GgufFile, m: &Matrix) -> Self::Weight;
+    /// The weight `m` of `file` in this backend's form (copied into a faster layout or into
+    /// device memory, or read in place).
+    ///
+    /// # Errors
+    /// When the backend has no room for it ([`crate::Error::OutOfDeviceMemory`]) or its
+    /// device fails.
+    fn prepare(&mut self, file: &GgufFile, m: &Matrix) -> Result<Self::Weight>;
 
     /// The file range a prepared weight is still read from, if any.
     fn mapped_range(&self, w: &Self::Weight) -> Option<(usize, usize)>;
 
     /// Bytes the backend holds for its prepared weights.
     fn prepared_bytes(&self) -> usize;
+
+    /// Makes room for each sequence's new tokens in this backend's part of its cache (the
+    /// host part is reserved already). The CPU has nothing to do.
+    ///
+    /// # Errors
+    /// When the backend's memory cannot hold them ([`crate::Error::OutOfDeviceMemory`]).
+    fn reserve(&self, _s: &mut Self::Scratch, _seqs: &mut [SeqBatch<'_>]) -> Result<()> {
+        Ok(())
+    }
 
     /// [`Act::X`] = the rows of `table` for the tokens of `seqs` (in order), times `scale`.
     ///

@@ -106,16 +106,16 @@ pub struct Layer<W> {
 
 impl<W> Layer<W> {
     /// The same layer with each matrix mapped by `f`, in the order wq, wk, wv, wo, w_gate,
-    /// w_up, w_down.
-    fn map<U>(self, mut f: impl FnMut(W) -> U) -> Layer<U> {
-        Layer {
-            wq: f(self.wq),
-            wk: f(self.wk),
-            wv: f(self.wv),
-            wo: f(self.wo),
-            w_gate: f(self.w_gate),
-            w_up: f(self.w_up),
-            w_down: f(self.w_down),
+    /// w_up, w_down; the first error stops it.
+    fn try_map<U>(self, mut f: impl FnMut(W) -> Result<U>) -> Result<Layer<U>> {
+        Ok(Layer {
+            wq: f(self.wq)?,
+            wk: f(self.wk)?,
+            wv: f(self.wv)?,
+            wo: f(self.wo)?,
+            w_gate: f(self.w_gate)?,
+            w_up: f(self.w_up)?,
+            w_down: f(self.w_down)?,
             attn_norm: self.attn_norm,
             bq: self.bq,
             bk: self.bk,
@@ -127,10 +127,11 @@ impl<W> Layer<W> {
             post_ffn_norm: self.post_ffn_norm,
             rope_base: self.rope_base,
             window: self.window,
-        }
+        })
     }
 
-    fn matrices(&self) -> [&W; 7] {
+    /// The layer's matrices, in the order of [`Layer::try_map`].
+    pub fn matrices(&self) -> [&W; 7] {
         [
             &self.wq,
             &self.wk,
@@ -177,9 +178,9 @@ impl Transformer<Matrix> {
         let mut layers = Vec::with_capacity(n_layers);
         for (il, l) in self.layers.into_iter().enumerate() {
             progress(il as f32 / (n_layers + 1) as f32)?;
-            layers.push(l.map(|m| backend.prepare(file, &m)));
+            layers.push(l.try_map(|m| backend.prepare(file, &m))?);
         }
-        let output = backend.prepare(file, &self.output);
+        let output = backend.prepare(file, &self.output)?;
         progress(1.0)?;
         Ok(Transformer {
             config: self.config,
@@ -225,14 +226,43 @@ impl<W> Transformer<W> {
         exec: &B::Exec,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
-        let c = &self.config;
-        let n: usize = seqs.iter().map(|b| b.tokens.len()).sum();
-        backend.clear_logits(s);
-        if n == 0 {
+        if !self.begin(backend, s, seqs)? {
             return Ok(());
         }
+        backend.embed(s, seqs, &self.tok_embd, self.config.embd_scale)?;
+        self.run_layers(backend, s, exec, seqs, cancelled)?;
+        self.finish(backend, s, exec, seqs, cancelled)
+    }
+
+    /// The start of a pass: forgets the last logits, checks the tokens and makes room for
+    /// them in each cache. False when there are no tokens (nothing else to do).
+    pub(crate) fn begin<B: Backend<Weight = W>>(
+        &self,
+        backend: &B,
+        s: &mut B::Scratch,
+        seqs: &mut [SeqBatch<'_>],
+    ) -> Result<bool> {
+        backend.clear_logits(s);
+        if seqs.iter().all(|b| b.tokens.is_empty()) {
+            return Ok(false);
+        }
         self.check_and_reserve(seqs)?;
-        backend.embed(s, seqs, &self.tok_embd, c.embd_scale)?;
+        backend.reserve(s, seqs)?;
+        Ok(true)
+    }
+
+    /// Every layer of this transformer over the residual stream in [`Act::X`] (layer `il` of
+    /// the backend's cache is this transformer's layer `il`). `cancelled` is polled before
+    /// each layer.
+    pub(crate) fn run_layers<B: Backend<Weight = W>>(
+        &self,
+        backend: &B,
+        s: &mut B::Scratch,
+        exec: &B::Exec,
+        seqs: &mut [SeqBatch<'_>],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let n: usize = seqs.iter().map(|b| b.tokens.len()).sum();
         for (il, layer) in self.layers.iter().enumerate() {
             if cancelled() {
                 return Err(Error::Cancelled);
@@ -240,13 +270,26 @@ impl<W> Transformer<W> {
             self.attention_block(backend, s, exec, seqs, il, layer, n)?;
             self.feed_forward_block(backend, s, exec, layer, n)?;
         }
+        Ok(())
+    }
+
+    /// The end of a pass: commits the new positions to the caches, then the logits.
+    pub(crate) fn finish<B: Backend<Weight = W>>(
+        &self,
+        backend: &B,
+        s: &mut B::Scratch,
+        exec: &B::Exec,
+        seqs: &mut [SeqBatch<'_>],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
         // Commit the new positions only now that the pass completed.
         for b in seqs.iter_mut() {
             let end = b.cache.len() + b.tokens.len();
             b.cache.set_len(end);
         }
-        let (norm, eps) = (&self.output_norm, c.rms_eps);
-        backend.logits(s, exec, seqs, &self.output, norm, c.n_embd, eps, cancelled)
+        let (norm, eps) = (&self.output_norm, self.config.rms_eps);
+        let width = self.config.n_embd;
+        backend.logits(s, exec, seqs, &self.output, norm, width, eps, cancelled)
     }
 
     /// Fails when a sequence's tokens would overflow its cache or lie outside the vocabulary;

@@ -8,7 +8,6 @@
 
 use serde::Serialize;
 
-
 /// How many layers to offload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GpuLayers {

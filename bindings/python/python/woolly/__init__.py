@@ -45,6 +45,8 @@ from ._errors import (
     CancelledError,
     ContextOverflowError,
     DeadlineExceededError,
+    DeviceError,
+    OutOfDeviceMemoryError,
     InsufficientMemoryError,
     InternalError,
     InvalidArgumentError,
@@ -94,6 +96,8 @@ __all__ = [
     "InsufficientMemoryError",
     "BusyError",
     "DeadlineExceededError",
+    "DeviceError",
+    "OutOfDeviceMemoryError",
     "InternalError",
     "__version__",
 ]

@@ -6,6 +6,8 @@ from ._errors import (
     CancelledError as CancelledError,
     ContextOverflowError as ContextOverflowError,
     DeadlineExceededError as DeadlineExceededError,
+    DeviceError as DeviceError,
+    OutOfDeviceMemoryError as OutOfDeviceMemoryError,
     InsufficientMemoryError as InsufficientMemoryError,
     InternalError as InternalError,
     InvalidArgumentError as InvalidArgumentError,

@@ -106,6 +106,22 @@ class DeadlineExceededError(WoollyError, TimeoutError):
     code, status = "WOOLLY_ERR_DEADLINE_EXCEEDED", 15
 
 
+class OutOfDeviceMemoryError(WoollyError, MemoryError):
+    """A GPU ran out of memory for what was asked (``required`` and ``free`` give the
+    figures; a load offloads fewer layers instead of failing)."""
+
+    code, status = "WOOLLY_ERR_OUT_OF_DEVICE_MEMORY", 16
+    device: int | None = None
+    required: int | None = None
+    free: int | None = None
+
+
+class DeviceError(WoollyError):
+    """The GPU driver reported an error."""
+
+    code, status = "WOOLLY_ERR_DEVICE", 17
+
+
 class InternalError(WoollyError):
     """A bug inside Woolly."""
 
