@@ -3,8 +3,8 @@
 //! `cfg` in each file. Nothing here decides anything: the policies above it do, and
 //! nothing here changes the system.
 
-pub mod files;
 pub mod cuda;
+pub mod files;
 pub mod gpu;
 pub mod hardware;
 pub mod memory;
