@@ -44,7 +44,7 @@
 
 // Version of the C ABI: raised only when a change breaks binaries built against an older
 // header (never within a major version).
-#define WOOLLY_ABI_VERSION 3
+#define WOOLLY_ABI_VERSION 4
 
 // `woolly_generate_params.seed` value that asks for a fresh random seed.
 #define WOOLLY_SEED_RANDOM UINT64_MAX
@@ -133,6 +133,16 @@ typedef enum {
   // Background work: the worker threads run at a lower priority (nice 10).
   WOOLLY_THREADS_BACKGROUND = 3,
 } woolly_thread_policy;
+
+// How a model uses several GPUs. Python, Node and JSON name these `none` and `layer`. (Added in
+// ABI 4.)
+typedef enum {
+  // One GPU: `main_gpu`, or the one with the most free memory.
+  WOOLLY_SPLIT_NONE = 0,
+  // The offloaded layers split across every GPU in proportion to its free memory (the
+  // default).
+  WOOLLY_SPLIT_LAYER = 1,
+} woolly_split_mode;
 
 // How a session's KV cache stores keys and values.
 typedef enum {
@@ -253,6 +263,20 @@ typedef struct {
   uint32_t context_size;
   // The memory policy of this model (ignored by `woolly_cache_load`: the cache's applies).
   woolly_memory_policy memory;
+  // Layers to run on CUDA GPUs, counted from the last, with the output projection: -1 (the
+  // default) as many as fit in free device memory after the margin, 0 none (CPU only), `n`
+  // that many (fewer when they do not fit: the load never fails for lack of device memory).
+  // Below -1: `WOOLLY_ERR_INVALID_ARGUMENT`. (Added in ABI 4.)
+  int32_t gpu_layers;
+  // The GPU that holds the output and the last layers (its CUDA ordinal); -1 (the default)
+  // the one with the most free memory. (Added in ABI 4.)
+  int32_t main_gpu;
+  // How several GPUs share the offloaded layers (default `WOOLLY_SPLIT_LAYER`). (Added in
+  // ABI 4.)
+  woolly_split_mode split_mode;
+  // Device memory to leave free on each GPU, in bytes; 0 (the default) the larger of 1 GiB
+  // and 10% of the device. (Added in ABI 4.)
+  uint64_t gpu_margin_bytes;
 } woolly_model_params;
 
 // What to generate. Start from [`woolly_generate_default_params`].
@@ -447,7 +471,8 @@ const char *woolly_status_name(woolly_status status);
 void woolly_set_log_callback(woolly_log_callback callback, void *user_data);
 
 // Default load parameters: lazy mapping, no mlock, repacking on, automatic threads, no
-// progress callback, the default context and memory policy.
+// progress callback, the default context and memory policy, and on CUDA GPUs as many layers
+// as fit (`gpu_layers` -1, `main_gpu` -1, `WOOLLY_SPLIT_LAYER`, the default margin).
 woolly_model_params woolly_model_default_params(void);
 
 // Loads the GGUF model at `path` (NULL: `$WOOLLY_MODEL`, then the default model installed by
@@ -889,6 +914,19 @@ woolly_status woolly_model_metrics_json(const woolly_model *model,
 // # Safety
 // `buf` NULL or writable for `capacity` bytes; `len` writable.
 woolly_status woolly_hardware_json(char *buf, size_t capacity, size_t *len);
+
+// The CUDA devices as the driver reports them now, as JSON, written like
+// [`woolly_detokenize`] writes text (`capacity` 0 with `buf` NULL asks for the size): an
+// object with `available`, `reason` (why there is no device: a build without CUDA, no driver,
+// no device, a driver error; null when there are devices), `driver_version` (e.g. `"12.4"`)
+// and `devices`, each with `index`, `name`, `total_bytes`, `free_bytes`,
+// `compute_capability` (e.g. `"9.0"`), `sm_count`, `max_threads_per_block` and `warp_size`.
+// The caller owns `buf`; free memory is read anew on each call, so leave some room between a
+// size query and the call after it. (Added in ABI 4.)
+//
+// # Safety
+// `buf` NULL or writable for `capacity` bytes; `len` writable.
+woolly_status woolly_cuda_devices_json(char *buf, size_t capacity, size_t *len);
 
 // The diagnostics report as JSON: version, build, hardware, the kernels and thread counts
 // Woolly chose, this process's memory, and with a `model` (may be NULL) that model's facts and

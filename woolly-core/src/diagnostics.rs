@@ -13,7 +13,7 @@ use crate::engine::{Engine, EngineParams, Request};
 use crate::generate::{GenerateParams, SamplingParams, Session, SessionParams};
 use crate::model::{default_model_path, resolve_model_path, Model, ModelParams};
 use crate::platform::memory::MemoryInfo;
-use crate::platform::{gpu, process, Hardware};
+use crate::platform::{cuda, gpu, process, Hardware};
 use crate::policy::memory::default_reserve;
 use crate::policy::{threads, threads_for, Workload};
 
@@ -31,6 +31,7 @@ pub fn report(model: Option<&Model>) -> Value {
         "hardware": hw.to_json(),
         "kernels": hw.simd.best_kernel(),
         "thread_policy": threads::policy_json(&hw),
+        "cuda": cuda::report().to_json(),
         "process": {
             "pid": std::process::id(),
             "rss_bytes": process::rss_bytes(),
@@ -96,8 +97,8 @@ pub fn doctor(model: Option<&Path>, progress: &mut dyn FnMut(f32, &str)) -> Valu
     )
 }
 
-/// The doctor's report: an object with exactly the keys `cpu`, `memory`, `gpu`, `inference`
-/// and `recommendations`. `progress` hears the fraction done (0 to 1) and what runs now; a
+/// The doctor's report: an object with exactly the keys `cpu`, `memory`, `gpu` (NVML's figures,
+/// with the CUDA driver's devices under `gpu.cuda`), `inference` and `recommendations`. `progress` hears the fraction done (0 to 1) and what runs now; a
 /// model that cannot be loaded or measured leaves `inference.error` (the rest is still there).
 ///
 /// The measurements, on 2 cores a few seconds in all: a warm-up, one request of
@@ -111,7 +112,8 @@ pub fn doctor_with(options: &DoctorOptions, progress: &mut dyn FnMut(f32, &str))
     let mem = MemoryInfo::detect();
     let cpu = cpu_json(&hw);
     let memory = memory_json(&mem);
-    let gpu = gpu::detect().to_json();
+    let mut gpu = gpu::detect().to_json();
+    gpu["cuda"] = cuda::report().to_json();
     let (inference, model_bytes) = if options.measure {
         match measure(options, &hw, progress) {
             Ok(v) => v,
@@ -584,6 +586,12 @@ mod tests {
         assert!(r["thread_policy"]["prompt_processing"].as_u64().unwrap() >= 1);
         assert!(r["kernels"].is_string());
         assert!(r.get("model").is_none());
+        let cuda = &r["cuda"];
+        assert_eq!(
+            cuda["available"],
+            !cuda["devices"].as_array().unwrap().is_empty()
+        );
+        assert_eq!(cuda["reason"].is_string(), cuda["available"] == false);
     }
 
     #[test]
@@ -611,6 +619,10 @@ mod tests {
             r["gpu"]["available"],
             !r["gpu"]["devices"].as_array().unwrap().is_empty()
         );
+        let cuda = &r["gpu"]["cuda"];
+        let now = crate::platform::cuda::report();
+        assert_eq!(cuda["available"], now.available);
+        assert_eq!(cuda["reason"].as_str(), now.reason.as_deref());
         assert!(r["recommendations"]["threads"]["value"].as_u64().unwrap() >= 1);
         assert_eq!(heard.last().unwrap().0, 1.0);
     }

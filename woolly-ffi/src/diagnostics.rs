@@ -29,6 +29,33 @@ pub unsafe extern "C" fn woolly_hardware_json(
     })
 }
 
+/// The CUDA devices as the driver reports them now, as JSON, written like
+/// [`woolly_detokenize`] writes text (`capacity` 0 with `buf` NULL asks for the size): an
+/// object with `available`, `reason` (why there is no device: a build without CUDA, no driver,
+/// no device, a driver error; null when there are devices), `driver_version` (e.g. `"12.4"`)
+/// and `devices`, each with `index`, `name`, `total_bytes`, `free_bytes`,
+/// `compute_capability` (e.g. `"9.0"`), `sm_count`, `max_threads_per_block` and `warp_size`.
+/// The caller owns `buf`; free memory is read anew on each call, so leave some room between a
+/// size query and the call after it. (Added in ABI 4.)
+///
+/// # Safety
+/// `buf` NULL or writable for `capacity` bytes; `len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn woolly_cuda_devices_json(
+    buf: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> woolly_status {
+    guard(|| {
+        write_string(
+            &woolly_core::platform::cuda::report().to_json().to_string(),
+            buf,
+            capacity,
+            len,
+        )
+    })
+}
+
 /// The diagnostics report as JSON: version, build, hardware, the kernels and thread counts
 /// Woolly chose, this process's memory, and with a `model` (may be NULL) that model's facts and
 /// counters. Written like [`woolly_detokenize`] writes text. The report is made anew on each

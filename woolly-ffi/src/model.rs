@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use woolly_core::generate::{SessionParams, SessionPool};
 use woolly_core::model::{Model, ModelParams, Preload};
+use woolly_core::policy::placement::{GpuLayers, GpuParams, Margin, SplitMode};
 use woolly_core::policy::ThreadPolicy;
 
 use crate::boundary::{
@@ -78,6 +79,27 @@ impl woolly_thread_policy {
             | woolly_thread_policy::WOOLLY_THREADS_AUTO => ThreadPolicy::Auto,
             woolly_thread_policy::WOOLLY_THREADS_INTERACTIVE => ThreadPolicy::Interactive,
             woolly_thread_policy::WOOLLY_THREADS_BACKGROUND => ThreadPolicy::Background,
+        }
+    }
+}
+
+/// How a model uses several GPUs. Python, Node and JSON name these `none` and `layer`. (Added in
+/// ABI 4.)
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum woolly_split_mode {
+    /// One GPU: `main_gpu`, or the one with the most free memory.
+    WOOLLY_SPLIT_NONE = 0,
+    /// The offloaded layers split across every GPU in proportion to its free memory (the
+    /// default).
+    WOOLLY_SPLIT_LAYER = 1,
+}
+
+impl woolly_split_mode {
+    fn core(self) -> SplitMode {
+        match self {
+            woolly_split_mode::WOOLLY_SPLIT_NONE => SplitMode::None,
+            woolly_split_mode::WOOLLY_SPLIT_LAYER => SplitMode::Layer,
         }
     }
 }
@@ -178,6 +200,20 @@ pub struct woolly_model_params {
     pub context_size: u32,
     /// The memory policy of this model (ignored by `woolly_cache_load`: the cache's applies).
     pub memory: woolly_memory_policy,
+    /// Layers to run on CUDA GPUs, counted from the last, with the output projection: -1 (the
+    /// default) as many as fit in free device memory after the margin, 0 none (CPU only), `n`
+    /// that many (fewer when they do not fit: the load never fails for lack of device memory).
+    /// Below -1: `WOOLLY_ERR_INVALID_ARGUMENT`. (Added in ABI 4.)
+    pub gpu_layers: i32,
+    /// The GPU that holds the output and the last layers (its CUDA ordinal); -1 (the default)
+    /// the one with the most free memory. (Added in ABI 4.)
+    pub main_gpu: i32,
+    /// How several GPUs share the offloaded layers (default `WOOLLY_SPLIT_LAYER`). (Added in
+    /// ABI 4.)
+    pub split_mode: woolly_split_mode,
+    /// Device memory to leave free on each GPU, in bytes; 0 (the default) the larger of 1 GiB
+    /// and 10% of the device. (Added in ABI 4.)
+    pub gpu_margin_bytes: u64,
 }
 
 impl woolly_model_params {
@@ -185,6 +221,21 @@ impl woolly_model_params {
     pub(crate) fn core(&self) -> Result<ModelParams, Failure> {
         check_enum(&self.preload, 4, "preload")?;
         check_enum(&self.thread_policy, 3, "thread_policy")?;
+        check_enum(&self.split_mode, 1, "split_mode")?;
+        let layers = match GpuLayers::from_i64(i64::from(self.gpu_layers)) {
+            Ok(l) => l,
+            Err(e) => return fail(WOOLLY_ERR_INVALID_ARGUMENT, e.to_string()),
+        };
+        let main_gpu = match self.main_gpu {
+            -1 => None,
+            g if g >= 0 => Some(g as usize),
+            g => {
+                return fail(
+                    WOOLLY_ERR_INVALID_ARGUMENT,
+                    format!("main_gpu must be -1 (the best) or a device index >= 0, not {g}"),
+                )
+            }
+        };
         if self.n_threads > 1024 {
             return fail(
                 WOOLLY_ERR_INVALID_ARGUMENT,
@@ -202,7 +253,12 @@ impl woolly_model_params {
             repack: self.repack,
             memory: self.memory.core()?,
             context_size: self.context_size as usize,
-            gpu: Default::default(),
+            gpu: GpuParams {
+                layers,
+                main_gpu,
+                split: self.split_mode.core(),
+                margin: Margin::from_bytes(self.gpu_margin_bytes),
+            },
         })
     }
 
@@ -220,7 +276,8 @@ impl woolly_model_params {
 }
 
 /// Default load parameters: lazy mapping, no mlock, repacking on, automatic threads, no
-/// progress callback, the default context and memory policy.
+/// progress callback, the default context and memory policy, and on CUDA GPUs as many layers
+/// as fit (`gpu_layers` -1, `main_gpu` -1, `WOOLLY_SPLIT_LAYER`, the default margin).
 #[no_mangle]
 pub extern "C" fn woolly_model_default_params() -> woolly_model_params {
     woolly_model_params {
@@ -233,6 +290,10 @@ pub extern "C" fn woolly_model_default_params() -> woolly_model_params {
         progress_user_data: std::ptr::null_mut(),
         context_size: 0,
         memory: woolly_memory_policy::default(),
+        gpu_layers: -1,
+        main_gpu: -1,
+        split_mode: woolly_split_mode::WOOLLY_SPLIT_LAYER,
+        gpu_margin_bytes: 0,
     }
 }
 
@@ -349,5 +410,52 @@ mod tests {
         let alias = WOOLLY_PRELOAD_FULL;
         assert_eq!(alias as u32, 1);
         assert_eq!(alias.core().name(), "full_blocking");
+    }
+
+    /// The GPU fields convert into the core's `GpuParams` (the defaults into its defaults);
+    /// out-of-range values are invalid arguments.
+    #[test]
+    fn gpu_params_convert_and_bad_ones_are_refused() {
+        let d = woolly_model_default_params();
+        assert_eq!(d.core().ok().unwrap().gpu, GpuParams::default());
+        assert_eq!(
+            format!("{:?}", woolly_split_mode::WOOLLY_SPLIT_NONE),
+            format!("WOOLLY_SPLIT_{}", SplitMode::None.name().to_uppercase())
+        );
+        assert_eq!(
+            format!("{:?}", woolly_split_mode::WOOLLY_SPLIT_LAYER),
+            format!("WOOLLY_SPLIT_{}", SplitMode::Layer.name().to_uppercase())
+        );
+        let p = woolly_model_params {
+            gpu_layers: 0,
+            main_gpu: 1,
+            split_mode: woolly_split_mode::WOOLLY_SPLIT_NONE,
+            gpu_margin_bytes: 1 << 20,
+            ..d
+        };
+        assert_eq!(
+            p.core().ok().unwrap().gpu,
+            GpuParams {
+                layers: GpuLayers::Count(0),
+                main_gpu: Some(1),
+                split: SplitMode::None,
+                margin: Margin {
+                    bytes: 1 << 20,
+                    fraction: 0.0
+                },
+            }
+        );
+        for bad in [
+            woolly_model_params {
+                gpu_layers: -2,
+                ..d
+            },
+            woolly_model_params { main_gpu: -7, ..d },
+        ] {
+            let Err(Failure(status, msg)) = bad.core() else {
+                panic!("accepted {bad:?}");
+            };
+            assert_eq!(status, WOOLLY_ERR_INVALID_ARGUMENT, "{msg}");
+        }
     }
 }

@@ -42,6 +42,7 @@ fn _woolly(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metrics::DoctorJob>()?;
     m.add_function(wrap_pyfunction!(metrics::hardware_json, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::diagnostics_json, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::cuda_devices_json, m)?)?;
     m.add_function(wrap_pyfunction!(memory::parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(memory::estimate_json, m)?)?;
     m.add_function(wrap_pyfunction!(memory::memory_report_json, m)?)?;

@@ -29,6 +29,12 @@ pub fn hardware_json() -> String {
         .to_string()
 }
 
+/// The CUDA devices as the driver reports them now (or why there are none), as JSON.
+#[pyfunction]
+pub fn cuda_devices_json() -> String {
+    woolly_core::platform::cuda::report().to_json().to_string()
+}
+
 /// The diagnostics report without a model, as JSON.
 #[pyfunction]
 pub fn diagnostics_json() -> String {

@@ -13,6 +13,7 @@ use woolly_core::generate::{
 };
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::policy::memory::MemoryPolicy;
+use woolly_core::policy::placement::{GpuLayers, GpuParams, Margin, SplitMode};
 use woolly_core::policy::power::ThermalConfig;
 use woolly_core::policy::ThreadPolicy;
 
@@ -78,6 +79,30 @@ fn session_params(
     })
 }
 
+/// The GPU part of the load options: `gpu_layers` -1 is auto (Python passes "auto" as -1),
+/// `main_gpu` None the best device, `gpu_margin_bytes` None or 0 the default margin.
+fn gpu_params(
+    py: Python<'_>,
+    gpu_layers: Option<i64>,
+    main_gpu: Option<usize>,
+    split_mode: Option<&str>,
+    gpu_margin_bytes: Option<u64>,
+) -> PyResult<GpuParams> {
+    let d = GpuParams::default();
+    Ok(GpuParams {
+        layers: match gpu_layers {
+            Some(n) => GpuLayers::from_i64(n).py_err(py)?,
+            None => d.layers,
+        },
+        main_gpu,
+        split: match split_mode {
+            Some(name) => SplitMode::from_name(name).py_err(py)?,
+            None => d.split,
+        },
+        margin: gpu_margin_bytes.map_or(d.margin, Margin::from_bytes),
+    })
+}
+
 /// Load options, checked once: the model's params (without the progress callback, which each
 /// load brings) and the params of its sessions.
 #[pyclass(frozen, module = "woolly._woolly")]
@@ -91,7 +116,8 @@ impl LoadOptions {
     #[new]
     #[pyo3(signature = (preload=None, mlock=None, repack=None, threads=None, thread_policy=None,
         context_size=None, kv_precision=None, memory_budget=None, memory_reserve=None,
-        pressure_threshold=None))]
+        pressure_threshold=None, gpu_layers=None, main_gpu=None, split_mode=None,
+        gpu_margin_bytes=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -105,6 +131,10 @@ impl LoadOptions {
         memory_budget: Option<u64>,
         memory_reserve: Option<u64>,
         pressure_threshold: Option<f64>,
+        gpu_layers: Option<i64>,
+        main_gpu: Option<usize>,
+        split_mode: Option<&str>,
+        gpu_margin_bytes: Option<u64>,
     ) -> PyResult<Self> {
         let d = ModelParams::default();
         let model = ModelParams {
@@ -118,6 +148,7 @@ impl LoadOptions {
             memory: memory_policy(py, memory_budget, memory_reserve, pressure_threshold)?,
             // The load plans its memory for the context its sessions will have.
             context_size: context_size.unwrap_or(d.context_size),
+            gpu: gpu_params(py, gpu_layers, main_gpu, split_mode, gpu_margin_bytes)?,
         };
         let session = session_params(py, threads, thread_policy, context_size, kv_precision)?;
         Ok(LoadOptions { model, session })

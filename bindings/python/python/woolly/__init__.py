@@ -71,6 +71,7 @@ __all__ = [
     "estimate",
     "memory_report",
     "hardware",
+    "cuda_devices",
     "diagnostics",
     "POWER_PROFILES",
     "set_power_profile",
@@ -156,6 +157,17 @@ def _maybe(check: Callable[..., Any], value: Any, *args: Any) -> Any:
     return None if value is None else check(value, *args)
 
 
+def _gpu_layers(value: Any) -> Optional[int]:
+    """``"auto"`` (-1 natively), a count >= 0 (0: CPU only), or None (the default: auto)."""
+    if value is None:
+        return None
+    if value == "auto" and isinstance(value, str):
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f'gpu_layers must be "auto" or an int >= 0, not {value!r}')
+    return value
+
+
 def _load_options(
     preload: Optional[str] = None,
     mlock: Optional[bool] = None,
@@ -167,6 +179,10 @@ def _load_options(
     memory_budget: Optional[Size] = None,
     memory_reserve: Optional[Size] = None,
     pressure_threshold: Optional[float] = None,
+    gpu_layers: Union[None, str, int] = None,
+    main_gpu: Optional[int] = None,
+    split_mode: Optional[str] = None,
+    gpu_margin_bytes: Optional[Size] = None,
 ):
     """The native load options, checked (names and ranges in woolly-core; None: its
     default, and threads None or 0: its thread policy)."""
@@ -181,6 +197,10 @@ def _load_options(
         _size(memory_budget, "memory_budget"),
         _size(memory_reserve, "memory_reserve"),
         _threshold(pressure_threshold),
+        _gpu_layers(gpu_layers),
+        _maybe(_int, main_gpu, "main_gpu", 0, 1 << 16),
+        _maybe(_text, split_mode, "split_mode"),
+        _size(gpu_margin_bytes, "gpu_margin_bytes"),
     )
 
 
@@ -274,6 +294,16 @@ class Model:
             25% of RAM up to 8 GiB, less on larger machines).
         pressure_threshold: used fraction of RAM, in (0, 1], from which the machine counts as
             under memory pressure (None: 0.85).
+        gpu_layers: layers to run on CUDA GPUs, counted from the last, with the output
+            projection: ``"auto"`` (default: as many as fit in free device memory after the
+            margin), ``0`` (CPU only) or a count (fewer when they do not fit; the load never
+            fails for lack of device memory). Without a CUDA device everything runs on the CPU.
+        main_gpu: the device holding the output and the last layers (None: the one with the
+            most free memory).
+        split_mode: ``"layer"`` (default: the offloaded layers split across every GPU in
+            proportion to its free memory) or ``"none"`` (one GPU).
+        gpu_margin_bytes: device memory left free on each GPU, bytes or a size such as
+            ``"2GiB"`` (None or 0: the larger of 1 GiB and 10% of the device).
         progress: ``progress(fraction) -> bool`` during the load; returning False cancels it
             (:class:`CancelledError`).
     """
@@ -292,6 +322,10 @@ class Model:
         memory_budget: Optional[Size] = None,
         memory_reserve: Optional[Size] = None,
         pressure_threshold: Optional[float] = None,
+        gpu_layers: Union[str, int] = "auto",
+        main_gpu: Optional[int] = None,
+        split_mode: Optional[str] = None,
+        gpu_margin_bytes: Optional[Size] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ):
         path = _path(path)
@@ -307,6 +341,10 @@ class Model:
             memory_budget=memory_budget,
             memory_reserve=memory_reserve,
             pressure_threshold=pressure_threshold,
+            gpu_layers=gpu_layers,
+            main_gpu=main_gpu,
+            split_mode=split_mode,
+            gpu_margin_bytes=gpu_margin_bytes,
         )
         self._native = _woolly.NativeModel(path, options, progress)
         self._info: Optional[Dict[str, Any]] = None
@@ -523,6 +561,10 @@ class ModelCache:
         thread_policy: str = "auto",
         context_size: int = 0,
         kv_precision: Optional[str] = None,
+        gpu_layers: Union[str, int] = "auto",
+        main_gpu: Optional[int] = None,
+        split_mode: Optional[str] = None,
+        gpu_margin_bytes: Optional[Size] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> Model:
         """The model ``id``, loaded from ``path`` (None: the default model) unless it already
@@ -539,6 +581,10 @@ class ModelCache:
             thread_policy=thread_policy,
             context_size=context_size,
             kv_precision=kv_precision,
+            gpu_layers=gpu_layers,
+            main_gpu=main_gpu,
+            split_mode=split_mode,
+            gpu_margin_bytes=gpu_margin_bytes,
         )
         return Model._wrap(self._native.load(id, path, options, progress))
 
@@ -891,6 +937,15 @@ def memory_report(
 def hardware() -> Dict[str, Any]:
     """This machine as Woolly sees it: cores, caches, SIMD features, memory."""
     return json.loads(_woolly.hardware_json())
+
+
+def cuda_devices() -> Dict[str, Any]:
+    """The CUDA devices as the driver reports them now: ``available``, ``reason`` (why there is
+    none: a build without CUDA, no driver, no device, a driver error), ``driver_version`` and
+    ``devices``, each with ``index``, ``name``, ``total_bytes``, ``free_bytes``,
+    ``compute_capability`` (such as ``"9.0"``), ``sm_count``, ``max_threads_per_block`` and
+    ``warp_size``."""
+    return json.loads(_woolly.cuda_devices_json())
 
 
 def diagnostics() -> Dict[str, Any]:

@@ -34,6 +34,9 @@ Size = Union[int, str]
 PreloadName = Literal["lazy", "none", "sequential", "critical", "full", "full_blocking"]
 ThreadPolicy = Literal["auto", "interactive", "background"]
 KvPrecisionName = Literal["f16", "f32"]
+#: "auto" (as many layers as fit on the CUDA GPUs), 0 (CPU only) or a count of layers.
+GpuLayers = Union[Literal["auto"], int]
+SplitModeName = Literal["none", "layer"]
 #: Why a generation ended, as woolly-core serializes it (and the Node binding returns it).
 StopReason = Literal["max_tokens", "end_of_generation", "stop_string", "callback"]
 PriorityName = Literal["low", "normal", "high", "critical"]
@@ -54,6 +57,10 @@ class Model:
         memory_budget: Optional[Size] = None,
         memory_reserve: Optional[Size] = None,
         pressure_threshold: Optional[float] = None,
+        gpu_layers: GpuLayers = "auto",
+        main_gpu: Optional[int] = None,
+        split_mode: Optional[SplitModeName] = None,
+        gpu_margin_bytes: Optional[Size] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> None: ...
     @classmethod
@@ -71,6 +78,10 @@ class Model:
         memory_budget: Optional[Size] = None,
         memory_reserve: Optional[Size] = None,
         pressure_threshold: Optional[float] = None,
+        gpu_layers: GpuLayers = "auto",
+        main_gpu: Optional[int] = None,
+        split_mode: Optional[SplitModeName] = None,
+        gpu_margin_bytes: Optional[Size] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> Model: ...
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> List[int]: ...
@@ -144,6 +155,10 @@ def load(
     memory_budget: Optional[Size] = None,
     memory_reserve: Optional[Size] = None,
     pressure_threshold: Optional[float] = None,
+    gpu_layers: GpuLayers = "auto",
+    main_gpu: Optional[int] = None,
+    split_mode: Optional[SplitModeName] = None,
+    gpu_margin_bytes: Optional[Size] = None,
     progress: Optional[Callable[[float], bool]] = None,
 ) -> Model: ...
 
@@ -166,6 +181,10 @@ class ModelCache:
         thread_policy: ThreadPolicy = "auto",
         context_size: int = 0,
         kv_precision: Optional[KvPrecisionName] = None,
+        gpu_layers: GpuLayers = "auto",
+        main_gpu: Optional[int] = None,
+        split_mode: Optional[SplitModeName] = None,
+        gpu_margin_bytes: Optional[Size] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> Model: ...
     def get(self, id: str) -> Optional[Model]: ...
@@ -285,6 +304,10 @@ def estimate(
     memory_budget: Optional[Size] = None,
     memory_reserve: Optional[Size] = None,
     pressure_threshold: Optional[float] = None,
+    gpu_layers: GpuLayers = "auto",
+    main_gpu: Optional[int] = None,
+    split_mode: Optional[SplitModeName] = None,
+    gpu_margin_bytes: Optional[Size] = None,
 ) -> Dict[str, Any]: ...
 def memory_report(
     memory_budget: Optional[Size] = None,
@@ -292,6 +315,7 @@ def memory_report(
     pressure_threshold: Optional[float] = None,
 ) -> Dict[str, Any]: ...
 def hardware() -> Dict[str, Any]: ...
+def cuda_devices() -> Dict[str, Any]: ...
 def diagnostics() -> Dict[str, Any]: ...
 
 # -- power and heat (process-wide) -----------------------------------------------------------
