@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod bench;
 mod doctor;
+mod kernel_check;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ enum Command {
     /// Check this machine: CPU, memory, GPU, measured generation speed at batch sizes 1 to 16,
     /// and the settings those measurements recommend.
     Doctor(doctor::DoctorArgs),
+    /// Check the CUDA backend on this machine's GPU (`gpu-check kernels`).
+    GpuCheck(kernel_check::GpuCheckArgs),
     /// Describe a model file: architecture, hyperparameters, tensors, vocabulary.
     Inspect {
         #[command(flatten)]
@@ -351,6 +354,11 @@ fn run(cli: Cli) -> CliResult {
         Command::Run(args) => run_generate(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Doctor(args) => doctor::run(args)?,
+        Command::GpuCheck(args) => {
+            if !kernel_check::run(args)? {
+                return Err("a CUDA kernel differs from its CPU twin beyond the tolerance".into());
+            }
+        }
         Command::Hardware => {
             let hw = woolly_core::platform::Hardware::detect();
             let v = serde_json::json!({

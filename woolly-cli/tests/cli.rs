@@ -205,3 +205,18 @@ fn run_refuses_a_model_over_the_memory_budget_with_the_figures() {
         assert!(!o.status.success(), "{bad:?}");
     }
 }
+
+#[test]
+fn gpu_check_kernels_says_why_it_skips_without_a_device() {
+    let o = woolly(&["gpu-check", "kernels", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    if let Some(skipped) = v["skipped"].as_str() {
+        assert!(o.status.success());
+        assert!(skipped.starts_with("no CUDA device ("), "{skipped}");
+        println!("skipped: {skipped}");
+    } else {
+        // A machine with a GPU: every kernel within tolerance of its CPU twin.
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(o.status.success());
+    }
+}

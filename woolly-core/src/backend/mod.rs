@@ -11,6 +11,8 @@
 //! kept in host memory by a [`KvCache`].
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod kv_cache;
 
 use crate::gguf::GgufFile;

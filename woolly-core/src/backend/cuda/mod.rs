@@ -1,0 +1,264 @@
+//! The CUDA backend's runtime: a device's context and stream, and the kernels of `kernels/`
+//! (CUDA C compiled to PTX by `make kernels`, embedded here; the driver compiles the PTX for
+//! whatever GPU is present, so users need only the NVIDIA driver, 535 or later).
+//!
+//! The driver library is loaded at run time: a build with the `cuda` feature runs on machines
+//! without one, where [`Gpu::open`] fails with the reason and everything stays on the CPU.
+//! [`check`] compares every kernel with its CPU scalar twin on a real device (`woolly
+//! gpu-check kernels`).
+
+pub mod check;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError};
+
+use crate::gguf::GgmlType;
+use crate::platform::cuda::CudaDevice;
+use crate::{Error, Result};
+
+/// The kernels, as PTX for compute capability 7.5 and later (`kernels/woolly.ptx`).
+pub const PTX: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../kernels/woolly.ptx"));
+
+/// The weight types the kernels read, with the suffix of their kernels' names.
+pub const WEIGHT_TYPES: [(GgmlType, &str); 13] = [
+    (GgmlType::F32, "f32"),
+    (GgmlType::F16, "f16"),
+    (GgmlType::BF16, "bf16"),
+    (GgmlType::Q4_0, "q4_0"),
+    (GgmlType::Q4_1, "q4_1"),
+    (GgmlType::Q5_0, "q5_0"),
+    (GgmlType::Q5_1, "q5_1"),
+    (GgmlType::Q8_0, "q8_0"),
+    (GgmlType::Q2_K, "q2_k"),
+    (GgmlType::Q3_K, "q3_k"),
+    (GgmlType::Q4_K, "q4_k"),
+    (GgmlType::Q5_K, "q5_k"),
+    (GgmlType::Q6_K, "q6_k"),
+];
+
+/// The families of kernels that exist for every weight type (`mmv_q4_k`, …).
+pub const WEIGHT_FAMILIES: [&str; 4] = ["mmv", "mm", "dequant", "get_rows"];
+
+/// The kernels that do not depend on a weight type.
+pub const OTHER_KERNELS: [&str; 11] = [
+    "rms_norm",
+    "add",
+    "add_bias",
+    "geglu",
+    "swiglu",
+    "rope_store",
+    "attention",
+    "attention_partial",
+    "attention_combine",
+    "gather_rows",
+    "softmax_rows",
+];
+
+/// Every kernel's entry name.
+pub fn kernel_names() -> Vec<String> {
+    let mut v: Vec<String> = WEIGHT_FAMILIES
+        .iter()
+        .flat_map(|f| WEIGHT_TYPES.iter().map(move |(_, t)| format!("{f}_{t}")))
+        .collect();
+    v.extend(OTHER_KERNELS.iter().map(|s| s.to_string()));
+    v
+}
+
+/// The suffix of `ty`'s kernels, if the kernels read it.
+pub fn type_suffix(ty: GgmlType) -> Option<&'static str> {
+    WEIGHT_TYPES.iter().find(|(t, _)| *t == ty).map(|(_, s)| *s)
+}
+
+/// One device opened for computing: its context, a stream, and the kernels loaded.
+pub struct Gpu {
+    /// What the driver reports of it.
+    pub device: CudaDevice,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    _module: Arc<CudaModule>,
+    functions: HashMap<String, CudaFunction>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu").field("device", &self.device).finish()
+    }
+}
+
+impl Gpu {
+    /// Opens device `index`: a context, a stream, and the embedded kernels compiled by the
+    /// driver for it.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when there is no driver or no such device; [`Error::Device`]
+    /// when the driver fails (the PTX needs a newer driver, for example).
+    pub fn open(index: usize) -> Result<Gpu> {
+        let report = crate::platform::cuda::report();
+        let Some(device) = report.devices.iter().find(|d| d.index == index).cloned() else {
+            return Err(Error::Unsupported(format!(
+                "no CUDA device {index}: {}",
+                report.reason.as_deref().unwrap_or("the driver lists no such device")
+            )));
+        };
+        let err = |e: DriverError| device_error(index, e);
+        let ctx = CudaContext::new(index).map_err(err)?;
+        let stream = ctx.new_stream().map_err(err)?;
+        let module = ctx
+            .load_module(cudarc::nvrtc::Ptx::from_src(PTX))
+            .map_err(|e| Error::Device {
+                device: index,
+                message: format!(
+                    "the driver cannot load Woolly's kernels ({e}); they need an NVIDIA driver of version 535 or later"
+                ),
+            })?;
+        let mut functions = HashMap::new();
+        for name in kernel_names() {
+            let f = module.load_function(&name).map_err(err)?;
+            functions.insert(name, f);
+        }
+        Ok(Gpu {
+            device,
+            ctx,
+            stream,
+            _module: module,
+            functions,
+        })
+    }
+
+    /// The kernel `name`.
+    pub(crate) fn function(&self, name: &str) -> Result<&CudaFunction> {
+        self.functions
+            .get(name)
+            .ok_or_else(|| Error::Internal(format!("no CUDA kernel {name}")))
+    }
+
+    /// The stream every launch of this device goes to.
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Bytes free on the device now.
+    pub fn free_bytes(&self) -> Result<u64> {
+        let (free, _) = self
+            .ctx
+            .mem_get_info()
+            .map_err(|e| device_error(self.device.index, e))?;
+        Ok(free as u64)
+    }
+
+    /// `src` copied to the device.
+    ///
+    /// # Errors
+    /// [`Error::OutOfDeviceMemory`] when it does not fit (`what` names it in the message).
+    pub fn upload<T: cudarc::driver::DeviceRepr>(
+        &self,
+        src: &[T],
+        what: &str,
+    ) -> Result<CudaSlice<T>> {
+        self.stream
+            .clone_htod(src)
+            .map_err(|e| self.alloc_error(e, std::mem::size_of_val(src), what))
+    }
+
+    /// A zeroed buffer of `len` values.
+    ///
+    /// # Errors
+    /// As [`Gpu::upload`].
+    pub fn zeros<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+        &self,
+        len: usize,
+        what: &str,
+    ) -> Result<CudaSlice<T>> {
+        self.stream
+            .alloc_zeros(len)
+            .map_err(|e| self.alloc_error(e, len * std::mem::size_of::<T>(), what))
+    }
+
+    /// The buffer's values copied back to the host.
+    pub fn download<T: cudarc::driver::DeviceRepr + Default + Clone>(
+        &self,
+        src: &CudaSlice<T>,
+    ) -> Result<Vec<T>> {
+        self.stream
+            .clone_dtoh(src)
+            .map_err(|e| device_error(self.device.index, e))
+    }
+
+    /// Waits for everything launched so far.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| device_error(self.device.index, e))
+    }
+
+    fn alloc_error(&self, e: DriverError, bytes: usize, what: &str) -> Error {
+        if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+            Error::OutOfDeviceMemory {
+                device: self.device.index,
+                what: what.to_string(),
+                required: bytes as u64,
+                free: self.free_bytes().unwrap_or(0),
+            }
+        } else {
+            device_error(self.device.index, e)
+        }
+    }
+}
+
+/// A driver error on device `index` as Woolly's error.
+pub(crate) fn device_error(index: usize, e: DriverError) -> Error {
+    Error::Device {
+        device: index,
+        message: format!("CUDA driver error: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_ptx_has_every_kernel_the_backend_launches() {
+        for name in kernel_names() {
+            let entry = format!(".entry {name}(");
+            assert!(PTX.contains(&entry), "kernels/woolly.ptx lacks {entry}");
+        }
+        // Compute capability 7.5 and later, through the driver's JIT.
+        assert!(PTX.contains(".target sm_75"), "the PTX targets sm_75");
+    }
+
+    #[test]
+    fn every_weight_type_of_the_cpu_path_has_kernels() {
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
+            assert!(type_suffix(ty).is_some(), "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_device_open_says_why() {
+        let report = crate::platform::cuda::report();
+        if report.available {
+            println!("skipped: a CUDA device is present ({} found)", report.devices.len());
+            return;
+        }
+        let e = Gpu::open(0).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("no CUDA device 0"), "{e}");
+    }
+}
