@@ -35,6 +35,14 @@ impl Cpu {
         }
     }
 
+    /// The weight `m` read in place from the mapping (never repacked).
+    pub fn mapped(m: &Matrix) -> CpuWeight {
+        CpuWeight {
+            matrix: *m,
+            packed: None,
+        }
+    }
+
     fn view(&self, w: &CpuWeight) -> WeightView<'_> {
         let m = &w.matrix;
         WeightView {
@@ -73,6 +81,11 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// Buffer `a` as the last step left it.
+    pub fn act(&self, a: Act) -> &[f32] {
+        &self.acts[a as usize]
+    }
+
     /// Buffer `a`, to be written: a quantized copy of it is no longer current.
     fn write(&mut self, a: Act) -> &mut Vec<f32> {
         if self.xq_of.is_some_and(|(b, _)| b == a) {

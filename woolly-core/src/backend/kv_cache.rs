@@ -61,7 +61,7 @@ impl Layers {
 ///
 /// Storage grows with the sequence (in steps) up to `capacity` positions, so a large context costs
 /// memory only when it is used. Layout per layer: `[position][kv_head][head_dim]`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct KvCache {
     k: Layers,
     v: Layers,
@@ -70,6 +70,10 @@ pub struct KvCache {
     len: usize,
     capacity: usize,
     precision: KvPrecision,
+    /// Layers kept on a GPU (after the host's), and their storage once allocated.
+    device_layers: usize,
+    #[cfg(feature = "cuda")]
+    pub(crate) device: Option<super::cuda::ops::DeviceKv>,
 }
 
 /// Positions added to the storage at a time.
@@ -93,7 +97,41 @@ impl KvCache {
             len: 0,
             capacity,
             precision,
+            device_layers: 0,
+            #[cfg(feature = "cuda")]
+            device: None,
         }
+    }
+
+    /// The same cache with `layers` more layers kept on the GPU the model's last layers run
+    /// on (allocated there, for the whole capacity, at the first pass).
+    pub fn with_device_layers(mut self, layers: usize) -> KvCache {
+        self.device_layers = layers;
+        self
+    }
+
+    /// Layers kept on a GPU.
+    pub fn device_layers(&self) -> usize {
+        self.device_layers
+    }
+
+    /// Values per position of one layer's keys.
+    pub fn k_width(&self) -> usize {
+        self.k_width
+    }
+
+    /// Values per position of one layer's values.
+    pub fn v_width(&self) -> usize {
+        self.v_width
+    }
+
+    /// Bytes held on a GPU.
+    pub fn device_bytes(&self) -> usize {
+        #[cfg(feature = "cuda")]
+        if let Some(d) = &self.device {
+            return d.bytes();
+        }
+        0
     }
 
     /// Bytes a full cache of `capacity` positions takes.

@@ -329,7 +329,8 @@ impl Worker {
             if a.prompt_done.is_none() {
                 a.prompt_done = Some(now);
             }
-            let logits = &mut self.scratch.logits[logits_at * n_vocab..(logits_at + 1) * n_vocab];
+            let logits =
+                &mut self.scratch.logits_mut()[logits_at * n_vocab..(logits_at + 1) * n_vocab];
             logits_at += 1;
             if a.w.req.deadline.is_some_and(|d| d <= now) {
                 // Late: no token from this step (finish reports the deadline).

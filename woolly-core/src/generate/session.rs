@@ -257,7 +257,7 @@ impl Session {
             self.history.extend_from_slice(chunk);
         }
         self.logits.clear();
-        self.logits.extend_from_slice(&self.scratch.logits);
+        self.logits.extend_from_slice(self.scratch.logits());
         Ok(())
     }
 

@@ -13,6 +13,7 @@ mod estimate;
 pub mod gemma3;
 mod hparams;
 pub mod llama;
+mod offload;
 mod preload;
 pub mod qwen2;
 mod resolve;
@@ -25,12 +26,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use crate::backend::cpu::Scratch;
 pub use crate::backend::{kv_cache, SeqBatch};
 pub use cache::ModelCache;
 pub use estimate::{kv_bytes, scratch_bytes, MemoryEstimate};
 pub use hparams::{Architecture, HParams, RopeScaling};
 pub use kv_cache::{KvCache, KvPrecision};
+pub use offload::Scratch;
 pub use preload::{Preload, PreloadProgress};
 pub use resolve::{default_model_path, resolve_model_path, DEFAULT_MODEL_FILE, MODEL_ENV};
 pub use summary::{ModelSummary, TypeCount};
@@ -147,7 +148,11 @@ pub struct Model {
     tokenizer: Tokenizer,
     /// Where the forward pass runs, and the weights prepared for it.
     backend: Cpu,
+    /// The layers that run on the CPU (all of them without a GPU part).
     transformer: Transformer<CpuWeight>,
+    /// The last layers and the output, when they run on a GPU.
+    gpu: Option<offload::GpuPart>,
+    placement: crate::policy::placement::Placement,
     chat_template: ChatTemplate,
     load_time: Duration,
     metrics: crate::metrics::ModelMetrics,
@@ -252,9 +257,17 @@ impl Model {
         };
         // (With mlock the mapping stays resident anyway; a copy would only double it.)
         let repack = params.repack && !locked;
-        let (backend, transformer) = Self::prepare_weights(&file, described, repack, &|f| {
-            report(0.3 + repack_share * f)
-        })?;
+        let n_ctx = match params.context_size {
+            0 => default_context(&hparams),
+            n => n,
+        };
+        let (placement, described, gpu) =
+            offload::place(&file, described, &params.gpu, n_ctx, ESTIMATE_BATCH)?;
+        crate::log!(crate::log::Level::Info, "placement: {}", placement.reason);
+        let (backend, transformer) =
+            Self::prepare_weights(&file, described, repack, &placement, &|f| {
+                report(0.3 + repack_share * f)
+            })?;
         if matches!(params.preload, Preload::Full | Preload::FullBlocking) {
             let ranges = transformer.file_ranges(&backend);
             preload.read_weights(&file, params.preload, ranges, &report, 0.3 + repack_share)?;
@@ -283,6 +296,8 @@ impl Model {
             tokenizer,
             backend,
             transformer,
+            gpu,
+            placement,
             chat_template,
             load_time: start.elapsed(),
             metrics,
@@ -310,12 +325,16 @@ impl Model {
         file: &GgufFile,
         described: Transformer<Matrix>,
         repack: bool,
+        placement: &crate::policy::placement::Placement,
         report: &dyn Fn(f32) -> Result<()>,
     ) -> Result<(Cpu, Transformer<CpuWeight>)> {
         let mut backend = Cpu::new(file, repack);
         let quiet = |_| Ok(());
         let progress: &dyn Fn(f32) -> Result<()> = if repack { report } else { &quiet };
-        let transformer = described.prepare(&mut backend, file, progress)?;
+        let k = placement.layers.len() - placement.gpu_layers();
+        let output_on_gpu = placement.output.is_some();
+        let transformer =
+            offload::prepare_cpu(&mut backend, file, described, k, output_on_gpu, progress)?;
         Ok((backend, transformer))
     }
 
@@ -461,13 +480,15 @@ impl Model {
     /// An empty KV cache for one sequence of up to `n_ctx` positions.
     pub fn new_kv_cache(&self, n_ctx: usize, precision: KvPrecision) -> KvCache {
         let c = &self.transformer.config;
+        let on_gpu = self.placement.gpu_layers();
         KvCache::new(
-            self.hparams.n_layer,
+            self.hparams.n_layer - on_gpu,
             c.k_width(),
             c.v_width(),
             n_ctx,
             precision,
         )
+        .with_device_layers(on_gpu)
     }
 
     /// Runs one forward pass over `seqs` on `pool`: afterwards each sequence's cache holds its
@@ -486,8 +507,21 @@ impl Model {
         pool: &ThreadPool,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
-        self.transformer
-            .forward(&self.backend, seqs, scratch, pool, cancelled)
+        let gpu = self.gpu.as_ref();
+        offload::forward(
+            &self.backend,
+            &self.transformer,
+            gpu,
+            seqs,
+            scratch,
+            pool,
+            cancelled,
+        )
+    }
+
+    /// Where the layers run, and why (the placement planned at load).
+    pub fn placement(&self) -> &crate::policy::placement::Placement {
+        &self.placement
     }
 
     /// Bytes of weights copied into layouts made for this CPU at load (the mapped pages they

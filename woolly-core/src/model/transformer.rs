@@ -71,7 +71,7 @@ impl Config {
 /// One transformer block's weights: matrices of type `W` (the file's [`Matrix`] as an
 /// architecture describes them, a [`Backend::Weight`] once prepared). Optional parts are
 /// architecture-specific.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Layer<W> {
     /// Norm before the attention.
     pub attn_norm: Vec<f32>,
@@ -145,7 +145,7 @@ impl<W> Layer<W> {
 }
 
 /// A transformer: configuration plus weights, the matrices of type `W` (as for [`Layer`]).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Transformer<W> {
     /// The numbers and choices that shape the pass.
     pub config: Config,
@@ -174,13 +174,25 @@ impl Transformer<Matrix> {
         file: &GgufFile,
         progress: &dyn Fn(f32) -> Result<()>,
     ) -> Result<Transformer<B::Weight>> {
+        self.prepare_with_output(backend, file, progress, |b, m| b.prepare(file, m))
+    }
+
+    /// [`Transformer::prepare`] with the output projection prepared by `output` (which
+    /// another backend computes when only the layers run here).
+    pub fn prepare_with_output<B: Backend>(
+        self,
+        backend: &mut B,
+        file: &GgufFile,
+        progress: &dyn Fn(f32) -> Result<()>,
+        output: impl FnOnce(&mut B, &Matrix) -> Result<B::Weight>,
+    ) -> Result<Transformer<B::Weight>> {
         let n_layers = self.layers.len();
         let mut layers = Vec::with_capacity(n_layers);
         for (il, l) in self.layers.into_iter().enumerate() {
             progress(il as f32 / (n_layers + 1) as f32)?;
             layers.push(l.try_map(|m| backend.prepare(file, &m))?);
         }
-        let output = backend.prepare(file, &self.output)?;
+        let output = output(backend, &self.output)?;
         progress(1.0)?;
         Ok(Transformer {
             config: self.config,
@@ -190,6 +202,35 @@ impl Transformer<Matrix> {
             output,
             rope_freqs: self.rope_freqs,
         })
+    }
+}
+
+impl Transformer<Matrix> {
+    /// The first `k` layers (with everything else), and the rest (with everything else too).
+    pub fn split_at(mut self, k: usize) -> (Transformer<Matrix>, Transformer<Matrix>) {
+        let rest = self.layers.split_off(k.min(self.layers.len()));
+        let tail = Transformer {
+            config: self.config.clone(),
+            tok_embd: self.tok_embd,
+            layers: rest,
+            output_norm: self.output_norm.clone(),
+            output: self.output,
+            rope_freqs: self.rope_freqs.clone(),
+        };
+        (self, tail)
+    }
+
+    /// Bytes of each layer's matrices in the file.
+    pub fn layer_bytes(&self) -> Vec<u64> {
+        self.layers
+            .iter()
+            .map(|l| {
+                l.matrices()
+                    .iter()
+                    .map(|m| (m.range().1 - m.range().0) as u64)
+                    .sum()
+            })
+            .collect()
     }
 }
 

@@ -50,7 +50,9 @@ fn scale_offsets(ty: GgmlType) -> &'static [usize] {
 fn random_weights(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
     let n = rows * cols;
     match ty {
-        GgmlType::F32 => (0..n).flat_map(|_| (rng.signed() * 0.1).to_le_bytes()).collect(),
+        GgmlType::F32 => (0..n)
+            .flat_map(|_| (rng.signed() * 0.1).to_le_bytes())
+            .collect(),
         GgmlType::F16 => (0..n)
             .flat_map(|_| f16::from_f32(rng.signed() * 0.1).to_le_bytes())
             .collect(),
@@ -77,7 +79,13 @@ fn rel_err(got: &[f32], want: &[f64]) -> f64 {
     let scale = want.iter().fold(1e-6f64, |m, &w| m.max(w.abs()));
     got.iter()
         .zip(want)
-        .map(|(&g, &w)| if g.is_finite() { (g as f64 - w).abs() / scale } else { f64::INFINITY })
+        .map(|(&g, &w)| {
+            if g.is_finite() {
+                (g as f64 - w).abs() / scale
+            } else {
+                f64::INFINITY
+            }
+        })
         .fold(0.0, f64::max)
 }
 
@@ -93,7 +101,10 @@ fn launch_cfg(grid: (u32, u32, u32), block: (u32, u32, u32)) -> LaunchConfig {
 /// through `mm`) and embedding rows, against the CPU.
 fn check_type(gpu: &Gpu, ty: GgmlType, suffix: &str, rng: &mut Rng) -> Result<Value> {
     let err = |e| device_error(gpu.device.index, e);
-    let (rows, cols) = (77usize, 2 * 256 + if ty.block_size() == 32 { 32 } else { 0 });
+    let (rows, cols) = (
+        77usize,
+        2 * 256 + if ty.block_size() == 32 { 32 } else { 0 },
+    );
     let row_bytes = cols / ty.block_size() * ty.type_size();
     let w = random_weights(ty, rows, cols, rng);
     let mut deq = vec![0f32; rows * cols];
@@ -140,9 +151,15 @@ fn check_type(gpu: &Gpu, ty: GgmlType, suffix: &str, rng: &mut Rng) -> Result<Va
         let mut dy = gpu.zeros::<f32>(n * rows, "check output")?;
         let f = gpu.function(&format!("{family}_{suffix}"))?;
         let cfg = if family == "mmv" {
-            launch_cfg((rows.div_ceil(4) as u32, n.div_ceil(8) as u32, 1), (32, 4, 1))
+            launch_cfg(
+                (rows.div_ceil(4) as u32, n.div_ceil(8) as u32, 1),
+                (32, 4, 1),
+            )
         } else {
-            launch_cfg((rows.div_ceil(64) as u32, n.div_ceil(64) as u32, 1), (256, 1, 1))
+            launch_cfg(
+                (rows.div_ceil(64) as u32, n.div_ceil(64) as u32, 1),
+                (256, 1, 1),
+            )
         };
         let ni = n as i32;
         // SAFETY: as above.
@@ -203,7 +220,8 @@ fn check_ops(gpu: &Gpu, rng: &mut Rng) -> Result<Value> {
     let w: Vec<f32> = (0..width).map(|_| 1.0 + rng.signed() * 0.5).collect();
     let eps = 1e-6f32;
     let mut want = x.clone();
-    want.chunks_exact_mut(width).for_each(|r| ops::rms_norm(r, &w, eps));
+    want.chunks_exact_mut(width)
+        .for_each(|r| ops::rms_norm(r, &w, eps));
     let dx = gpu.upload(&x, "check input")?;
     let dw = gpu.upload(&w, "check weights")?;
     let mut dy = gpu.zeros::<f32>(rows * width, "check output")?;
@@ -276,7 +294,11 @@ pub fn check_kernels(index: usize) -> Result<Value> {
         types.insert(suffix.into(), v);
     }
     let ops = check_ops(&gpu, &mut rng)?;
-    for e in [&ops["rms_norm"], &ops["glu"]["geglu"], &ops["glu"]["swiglu"]] {
+    for e in [
+        &ops["rms_norm"],
+        &ops["glu"]["geglu"],
+        &ops["glu"]["swiglu"],
+    ] {
         worst = worst.max(e.as_f64().unwrap_or(f64::INFINITY));
     }
     gpu.synchronize()?;

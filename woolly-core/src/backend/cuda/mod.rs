@@ -8,6 +8,7 @@
 //! gpu-check kernels`).
 
 pub mod check;
+pub mod ops;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +20,10 @@ use crate::platform::cuda::CudaDevice;
 use crate::{Error, Result};
 
 /// The kernels, as PTX for compute capability 7.5 and later (`kernels/woolly.ptx`).
-pub const PTX: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../kernels/woolly.ptx"));
+pub const PTX: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../kernels/woolly.ptx"
+));
 
 /// The weight types the kernels read, with the suffix of their kernels' names.
 pub const WEIGHT_TYPES: [(GgmlType, &str); 13] = [
@@ -99,7 +103,10 @@ impl Gpu {
         let Some(device) = report.devices.iter().find(|d| d.index == index).cloned() else {
             return Err(Error::Unsupported(format!(
                 "no CUDA device {index}: {}",
-                report.reason.as_deref().unwrap_or("the driver lists no such device")
+                report
+                    .reason
+                    .as_deref()
+                    .unwrap_or("the driver lists no such device")
             )));
         };
         let err = |e: DriverError| device_error(index, e);
@@ -254,7 +261,10 @@ mod tests {
     fn without_a_device_open_says_why() {
         let report = crate::platform::cuda::report();
         if report.available {
-            println!("skipped: a CUDA device is present ({} found)", report.devices.len());
+            println!(
+                "skipped: a CUDA device is present ({} found)",
+                report.devices.len()
+            );
             return;
         }
         let e = Gpu::open(0).unwrap_err();

@@ -1,0 +1,560 @@
+//! The CUDA backend's steps of a forward pass: each one kernel of `kernels/` on the device's
+//! stream. Weights are uploaded as the file stores them (dequantized in registers by the
+//! products); activations stay in device buffers from layer to layer; only the residual stream
+//! comes in (from the CPU's layers, or the embedding rows) and the logits go out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
+use memmap2::Mmap;
+
+use super::{type_suffix, Gpu};
+use crate::backend::{Act, Activation, Backend, Matrix, Rope, SeqBatch};
+use crate::gguf::{GgmlType, GgufFile};
+use crate::kernels::cpu::ops::RopeLayout;
+use crate::kernels::kv::AttnShape;
+use crate::{quant, Error, Result};
+
+/// Products of up to this many tokens use the matrix-vector kernels.
+const MMV_MAX_TOKENS: usize = 8;
+
+/// One token's place in its sequence's device cache (`TokMeta` in kernels/common.cuh).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TokMeta {
+    pos: i32,
+    ctx: i32,
+    pad: [i32; 2],
+    k: u64,
+    v: u64,
+}
+
+// SAFETY: plain old data of the kernels' layout (32 bytes, no padding of its own).
+unsafe impl DeviceRepr for TokMeta {}
+
+/// The keys and values of a sequence's layers that run on the device, half precision,
+/// `[layer][position][kv width]`, allocated for the whole context at the first pass.
+#[derive(Debug)]
+pub struct DeviceKv {
+    k: CudaSlice<u16>,
+    v: CudaSlice<u16>,
+}
+
+impl DeviceKv {
+    /// Bytes it holds on the device.
+    pub fn bytes(&self) -> usize {
+        (self.k.len() + self.v.len()) * 2
+    }
+}
+
+/// A weight matrix in device memory, as the file stores it.
+#[derive(Debug)]
+pub struct CudaWeight {
+    data: CudaSlice<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    suffix: &'static str,
+}
+
+impl CudaWeight {
+    /// The type of its rows.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Bytes on the device.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// The device's activation buffers of forward passes, reused from one to the next.
+#[derive(Default)]
+pub struct CudaScratch {
+    acts: [Option<CudaSlice<f32>>; Act::Up as usize + 1],
+    /// Values each buffer holds in this pass.
+    lens: [usize; Act::Up as usize + 1],
+    meta: Option<CudaSlice<TokMeta>>,
+    rows: Option<CudaSlice<i32>>,
+    logits_dev: Option<CudaSlice<f32>>,
+    host: Vec<f32>,
+    /// Tokens in the pass.
+    n: usize,
+    /// The first failure of a step that cannot return one, reported by the next that can.
+    err: Option<Error>,
+    /// Logits of each sequence that asked for them, in batch order.
+    pub logits: Vec<f32>,
+}
+
+impl std::fmt::Debug for CudaScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaScratch").field("n", &self.n).finish()
+    }
+}
+
+/// The CUDA backend of one model on one device.
+pub struct Cuda {
+    gpu: Arc<Gpu>,
+    map: Arc<Mmap>,
+    prepared: usize,
+    /// Norm weights and biases, uploaded at first use, by their host address and length
+    /// (they live as long as the model).
+    consts: Mutex<HashMap<(usize, usize), CudaSlice<f32>>>,
+}
+
+impl std::fmt::Debug for Cuda {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cuda")
+            .field("device", &self.gpu.device.index)
+            .field("prepared", &self.prepared)
+            .finish()
+    }
+}
+
+fn cfg(grid: (usize, usize, usize), block: (u32, u32, u32)) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (grid.0 as u32, grid.1 as u32, grid.2 as u32),
+        block_dim: block,
+        shared_mem_bytes: 0,
+    }
+}
+
+fn i(v: usize) -> i32 {
+    v as i32
+}
+
+impl Cuda {
+    /// The backend of the model in `file` on `gpu`.
+    pub fn new(file: &GgufFile, gpu: Arc<Gpu>) -> Cuda {
+        Cuda {
+            gpu,
+            map: file.mapping(),
+            prepared: 0,
+            consts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    fn ptr<T>(&self, b: &CudaSlice<T>) -> u64 {
+        let (p, _sync) = b.device_ptr(self.gpu.stream());
+        p
+    }
+
+    /// The device copy of `v` (a norm weight or bias of the model).
+    fn constant(&self, v: &[f32]) -> Result<u64> {
+        let key = (v.as_ptr() as usize, v.len());
+        let mut consts = self.consts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = consts.get(&key) {
+            return Ok(self.ptr(b));
+        }
+        let b = self.gpu.upload(v, "norm weights")?;
+        let p = self.ptr(&b);
+        consts.insert(key, b);
+        Ok(p)
+    }
+
+    /// Buffer `a` with room for `len` values (its contents are lost when it grows).
+    fn ensure(&self, s: &mut CudaScratch, a: Act, len: usize) -> Result<u64> {
+        let slot = &mut s.acts[a as usize];
+        if slot.as_ref().is_none_or(|b| b.len() < len) {
+            *slot = None;
+            *slot = Some(self.gpu.zeros::<f32>(len.max(1), "activations")?);
+        }
+        s.lens[a as usize] = len;
+        Ok(self.ptr(slot.as_ref().expect("allocated above")))
+    }
+
+    fn buf(&self, s: &CudaScratch, a: Act) -> Result<u64> {
+        s.acts[a as usize]
+            .as_ref()
+            .map(|b| self.ptr(b))
+            .ok_or_else(|| Error::Internal(format!("CUDA buffer {a:?} read before it was written")))
+    }
+
+    /// Runs `f`, keeping its first error for the next step that can report one.
+    fn step(&self, s: &mut CudaScratch, f: impl FnOnce(&mut CudaScratch) -> Result<()>) {
+        if s.err.is_none() {
+            if let Err(e) = f(s) {
+                s.err = Some(e);
+            }
+        }
+    }
+
+    fn launch(
+        &self,
+        name: &str,
+        grid: (usize, usize, usize),
+        block: (u32, u32, u32),
+        args: &[&dyn Arg],
+    ) -> Result<()> {
+        let f = self.gpu.function(name)?;
+        let stream = self.gpu.stream();
+        let mut b = stream.launch_builder(f);
+        for a in args {
+            a.push(&mut b);
+        }
+        // SAFETY: every call passes the kernel's parameters in order with its types
+        // (kernels/README.md), and device pointers to buffers of the sizes it reads and writes.
+        unsafe { b.launch(cfg(grid, block)) }
+            .map(|_| ())
+            .map_err(|e| super::device_error(self.gpu.device.index, e))
+    }
+
+    fn product(&self, w: &CudaWeight, x: u64, y: u64, n: usize) -> Result<()> {
+        let (rows, cols, rb, ni) = (i(w.rows), i(w.cols), i(w.row_bytes), i(n));
+        let wp = self.ptr(&w.data);
+        let args: [&dyn Arg; 7] = [&wp, &x, &y, &rows, &cols, &rb, &ni];
+        if n <= MMV_MAX_TOKENS {
+            let grid = (w.rows.div_ceil(4), n.div_ceil(8), 1);
+            self.launch(&format!("mmv_{}", w.suffix), grid, (32, 4, 1), &args)
+        } else {
+            let grid = (w.rows.div_ceil(64), n.div_ceil(64), 1);
+            self.launch(&format!("mm_{}", w.suffix), grid, (256, 1, 1), &args)
+        }
+    }
+
+    fn norm_rows(&self, x: u64, y: u64, w: u64, width: usize, rows: usize, eps: f32) -> Result<()> {
+        let wi = i(width);
+        self.launch(
+            "rms_norm",
+            (rows, 1, 1),
+            (256, 1, 1),
+            &[&x, &y, &w, &wi, &eps],
+        )
+    }
+}
+
+/// A kernel argument (a device pointer as u64, an int or a float).
+trait Arg {
+    fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>);
+}
+
+impl<T: DeviceRepr> Arg for T {
+    fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>) {
+        b.arg(self);
+    }
+}
+
+fn elems(total: usize) -> (usize, usize, usize) {
+    (total.div_ceil(256).max(1), 1, 1)
+}
+
+impl Backend for Cuda {
+    type Weight = CudaWeight;
+    type Scratch = CudaScratch;
+    type Exec = ();
+
+    fn prepare(&mut self, _file: &GgufFile, m: &Matrix) -> Result<CudaWeight> {
+        let suffix = type_suffix(m.ty)
+            .ok_or_else(|| Error::Unsupported(format!("{} weights on the GPU", m.ty.name())))?;
+        let data = self.gpu.upload(m.data(&self.map), "weights")?;
+        self.prepared += data.len();
+        Ok(CudaWeight {
+            data,
+            ty: m.ty,
+            rows: m.rows,
+            cols: m.cols,
+            row_bytes: m.row_bytes(),
+            suffix,
+        })
+    }
+
+    fn mapped_range(&self, _w: &CudaWeight) -> Option<(usize, usize)> {
+        None
+    }
+
+    fn prepared_bytes(&self) -> usize {
+        self.prepared
+    }
+
+    fn reserve(&self, s: &mut CudaScratch, seqs: &mut [SeqBatch<'_>]) -> Result<()> {
+        let mut meta = Vec::new();
+        for b in seqs.iter_mut() {
+            let cache = &mut *b.cache;
+            let (layers, kw, vw, cap) = (
+                cache.device_layers(),
+                cache.k_width(),
+                cache.v_width(),
+                cache.capacity(),
+            );
+            if cache.device.is_none() {
+                cache.device = Some(DeviceKv {
+                    k: self.gpu.zeros::<u16>(layers * cap * kw, "the KV cache")?,
+                    v: self.gpu.zeros::<u16>(layers * cap * vw, "the KV cache")?,
+                });
+            }
+            let kv = cache.device.as_ref().expect("allocated above");
+            let (k, v) = (self.ptr(&kv.k), self.ptr(&kv.v));
+            for t in 0..b.tokens.len() {
+                meta.push(TokMeta {
+                    pos: i(cache.len() + t),
+                    ctx: i(cap),
+                    pad: [0; 2],
+                    k,
+                    v,
+                });
+            }
+        }
+        s.n = meta.len();
+        s.err = None;
+        s.meta = Some(self.gpu.upload(&meta, "token positions")?);
+        Ok(())
+    }
+
+    fn embed(
+        &self,
+        s: &mut CudaScratch,
+        seqs: &[SeqBatch<'_>],
+        table: &Matrix,
+        scale: Option<f32>,
+    ) -> Result<()> {
+        let width = table.cols;
+        let erb = table.row_bytes();
+        let emb = table.data(&self.map);
+        let mut host = std::mem::take(&mut s.host);
+        host.clear();
+        host.resize(s.n * width, 0.0);
+        for (row, &tok) in host
+            .chunks_exact_mut(width)
+            .zip(seqs.iter().flat_map(|b| b.tokens.iter()))
+        {
+            let t = tok as usize;
+            quant::dequantize_row(table.ty, &emb[t * erb..(t + 1) * erb], row)?;
+            if let Some(scale) = scale {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+        let r = self.upload_x(s, &host);
+        s.host = host;
+        r
+    }
+
+    fn rms_norm(
+        &self,
+        s: &mut CudaScratch,
+        from: Act,
+        to: Act,
+        weight: &[f32],
+        width: usize,
+        eps: f32,
+    ) {
+        self.step(s, |s| {
+            let rows = s.lens[from as usize] / width;
+            let w = self.constant(weight)?;
+            let x = self.buf(s, from)?;
+            let y = if from == to {
+                x
+            } else {
+                self.ensure(s, to, rows * width)?
+            };
+            self.norm_rows(x, y, w, width, rows, eps)
+        })
+    }
+
+    fn rms_norm_heads(&self, s: &mut CudaScratch, buf: Act, weight: &[f32], eps: f32) {
+        self.step(s, |s| {
+            let rows = s.lens[buf as usize] / weight.len();
+            let w = self.constant(weight)?;
+            let x = self.buf(s, buf)?;
+            self.norm_rows(x, x, w, weight.len(), rows, eps)
+        })
+    }
+
+    fn add_bias(&self, s: &mut CudaScratch, buf: Act, bias: &[f32]) {
+        self.step(s, |s| {
+            let total = s.lens[buf as usize];
+            let (b, x) = (self.constant(bias)?, self.buf(s, buf)?);
+            let (wi, ti) = (i(bias.len()), i(total));
+            self.launch("add_bias", elems(total), (256, 1, 1), &[&x, &b, &wi, &ti])
+        })
+    }
+
+    fn add(&self, s: &mut CudaScratch, to: Act, from: Act) {
+        self.step(s, |s| {
+            let total = s.lens[to as usize];
+            let (t, f, ti) = (self.buf(s, to)?, self.buf(s, from)?, i(total));
+            self.launch("add", elems(total), (256, 1, 1), &[&t, &f, &ti])
+        })
+    }
+
+    fn matmul(
+        &self,
+        s: &mut CudaScratch,
+        _exec: &(),
+        w: &CudaWeight,
+        from: Act,
+        to: Act,
+        n: usize,
+    ) -> Result<()> {
+        if let Some(e) = s.err.take() {
+            return Err(e);
+        }
+        let x = self.buf(s, from)?;
+        let y = self.ensure(s, to, n * w.rows)?;
+        self.product(w, x, y, n)
+    }
+
+    fn rope_store(
+        &self,
+        s: &mut CudaScratch,
+        _seqs: &mut [SeqBatch<'_>],
+        il: usize,
+        shape: AttnShape,
+        rope: &Rope<'_>,
+    ) {
+        self.step(s, |s| {
+            let meta = s.meta.as_ref().map(|m| self.ptr(m)).unwrap_or(0);
+            let (q, k, v) = (
+                self.buf(s, Act::Q)?,
+                self.buf(s, Act::K)?,
+                self.buf(s, Act::V)?,
+            );
+            let freqs = match rope.freqs {
+                Some(f) => self.constant(f)?,
+                None => 0u64,
+            };
+            let neox = i32::from(rope.layout == RopeLayout::Neox);
+            let args: [&dyn Arg; 15] = [
+                &q,
+                &k,
+                &v,
+                &meta,
+                &i(s.n),
+                &i(il),
+                &i(shape.n_head),
+                &i(shape.n_head_kv),
+                &i(shape.head_dim_k),
+                &i(shape.head_dim_v),
+                &i(rope.dims),
+                &neox,
+                &rope.base,
+                &rope.freq_scale,
+                &freqs,
+            ];
+            self.launch("rope_store", (s.n, 1, 1), (256, 1, 1), &args)
+        })
+    }
+
+    fn attention(
+        &self,
+        s: &mut CudaScratch,
+        _exec: &(),
+        _seqs: &[SeqBatch<'_>],
+        il: usize,
+        shape: AttnShape,
+        window: Option<usize>,
+    ) {
+        self.step(s, |s| {
+            let n = s.n;
+            let meta = s.meta.as_ref().map(|m| self.ptr(m)).unwrap_or(0);
+            let q = self.buf(s, Act::Q)?;
+            let out = self.ensure(s, Act::Attn, n * shape.n_head * shape.head_dim_v)?;
+            let win = i(window.unwrap_or(0));
+            let args: [&dyn Arg; 11] = [
+                &q,
+                &out,
+                &meta,
+                &i(n),
+                &i(il),
+                &i(shape.n_head),
+                &i(shape.n_head_kv),
+                &i(shape.head_dim_k),
+                &i(shape.head_dim_v),
+                &shape.kq_scale,
+                &win,
+            ];
+            self.launch("attention", (shape.n_head, n, 1), (128, 1, 1), &args)
+        })
+    }
+
+    fn glu(&self, s: &mut CudaScratch, activation: Activation) {
+        self.step(s, |s| {
+            let total = s.lens[Act::Gate as usize];
+            let (g, u, ti) = (self.buf(s, Act::Gate)?, self.buf(s, Act::Up)?, i(total));
+            let name = match activation {
+                Activation::Gelu => "geglu",
+                Activation::Silu => "swiglu",
+            };
+            self.launch(name, elems(total), (256, 1, 1), &[&g, &u, &ti])
+        })
+    }
+
+    fn clear_logits(&self, s: &mut CudaScratch) {
+        s.logits.clear();
+    }
+
+    fn logits(
+        &self,
+        s: &mut CudaScratch,
+        _exec: &(),
+        seqs: &[SeqBatch<'_>],
+        output: &CudaWeight,
+        norm: &[f32],
+        width: usize,
+        eps: f32,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        if let Some(e) = s.err.take() {
+            return Err(e);
+        }
+        let mut rows = Vec::new();
+        let mut end = 0;
+        for b in seqs {
+            end += b.tokens.len();
+            if b.want_logits && !b.tokens.is_empty() {
+                rows.push(i(end - 1));
+            }
+        }
+        let m = rows.len();
+        if m == 0 {
+            return Ok(());
+        }
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        s.rows = Some(self.gpu.upload(&rows, "token rows")?);
+        let idx = s.rows.as_ref().map(|r| self.ptr(r)).unwrap_or(0);
+        let x = self.buf(s, Act::X)?;
+        let xn = self.ensure(s, Act::Xn, m * width)?;
+        let (wi, mi) = (i(width), i(m));
+        self.launch(
+            "gather_rows",
+            (m, 1, 1),
+            (256, 1, 1),
+            &[&x, &xn, &idx, &wi, &mi],
+        )?;
+        self.norm_rows(xn, xn, self.constant(norm)?, width, m, eps)?;
+        let len = m * output.rows;
+        if s.logits_dev.as_ref().is_none_or(|b| b.len() < len) {
+            s.logits_dev = None;
+            s.logits_dev = Some(self.gpu.zeros::<f32>(len, "logits")?);
+        }
+        let y = s.logits_dev.as_ref().map(|b| self.ptr(b)).unwrap_or(0);
+        self.product(output, xn, y, m)?;
+        let dev = s.logits_dev.as_ref().expect("allocated above");
+        s.logits.resize(len, 0.0);
+        self.gpu
+            .stream()
+            .memcpy_dtoh(&dev.slice(0..len), s.logits.as_mut_slice())
+            .map_err(|e| super::device_error(self.gpu.device.index, e))
+    }
+}
+
+impl Cuda {
+    /// [`Act::X`] = `x` (the residual stream the CPU's layers computed, or the embeddings).
+    pub fn upload_x(&self, s: &mut CudaScratch, x: &[f32]) -> Result<()> {
+        self.ensure(s, Act::X, x.len())?;
+        let dst = s.acts[Act::X as usize].as_mut().expect("allocated above");
+        self.gpu
+            .stream()
+            .memcpy_htod(x, &mut dst.slice_mut(0..x.len()))
+            .map_err(|e| super::device_error(self.gpu.device.index, e))
+    }
+}

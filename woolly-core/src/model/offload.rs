@@ -1,0 +1,246 @@
+//! A model's layers on a GPU: the placement planned at load (the planner in
+//! [`crate::policy::placement`] over the devices the driver reports), the weights uploaded
+//! (offloading fewer layers when the device runs out of memory), and the forward pass split
+//! between the CPU's first layers and the GPU's last ones and the output.
+
+use crate::backend::cpu::{Cpu, CpuWeight};
+use crate::backend::{Act, Backend, Matrix, SeqBatch};
+use crate::gguf::GgufFile;
+use crate::kernels::cpu::ThreadPool;
+use crate::policy::placement::{self, Footprint, GpuLayers, GpuParams, Placement};
+use crate::Result;
+
+use super::transformer::Transformer;
+
+/// The activation buffers of a model's forward passes: the CPU's, and the GPU's when layers
+/// run there.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    cpu: crate::backend::cpu::Scratch,
+    #[cfg(feature = "cuda")]
+    gpu: crate::backend::cuda::ops::CudaScratch,
+    /// Whether the last pass ended on the GPU (its logits are there).
+    on_gpu: bool,
+}
+
+impl Scratch {
+    /// The logits of the last pass: of each sequence that asked for them, `n_vocab` each, in
+    /// batch order.
+    pub fn logits(&self) -> &[f32] {
+        #[cfg(feature = "cuda")]
+        if self.on_gpu {
+            return &self.gpu.logits;
+        }
+        &self.cpu.logits
+    }
+
+    /// The logits, to be changed in place (by sampling).
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        #[cfg(feature = "cuda")]
+        if self.on_gpu {
+            return &mut self.gpu.logits;
+        }
+        &mut self.cpu.logits
+    }
+}
+
+/// What a model needs on a device for a context of `n_ctx`: each layer's weights and KV
+/// cache, the output projection, and activations for a batch of `batch` tokens.
+pub(crate) fn footprint(t: &Transformer<Matrix>, n_ctx: usize, batch: usize) -> Footprint {
+    let c = &t.config;
+    let kv = ((c.k_width() + c.v_width()) * 2 * n_ctx) as u64;
+    let per_token = 4
+        * (3 * c.n_embd
+            + c.n_head * (c.head_dim_k + c.head_dim_v)
+            + c.k_width()
+            + c.v_width()
+            + 2 * c.n_ff);
+    let (lo, hi) = t.output.range();
+    Footprint {
+        layer_weights: t.layer_bytes(),
+        layer_kv: vec![kv; t.layers.len()],
+        output_weights: (hi - lo) as u64,
+        // The batch's activations, and the logits of up to 16 sequences.
+        scratch: (per_token * batch + 16 * 4 * c.n_vocab) as u64 + (64 << 20),
+    }
+}
+
+/// The layers and output that run on a GPU, on its backend.
+#[cfg(feature = "cuda")]
+pub(crate) struct GpuPart {
+    pub(crate) backend: crate::backend::cuda::ops::Cuda,
+    pub(crate) transformer: Transformer<crate::backend::cuda::ops::CudaWeight>,
+}
+
+#[cfg(not(feature = "cuda"))]
+pub(crate) struct GpuPart;
+
+impl std::fmt::Debug for GpuPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GpuPart")
+    }
+}
+
+/// The placement of `described` for `params`, and its GPU part prepared. Out of device
+/// memory while uploading, it retries with one layer fewer each time (down to the CPU alone),
+/// saying so in the log and in the placement's reason. Returns the placement, the layers that
+/// stay on the CPU, and the GPU part.
+pub(crate) fn place(
+    file: &GgufFile,
+    described: Transformer<Matrix>,
+    params: &GpuParams,
+    n_ctx: usize,
+    batch: usize,
+) -> Result<(Placement, Transformer<Matrix>, Option<GpuPart>)> {
+    let n_layers = described.layers.len();
+    if params.layers == GpuLayers::Count(0) {
+        return Ok((
+            Placement::cpu(n_layers, "gpu_layers 0: everything on the CPU"),
+            described,
+            None,
+        ));
+    }
+    let devices = crate::platform::cuda::devices();
+    if devices.is_empty() {
+        let why = crate::platform::cuda::report()
+            .reason
+            .unwrap_or_else(|| "no CUDA device".into());
+        return Ok((
+            Placement::cpu(n_layers, format!("{why}; everything on the CPU")),
+            described,
+            None,
+        ));
+    }
+    let fp = footprint(&described, n_ctx, batch);
+    // One device per model in this build: a layer split across several is planned, then
+    // kept to its main device.
+    let mut p = GpuParams {
+        split: placement::SplitMode::None,
+        ..*params
+    };
+    let mut placement = placement::plan(&devices, &fp, &p);
+    loop {
+        if !placement.uses_gpu() {
+            return Ok((placement, described, None));
+        }
+        let on_gpu = placement.gpu_layers();
+        match prepare_gpu(file, described.clone(), &placement) {
+            Ok(part) => return Ok((placement, described, Some(part))),
+            Err(e) if e.kind() == crate::ErrorKind::OutOfDeviceMemory => {
+                crate::log!(
+                    crate::log::Level::Warn,
+                    "{e}; retrying with {} GPU layers",
+                    on_gpu.saturating_sub(1)
+                );
+                if on_gpu == 0 {
+                    let why = format!("{e}; everything on the CPU");
+                    return Ok((Placement::cpu(n_layers, why), described, None));
+                }
+                p.layers = GpuLayers::Count(on_gpu - 1);
+                placement = placement::plan(&devices, &fp, &p);
+                placement.reason = format!(
+                    "{} (after running out of device memory: {e})",
+                    placement.reason
+                );
+            }
+            Err(e) => {
+                crate::log!(
+                    crate::log::Level::Warn,
+                    "GPU unusable ({e}); running on the CPU"
+                );
+                let why = format!("{e}; everything on the CPU");
+                return Ok((Placement::cpu(n_layers, why), described, None));
+            }
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn prepare_gpu(
+    file: &GgufFile,
+    described: Transformer<Matrix>,
+    placement: &Placement,
+) -> Result<GpuPart> {
+    use std::sync::Arc;
+    let device = placement
+        .output
+        .or_else(|| placement.layers.iter().flatten().next().copied())
+        .unwrap_or(0);
+    let gpu = Arc::new(crate::backend::cuda::Gpu::open(device)?);
+    let k = placement.layers.len() - placement.gpu_layers();
+    let (_, tail) = described.split_at(k);
+    let mut backend = crate::backend::cuda::ops::Cuda::new(file, gpu);
+    let transformer = tail.prepare(&mut backend, file, &|_| Ok(()))?;
+    Ok(GpuPart {
+        backend,
+        transformer,
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn prepare_gpu(
+    _file: &GgufFile,
+    _described: Transformer<Matrix>,
+    _placement: &Placement,
+) -> Result<GpuPart> {
+    Err(crate::Error::Unsupported("built without CUDA".into()))
+}
+
+/// The CPU's part of a placed model: its first `k` layers prepared on `backend`, with the
+/// output read in place from the mapping when the GPU computes it.
+pub(crate) fn prepare_cpu(
+    backend: &mut Cpu,
+    file: &GgufFile,
+    described: Transformer<Matrix>,
+    k: usize,
+    output_on_gpu: bool,
+    progress: &dyn Fn(f32) -> Result<()>,
+) -> Result<Transformer<CpuWeight>> {
+    let (head, _) = described.split_at(k);
+    head.prepare_with_output(backend, file, progress, |b, m| {
+        if output_on_gpu {
+            Ok(Cpu::mapped(m))
+        } else {
+            b.prepare(file, m)
+        }
+    })
+}
+
+/// One forward pass: the CPU's layers, then the GPU's and the logits when there is a GPU
+/// part (see [`super::Model::forward`]).
+pub(crate) fn forward(
+    cpu: &Cpu,
+    head: &Transformer<CpuWeight>,
+    gpu: Option<&GpuPart>,
+    seqs: &mut [SeqBatch<'_>],
+    s: &mut Scratch,
+    pool: &ThreadPool,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<()> {
+    s.on_gpu = false;
+    let Some(_g) = gpu else {
+        return head.forward(cpu, seqs, &mut s.cpu, pool, cancelled);
+    };
+    #[cfg(feature = "cuda")]
+    {
+        let g = _g;
+        if !head.begin(cpu, &mut s.cpu, seqs)? {
+            return Ok(());
+        }
+        let tail = &g.transformer;
+        tail.begin(&g.backend, &mut s.gpu, seqs)?;
+        s.on_gpu = true;
+        if head.layers.is_empty() {
+            g.backend
+                .embed(&mut s.gpu, seqs, &tail.tok_embd, tail.config.embd_scale)?;
+        } else {
+            cpu.embed(&mut s.cpu, seqs, &head.tok_embd, head.config.embd_scale)?;
+            head.run_layers(cpu, &mut s.cpu, pool, seqs, cancelled)?;
+            g.backend.upload_x(&mut s.gpu, s.cpu.act(Act::X))?;
+        }
+        tail.run_layers(&g.backend, &mut s.gpu, &(), seqs, cancelled)?;
+        tail.finish(&g.backend, &mut s.gpu, &(), seqs, cancelled)
+    }
+    #[cfg(not(feature = "cuda"))]
+    unreachable!("no GPU part without CUDA")
+}
