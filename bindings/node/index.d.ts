@@ -76,6 +76,14 @@ export interface MemoryOptions {
   memoryReserve?: Size;
   /** Used fraction of RAM, in (0, 1], from which the machine is under pressure (default 0.85). */
   pressureThreshold?: number;
+  /** Layers on CUDA GPUs, from the last, with the output: 'auto' (default: as many as fit), 0 (CPU only) or a count. */
+  gpuLayers?: 'auto' | number;
+  /** The GPU holding the output and the last layers (default: the one with the most free memory). */
+  mainGpu?: number;
+  /** 'layer' (default: split across GPUs by free memory) or 'none' (one GPU). */
+  splitMode?: 'none' | 'layer';
+  /** Device memory left free on each GPU (default 0: the larger of 1 GiB and 10%). */
+  gpuMarginBytes?: Size;
 }
 
 export interface ModelLoadOptions {
@@ -433,6 +441,22 @@ export declare function hardware(): {
   logical_cores: number;
   physical_cores: number;
   [key: string]: any;
+};
+/** The CUDA devices as the driver reports them now, or why there are none. */
+export declare function cudaDevices(): {
+  available: boolean;
+  reason: string | null;
+  driver_version: string | null;
+  devices: Array<{
+    index: number;
+    name: string;
+    total_bytes: number;
+    free_bytes: number;
+    compute_capability: string;
+    sm_count: number;
+    max_threads_per_block: number;
+    warp_size: number;
+  }>;
 };
 /** The diagnostics report; with a model, its section too. */
 export declare function diagnostics(model?: Model | null): Record<string, any>;

@@ -212,6 +212,10 @@ const loadSchema = {
   background: checks.bool,
   batchSize: checks.int(1, 1 << 16),
   maxIdleSessions: checks.int(0, 64),
+  gpuLayers: (name, v) => (v === 'auto' ? v : checks.int(0, 2 ** 31 - 1)(name, v)),
+  mainGpu: checks.int(0, 1 << 16),
+  splitMode: checks.oneOf(['none', 'layer']),
+  gpuMarginBytes: checks.size,
 };
 
 const generateSchema = {
@@ -848,6 +852,11 @@ function hardware() {
   return native.hardware();
 }
 
+/** The CUDA devices as the driver reports them now, or why there are none (`reason`). */
+function cudaDevices() {
+  return native.cudaDevices();
+}
+
 /** The diagnostics report of this process; with `model`, its section too. */
 function diagnostics(model) {
   if (model !== undefined && model !== null) {
@@ -984,6 +993,7 @@ module.exports = {
   WoollyError,
   codes,
   hardware,
+  cudaDevices,
   diagnostics,
   version: native.version(),
   defaultModelPath: native.defaultModelPath,

@@ -11,6 +11,8 @@ use woolly_core::tokenizer::TokenId;
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: super::ModelArg,
+    #[command(flatten)]
+    pub gpu: super::gpu::GpuArgs,
     /// Prompt tokens for the prompt-processing test (0 = skip it).
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
     pub n_prompt: usize,
@@ -80,7 +82,13 @@ pub fn run(a: BenchArgs) -> super::CliResult {
     }
     let path = woolly_core::model::resolve_model_path(a.model.model.as_deref())?;
     let t0 = Instant::now();
-    let model = Model::load(Some(&path), &ModelParams::default())?;
+    let model = Model::load(
+        Some(&path),
+        &ModelParams {
+            gpu: a.gpu.params(),
+            ..ModelParams::default()
+        },
+    )?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let hw = Hardware::detect();
     let ctx = (a.n_prompt + a.n_gen + 16).max(64);
@@ -272,7 +280,13 @@ fn concurrent_round(
 fn run_concurrent(a: BenchArgs) -> super::CliResult {
     use woolly_core::engine::{Engine, EngineParams, Priority, Prompt, Request};
     let path = woolly_core::model::resolve_model_path(a.model.model.as_deref())?;
-    let model = Model::load(Some(&path), &ModelParams::default())?;
+    let model = Model::load(
+        Some(&path),
+        &ModelParams {
+            gpu: a.gpu.params(),
+            ..ModelParams::default()
+        },
+    )?;
     let threads = a.threads.first().copied().unwrap_or(0);
     let n_gen = a.n_gen.max(2);
     if !a.json {

@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod bench;
 mod doctor;
+mod gpu;
 mod kernel_check;
 
 use std::io::{Read, Write};
@@ -86,6 +87,8 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    gpu: gpu::GpuArgs,
     /// Most tokens to generate.
     #[arg(short = 'n', long = "max-tokens", default_value_t = 128)]
     max_tokens: usize,
@@ -241,6 +244,7 @@ fn run_generate(a: RunArgs) -> CliResult {
                 budget_bytes: a.memory_budget,
                 ..Default::default()
             },
+            gpu: a.gpu.params(),
             ..Default::default()
         },
     )?;
@@ -365,6 +369,7 @@ fn run(cli: Cli) -> CliResult {
                 "hardware": hw.to_json(),
                 "kernels": woolly_core::kernels::cpu::simd_level(),
                 "threads": woolly_core::policy::threads::policy_json(&hw),
+                "cuda": woolly_core::platform::cuda::report().to_json(),
             });
             outln!("{}", serde_json::to_string_pretty(&v)?);
         }

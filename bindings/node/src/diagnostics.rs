@@ -15,6 +15,12 @@ pub fn hardware() -> Value {
     woolly_core::platform::Hardware::detect().to_json()
 }
 
+/// The CUDA devices as the driver reports them now, or why there are none.
+#[napi(catch_unwind)]
+pub fn cuda_devices() -> Value {
+    woolly_core::platform::cuda::report().to_json()
+}
+
 /// The diagnostics report of this process (no model).
 #[napi(catch_unwind)]
 pub fn diagnostics() -> Value {

@@ -12,6 +12,7 @@ use woolly_core::generate::{
 };
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::policy::memory::{parse_size, MemoryPolicy};
+use woolly_core::policy::placement::{GpuLayers, GpuParams, Margin, SplitMode};
 use woolly_core::policy::power::ThermalConfig;
 use woolly_core::policy::ThreadPolicy;
 use woolly_core::{Error, Result};
@@ -121,6 +122,44 @@ pub struct LoadOptions {
     pub memory_reserve: Option<Size>,
     /// Used fraction of RAM from which the machine counts as under pressure.
     pub pressure_threshold: Option<f64>,
+    /// Layers to run on CUDA GPUs, from the last, with the output: `'auto'` (default: as many
+    /// as fit), 0 (CPU only) or a count.
+    pub gpu_layers: Option<Either<f64, String>>,
+    /// The GPU holding the output and the last layers (absent: the one with the most free
+    /// memory).
+    pub main_gpu: Option<u32>,
+    /// `'layer'` (default: split across GPUs by free memory) or `'none'` (one GPU).
+    pub split_mode: Option<String>,
+    /// Device memory to leave free on each GPU (bytes or a size; absent or 0: the larger of
+    /// 1 GiB and 10%).
+    pub gpu_margin_bytes: Option<Size>,
+}
+
+/// The GPU part of the load options.
+fn gpu_params(o: &LoadOptions) -> Result<GpuParams> {
+    let d = GpuParams::default();
+    let layers = match &o.gpu_layers {
+        None => d.layers,
+        Some(Either::A(n)) if n.is_finite() && *n >= 0.0 && n.fract() == 0.0 => {
+            GpuLayers::Count(*n as usize)
+        }
+        Some(Either::A(n)) => {
+            return Err(Error::InvalidArgument(format!(
+                "gpuLayers must be 'auto' or an integer >= 0, not {n}"
+            )))
+        }
+        Some(Either::B(s)) => GpuLayers::from_name(s)?,
+    };
+    Ok(GpuParams {
+        layers,
+        main_gpu: o.main_gpu.map(|g| g as usize),
+        split: match &o.split_mode {
+            Some(name) => SplitMode::from_name(name)?,
+            None => d.split,
+        },
+        margin: size(o.gpu_margin_bytes.as_ref(), "gpuMarginBytes")?
+            .map_or(d.margin, Margin::from_bytes),
+    })
 }
 
 /// Idle sessions a model's pool keeps unless `maxIdleSessions` says otherwise. woolly-core's
@@ -150,6 +189,7 @@ impl LoadOptions {
             )?,
             // The load plans its memory for the context its sessions will have.
             context_size: self.context_size.map_or(d.context_size, |c| c as usize),
+            gpu: gpu_params(self)?,
             ..d
         })
     }
