@@ -100,17 +100,8 @@ pub(crate) fn place(
             None,
         ));
     }
-    let devices = crate::platform::cuda::devices();
-    if devices.is_empty() {
-        let why = crate::platform::cuda::report()
-            .reason
-            .unwrap_or_else(|| "no CUDA device".into());
-        return Ok((
-            Placement::cpu(n_layers, format!("{why}; everything on the CPU")),
-            described,
-            None,
-        ));
-    }
+    let report = crate::platform::cuda::report();
+    let devices = report.devices.clone();
     let fp = footprint(&described, n_ctx, batch);
     // One device per model in this build: a layer split across several is planned, then
     // kept to its main device.
@@ -118,7 +109,7 @@ pub(crate) fn place(
         split: placement::SplitMode::None,
         ..*params
     };
-    let mut placement = placement::plan(&devices, &fp, &p);
+    let mut placement = placement::plan_report(&report, &fp, &p);
     loop {
         if !placement.uses_gpu() {
             return Ok((placement, described, None));
