@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod bench;
 mod doctor;
+mod synth;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ enum Command {
     /// Check this machine: CPU, memory, GPU, measured generation speed at batch sizes 1 to 16,
     /// and the settings those measurements recommend.
     Doctor(doctor::DoctorArgs),
+    /// Write a model's skeleton (--like MODEL) or a random-weight model from one (--fill SKELETON).
+    Synth(synth::SynthArgs),
     /// Describe a model file: architecture, hyperparameters, tensors, vocabulary.
     Inspect {
         #[command(flatten)]
@@ -351,6 +354,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Run(args) => run_generate(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Doctor(args) => doctor::run(args)?,
+        Command::Synth(args) => synth::run(args)?,
         Command::Hardware => {
             let hw = woolly_core::platform::Hardware::detect();
             let v = serde_json::json!({
