@@ -9,7 +9,8 @@ MODEL := $(MODEL_CACHE)/gemma-3-270m-q4_k_m.gguf
 DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
-.PHONY: fuzz soak leaks repeat all deps build model demo test test-rust test-arm test-c test-python test-node header check-header check-platforms install lint fmt clean bench bench-llama
+PHONY_GPU := gpu-check gpu-check-pack
+.PHONY: $(PHONY_GPU) fuzz soak leaks repeat all deps build model demo test test-rust test-arm test-c test-python test-node header check-header check-platforms install lint fmt clean bench bench-llama
 
 all: build
 
@@ -135,3 +136,10 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf build bindings/python/target bindings/node/target bindings/node/node_modules
+
+gpu-check-pack:
+	@MODEL="$(MODEL)" scripts/gpu-check-pack.sh
+
+gpu-check: gpu-check-pack
+	@echo "== upload the working tree with build/gpu-check/ and run on the GPU machine:"
+	@echo "   bash scripts/gpu-check.sh    # writes \$$OUT/gpu-check.json (default build/gpu-check/out)"

@@ -15,6 +15,7 @@ mod bench;
 mod doctor;
 mod gpu;
 mod kernel_check;
+mod synth;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -70,6 +71,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Check the CUDA backend on this machine's GPU (`gpu-check kernels`).
     GpuCheck(kernel_check::GpuCheckArgs),
+    /// Write a model's skeleton (--like MODEL) or a random-weight model from one (--fill SKELETON).
+    Synth(synth::SynthArgs),
     /// Describe a model file: architecture, hyperparameters, tensors, vocabulary.
     Inspect {
         #[command(flatten)]
@@ -363,6 +366,7 @@ fn run(cli: Cli) -> CliResult {
                 return Err("a CUDA kernel differs from its CPU twin beyond the tolerance".into());
             }
         }
+        Command::Synth(args) => synth::run(args)?,
         Command::Hardware => {
             let hw = woolly_core::platform::Hardware::detect();
             let v = serde_json::json!({

@@ -6,6 +6,7 @@
 //! at fault.
 
 mod parse;
+pub mod synth;
 mod types;
 mod value;
 pub mod writer;

@@ -1,4 +1,5 @@
-//! Writing GGUF files: for tests, fuzz seeds and synthetic models.
+//! Writing GGUF files: in memory ([`GgufWriter`], for tests and fuzz seeds) or streamed to a
+//! file ([`write_streaming`], for synthetic models of any size).
 
 use std::io::Write;
 use std::path::Path;
@@ -135,5 +136,109 @@ fn put_array(out: &mut Vec<u8>, a: &Array) {
                 }
             }
         }
+    }
+}
+
+/// One tensor's header entry for [`write_streaming`]: its data is produced while writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub ty: GgmlType,
+    pub dims: Vec<u64>,
+}
+
+impl TensorSpec {
+    /// Bytes of data for this tensor's type and shape.
+    pub fn size(&self) -> u64 {
+        let n: u64 = self.dims.iter().product();
+        n / self.ty.block_size() as u64 * self.ty.type_size() as u64
+    }
+}
+
+/// Encodes a GGUF header (magic, counts, metadata, tensor infos with offsets laid out from the
+/// sizes, padding to `alignment`). Returns the header's bytes and each tensor's data offset.
+pub fn encode_header(
+    version: u32,
+    alignment: u64,
+    metadata: &[(String, Value)],
+    tensors: &[TensorSpec],
+) -> (Vec<u8>, Vec<u64>) {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"GGUF");
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    for (k, v) in metadata {
+        put_str(&mut out, k);
+        out.extend_from_slice(&v.value_type().id().to_le_bytes());
+        put_value(&mut out, v);
+    }
+    let mut offset = 0u64;
+    let mut offsets = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        put_str(&mut out, &t.name);
+        out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+        for d in &t.dims {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&t.ty.id().to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        offsets.push(offset);
+        offset = (offset + t.size()).div_ceil(alignment) * alignment;
+    }
+    out.resize(
+        (out.len() as u64).div_ceil(alignment) as usize * alignment as usize,
+        0,
+    );
+    (out, offsets)
+}
+
+/// Writes a GGUF file to `out`, header first, then each tensor's data as `fill(index, spec, sink)`
+/// produces it (exactly `spec.size()` bytes, checked), padded to `alignment`. Nothing but the
+/// header and what `fill` buffers is held in memory.
+pub fn write_streaming<W: Write>(
+    out: &mut W,
+    version: u32,
+    alignment: u64,
+    metadata: &[(String, Value)],
+    tensors: &[TensorSpec],
+    mut fill: impl FnMut(usize, &TensorSpec, &mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let (header, offsets) = encode_header(version, alignment, metadata, tensors);
+    out.write_all(&header)?;
+    let mut pos = 0u64;
+    for (i, (t, &off)) in tensors.iter().zip(&offsets).enumerate() {
+        out.write_all(&vec![0u8; (off - pos) as usize])?;
+        let mut counted = Counting {
+            inner: &mut *out,
+            n: 0,
+        };
+        fill(i, t, &mut counted)?;
+        if counted.n != t.size() {
+            return Err(std::io::Error::other(format!(
+                "tensor `{}`: {} bytes written, {} expected",
+                t.name,
+                counted.n,
+                t.size()
+            )));
+        }
+        pos = off + t.size();
+    }
+    Ok(())
+}
+
+struct Counting<'a, W: Write> {
+    inner: &'a mut W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
