@@ -285,6 +285,7 @@ fn run_generate(a: RunArgs) -> CliResult {
             hw.logical_cores,
             model.packed_bytes() as f64 / (1 << 20) as f64,
         );
+        eprintln!("[placement: {}]", model.placement().reason);
         let b = model.memory_account().budget();
         let mib = |x: u64| x as f64 / (1 << 20) as f64;
         eprintln!(
@@ -332,6 +333,7 @@ fn run_generate(a: RunArgs) -> CliResult {
             "generated_ids": g.generated_ids,
             "text": g.text,
             "stop_reason": g.stop_reason,
+            "placement": model.placement(),
             "timings": {
                 "load_ms": load_ms,
                 "prompt_ms": t.prompt_ms,

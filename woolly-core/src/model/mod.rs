@@ -519,6 +519,15 @@ impl Model {
         )
     }
 
+    /// Bytes of weights held on a GPU.
+    pub fn device_weight_bytes(&self) -> usize {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.gpu {
+            return g.backend.prepared_bytes();
+        }
+        0
+    }
+
     /// Where the layers run, and why (the placement planned at load).
     pub fn placement(&self) -> &crate::policy::placement::Placement {
         &self.placement
@@ -556,6 +565,8 @@ impl Model {
         v["file_bytes"] = self.file.bytes().len().into();
         v["repacked_bytes"] = self.packed_bytes().into();
         v["load_ms"] = (self.load_time.as_secs_f64() * 1e3).into();
+        v["placement"] = serde_json::to_value(&self.placement).unwrap_or_default();
+        v["device_weight_bytes"] = self.device_weight_bytes().into();
         Ok(v)
     }
 

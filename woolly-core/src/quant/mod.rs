@@ -26,6 +26,7 @@
 //! Nothing here allocates; every function works on caller-provided slices.
 
 pub mod blocks;
+pub mod random;
 
 mod activation;
 mod dequant;

@@ -12,65 +12,24 @@ use serde_json::{json, Value};
 use super::{device_error, Gpu, WEIGHT_TYPES};
 use crate::gguf::GgmlType;
 use crate::kernels::cpu::ops;
+use crate::quant::random::{random_weights, XorShift};
 use crate::{quant, Result};
 
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn signed(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
-/// Offsets of the f16 scales in one block of `ty` (to be made finite and small), and the
-/// block's bytes.
-fn scale_offsets(ty: GgmlType) -> &'static [usize] {
-    use GgmlType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q6_K => &[208],
-        _ => &[],
-    }
-}
-
-/// `rows` rows of `cols` random values of type `ty`, as the file stores them.
-fn random_weights(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+/// `rows` rows of `cols` random values of type `ty`: floats within ±0.1, blocks with small
+/// scales, like a model's weights.
+fn weights(ty: GgmlType, rows: usize, cols: usize, rng: &mut XorShift) -> Vec<u8> {
     let n = rows * cols;
     match ty {
         GgmlType::F32 => (0..n)
-            .flat_map(|_| (rng.signed() * 0.1).to_le_bytes())
+            .flat_map(|_| (rng.next_f32() * 0.1).to_le_bytes())
             .collect(),
         GgmlType::F16 => (0..n)
-            .flat_map(|_| f16::from_f32(rng.signed() * 0.1).to_le_bytes())
+            .flat_map(|_| f16::from_f32(rng.next_f32() * 0.1).to_le_bytes())
             .collect(),
         GgmlType::BF16 => (0..n)
-            .flat_map(|_| bf16::from_f32(rng.signed() * 0.1).to_le_bytes())
+            .flat_map(|_| bf16::from_f32(rng.next_f32() * 0.1).to_le_bytes())
             .collect(),
-        _ => {
-            let bs = ty.type_size();
-            let blocks = n / ty.block_size();
-            let mut v: Vec<u8> = (0..blocks * bs).map(|_| rng.next() as u8).collect();
-            for b in v.chunks_exact_mut(bs) {
-                for &o in scale_offsets(ty) {
-                    let s = f16::from_f32(0.002 + 0.004 * (rng.signed() + 1.0) / 2.0);
-                    b[o..o + 2].copy_from_slice(&s.to_le_bytes());
-                }
-            }
-            v
-        }
+        _ => random_weights(ty, n, rng, 0.004),
     }
 }
 
@@ -99,14 +58,14 @@ fn launch_cfg(grid: (u32, u32, u32), block: (u32, u32, u32)) -> LaunchConfig {
 
 /// One weight type: dequantization, both products (1, 3 and 9 tokens through `mmv`, 70
 /// through `mm`) and embedding rows, against the CPU.
-fn check_type(gpu: &Gpu, ty: GgmlType, suffix: &str, rng: &mut Rng) -> Result<Value> {
+fn check_type(gpu: &Gpu, ty: GgmlType, suffix: &str, rng: &mut XorShift) -> Result<Value> {
     let err = |e| device_error(gpu.device.index, e);
     let (rows, cols) = (
         77usize,
         2 * 256 + if ty.block_size() == 32 { 32 } else { 0 },
     );
     let row_bytes = cols / ty.block_size() * ty.type_size();
-    let w = random_weights(ty, rows, cols, rng);
+    let w = weights(ty, rows, cols, rng);
     let mut deq = vec![0f32; rows * cols];
     for (r, out) in deq.chunks_exact_mut(cols).enumerate() {
         quant::dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], out)?;
@@ -138,7 +97,7 @@ fn check_type(gpu: &Gpu, ty: GgmlType, suffix: &str, rng: &mut Rng) -> Result<Va
 
     // products
     for (family, n) in [("mmv", 1usize), ("mmv", 3), ("mmv", 9), ("mm", 70)] {
-        let x: Vec<f32> = (0..n * cols).map(|_| rng.signed()).collect();
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.next_f32()).collect();
         let mut want = vec![0f64; n * rows];
         for t in 0..n {
             for r in 0..rows {
@@ -212,12 +171,12 @@ fn check_type(gpu: &Gpu, ty: GgmlType, suffix: &str, rng: &mut Rng) -> Result<Va
 }
 
 /// RMSNorm and the gated activations against [`ops`].
-fn check_ops(gpu: &Gpu, rng: &mut Rng) -> Result<Value> {
+fn check_ops(gpu: &Gpu, rng: &mut XorShift) -> Result<Value> {
     let err = |e| device_error(gpu.device.index, e);
     let stream = gpu.stream();
     let (rows, width) = (5usize, 640usize);
-    let x: Vec<f32> = (0..rows * width).map(|_| rng.signed() * 3.0).collect();
-    let w: Vec<f32> = (0..width).map(|_| 1.0 + rng.signed() * 0.5).collect();
+    let x: Vec<f32> = (0..rows * width).map(|_| rng.next_f32() * 3.0).collect();
+    let w: Vec<f32> = (0..width).map(|_| 1.0 + rng.next_f32() * 0.5).collect();
     let eps = 1e-6f32;
     let mut want = x.clone();
     want.chunks_exact_mut(width)
@@ -242,8 +201,8 @@ fn check_ops(gpu: &Gpu, rng: &mut Rng) -> Result<Value> {
     let rms = rel_err(&gpu.download(&dy)?, &want64);
 
     let total = 3000usize;
-    let gate: Vec<f32> = (0..total).map(|_| rng.signed() * 4.0).collect();
-    let up: Vec<f32> = (0..total).map(|_| rng.signed() * 2.0).collect();
+    let gate: Vec<f32> = (0..total).map(|_| rng.next_f32() * 4.0).collect();
+    let up: Vec<f32> = (0..total).map(|_| rng.next_f32() * 2.0).collect();
     let mut glu = serde_json::Map::new();
     for name in ["geglu", "swiglu"] {
         let mut want = gate.clone();
@@ -283,7 +242,7 @@ pub const TOLERANCE: f64 = 1e-4;
 /// the report says so).
 pub fn check_kernels(index: usize) -> Result<Value> {
     let gpu = Gpu::open(index)?;
-    let mut rng = Rng(0x5EED);
+    let mut rng = XorShift(0x5EED);
     let mut types = serde_json::Map::new();
     let mut worst = 0f64;
     for (ty, suffix) in WEIGHT_TYPES {
