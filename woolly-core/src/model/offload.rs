@@ -235,3 +235,93 @@ pub(crate) fn forward(
     #[cfg(not(feature = "cuda"))]
     unreachable!("no GPU part without CUDA")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Model, ModelParams};
+    use crate::platform::cuda::CudaDevice;
+
+    fn described() -> (GgufFile, Transformer<Matrix>) {
+        let file = GgufFile::open(crate::testing::default_model()).unwrap();
+        let hp = crate::model::HParams::from_gguf(&file).unwrap();
+        let t = crate::model::gemma3::load(&file, &hp).unwrap();
+        (file, t)
+    }
+
+    #[test]
+    fn the_footprint_of_the_default_model_is_its_tensors_and_a_context() {
+        let (file, t) = described();
+        let fp = footprint(&t, 4096, 512);
+        assert_eq!(fp.layer_weights.len(), 18);
+        // gemma3 270m: 1 KV head of 256 for keys and values, f16, 4096 positions.
+        assert_eq!(fp.layer_kv[0], 2 * 256 * 2 * 4096);
+        // The tied Q8_0 embedding is the output: about 180 MB; layers and output together are
+        // nearly the whole file.
+        assert!(
+            (170 << 20..190 << 20).contains(&fp.output_weights),
+            "{}",
+            fp.output_weights
+        );
+        let total: u64 = fp.layer_weights.iter().sum::<u64>() + fp.output_weights;
+        let file_bytes = file.bytes().len() as u64;
+        assert!(
+            total < file_bytes && total > file_bytes * 9 / 10,
+            "{total} of {file_bytes}"
+        );
+    }
+
+    #[test]
+    fn a_large_device_would_take_the_whole_default_model() {
+        let (_, t) = described();
+        let fp = footprint(&t, 4096, 512);
+        let h200 = CudaDevice {
+            index: 0,
+            name: "NVIDIA H200".into(),
+            total_bytes: 141 << 30,
+            free_bytes: 140 << 30,
+            compute_capability: (9, 0),
+            sm_count: 132,
+            max_threads_per_block: 1024,
+            warp_size: 32,
+        };
+        let p = placement::plan(&[h200], &fp, &GpuParams::default());
+        assert_eq!(p.gpu_layers(), 18);
+        assert_eq!(p.output, Some(0));
+    }
+
+    #[test]
+    fn without_a_device_or_with_gpu_layers_0_everything_runs_on_the_cpu() {
+        let report = crate::platform::cuda::report();
+        for layers in [GpuLayers::Auto, GpuLayers::Count(0)] {
+            let params = ModelParams {
+                context_size: 256,
+                gpu: GpuParams {
+                    layers,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let model = Model::load(Some(&crate::testing::default_model()), &params).unwrap();
+            let p = model.placement();
+            if report.available && layers == GpuLayers::Auto {
+                println!("skipped: a CUDA device is present ({})", p.reason);
+                continue;
+            }
+            assert!(!p.uses_gpu(), "{}", p.reason);
+            assert_eq!(p.layers.len(), 18);
+            assert!(p.reason.contains("everything on the CPU"), "{}", p.reason);
+            if layers == GpuLayers::Auto {
+                let why = report.reason.clone().unwrap();
+                assert!(p.reason.contains(&why), "{} lacks {why}", p.reason);
+            }
+            assert_eq!(
+                model.info().unwrap()["placement"]["output"],
+                serde_json::Value::Null
+            );
+            assert_eq!(model.device_weight_bytes(), 0);
+            let cache = model.new_kv_cache(256, crate::model::KvPrecision::F16);
+            assert_eq!(cache.device_layers(), 0);
+        }
+    }
+}

@@ -83,7 +83,7 @@ impl SplitMode {
             "none" => Ok(SplitMode::None),
             "layer" => Ok(SplitMode::Layer),
             _ => Err(Error::InvalidArgument(format!(
-                "split mode must be none or layer, not {name:?}"
+                "split_mode must be none or layer, not {name:?}"
             ))),
         }
     }

@@ -19,11 +19,13 @@ use crate::gguf::GgmlType;
 use crate::platform::cuda::CudaDevice;
 use crate::{Error, Result};
 
-/// The kernels, as PTX for compute capability 7.5 and later (`kernels/woolly.ptx`).
-pub const PTX: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../kernels/woolly.ptx"
-));
+/// The kernels, as PTX for compute capability 7.5 and later (`kernels/woolly.ptx`), when the
+/// tree this was built from has them (`make kernels`); without them no device is opened.
+#[cfg(woolly_ptx)]
+pub const PTX: Option<&str> = Some(include_str!(env!("WOOLLY_PTX")));
+/// See above: this build has no kernels.
+#[cfg(not(woolly_ptx))]
+pub const PTX: Option<&str> = None;
 
 /// The weight types the kernels read, with the suffix of their kernels' names.
 pub const WEIGHT_TYPES: [(GgmlType, &str); 13] = [
@@ -109,11 +111,17 @@ impl Gpu {
                     .unwrap_or("the driver lists no such device")
             )));
         };
+        let Some(ptx) = PTX else {
+            return Err(Error::Unsupported(
+                "this build has no CUDA kernels (kernels/woolly.ptx was absent when it was built)"
+                    .into(),
+            ));
+        };
         let err = |e: DriverError| device_error(index, e);
         let ctx = CudaContext::new(index).map_err(err)?;
         let stream = ctx.new_stream().map_err(err)?;
         let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(PTX))
+            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
             .map_err(|e| Error::Device {
                 device: index,
                 message: format!(
@@ -228,12 +236,16 @@ mod tests {
 
     #[test]
     fn the_embedded_ptx_has_every_kernel_the_backend_launches() {
+        let Some(ptx) = PTX else {
+            println!("skipped: this tree has no kernels/woolly.ptx yet");
+            return;
+        };
         for name in kernel_names() {
             let entry = format!(".entry {name}(");
-            assert!(PTX.contains(&entry), "kernels/woolly.ptx lacks {entry}");
+            assert!(ptx.contains(&entry), "kernels/woolly.ptx lacks {entry}");
         }
         // Compute capability 7.5 and later, through the driver's JIT.
-        assert!(PTX.contains(".target sm_75"), "the PTX targets sm_75");
+        assert!(ptx.contains(".target sm_75"), "the PTX targets sm_75");
     }
 
     #[test]
