@@ -158,21 +158,8 @@ impl Backend for Cpu {
         scale: Option<f32>,
     ) -> Result<()> {
         let n: usize = seqs.iter().map(|b| b.tokens.len()).sum();
-        let width = table.cols;
-        let x = sized(s.write(Act::X), n * width);
-        let emb = table.data(&self.map);
-        let erb = table.row_bytes();
-        for (row, &tok) in x
-            .chunks_exact_mut(width)
-            .zip(seqs.iter().flat_map(|b| b.tokens.iter()))
-        {
-            let t = tok as usize;
-            quant::dequantize_row(table.ty, &emb[t * erb..(t + 1) * erb], row)?;
-            if let Some(scale) = scale {
-                row.iter_mut().for_each(|v| *v *= scale);
-            }
-        }
-        Ok(())
+        let x = sized(s.write(Act::X), n * table.cols);
+        super::embed_rows(&self.map, table, seqs, scale, x)
     }
 
     fn rms_norm(

@@ -73,6 +73,34 @@ impl Matrix {
     }
 }
 
+/// `out` = the rows of `table` (in the file's mapping `bytes`) for the tokens of `seqs`, in
+/// order, times `scale`: the embedding every backend looks up on the host.
+///
+/// # Errors
+/// When `table`'s type cannot be read.
+pub fn embed_rows(
+    bytes: &[u8],
+    table: &Matrix,
+    seqs: &[SeqBatch<'_>],
+    scale: Option<f32>,
+    out: &mut [f32],
+) -> Result<()> {
+    let width = table.cols;
+    let erb = table.row_bytes();
+    let emb = table.data(bytes);
+    for (row, &tok) in out
+        .chunks_exact_mut(width)
+        .zip(seqs.iter().flat_map(|b| b.tokens.iter()))
+    {
+        let t = tok as usize;
+        crate::quant::dequantize_row(table.ty, &emb[t * erb..(t + 1) * erb], row)?;
+        if let Some(scale) = scale {
+            row.iter_mut().for_each(|v| *v *= scale);
+        }
+    }
+    Ok(())
+}
+
 /// The feed-forward gate's activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {

@@ -14,7 +14,7 @@ use crate::backend::{Act, Activation, Backend, Matrix, Rope, SeqBatch};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::cpu::ops::RopeLayout;
 use crate::kernels::kv::AttnShape;
-use crate::{quant, Error, Result};
+use crate::{Error, Result};
 
 /// Products of up to this many tokens use the matrix-vector kernels.
 const MMV_MAX_TOKENS: usize = 8;
@@ -315,23 +315,11 @@ impl Backend for Cuda {
         table: &Matrix,
         scale: Option<f32>,
     ) -> Result<()> {
-        let width = table.cols;
-        let erb = table.row_bytes();
-        let emb = table.data(&self.map);
         let mut host = std::mem::take(&mut s.host);
         host.clear();
-        host.resize(s.n * width, 0.0);
-        for (row, &tok) in host
-            .chunks_exact_mut(width)
-            .zip(seqs.iter().flat_map(|b| b.tokens.iter()))
-        {
-            let t = tok as usize;
-            quant::dequantize_row(table.ty, &emb[t * erb..(t + 1) * erb], row)?;
-            if let Some(scale) = scale {
-                row.iter_mut().for_each(|v| *v *= scale);
-            }
-        }
-        let r = self.upload_x(s, &host);
+        host.resize(s.n * table.cols, 0.0);
+        let r = crate::backend::embed_rows(&self.map, table, seqs, scale, &mut host)
+            .and_then(|()| self.upload_x(s, &host));
         s.host = host;
         r
     }
