@@ -10,7 +10,7 @@ DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
 PHONY_GPU := gpu-check gpu-check-pack
-.PHONY: $(PHONY_GPU) fuzz soak leaks repeat all deps build model demo test test-rust test-arm test-c test-python test-node header check-header check-platforms install lint fmt clean bench bench-llama
+.PHONY: $(PHONY_GPU) fuzz soak leaks repeat all deps build model demo test test-rust test-arm test-c test-python test-node header check-header kernels check-kernels check-platforms install lint fmt clean bench bench-llama
 
 all: build
 
@@ -58,6 +58,15 @@ check-header:
 	@diff -u include/woolly.h build/woolly.h.check \
 		|| (echo "include/woolly.h is stale: run make header and commit it" >&2; exit 1)
 
+# kernels/woolly.ptx from kernels/woolly.cu (NVRTC 12.2 from PyPI wheels in build/cuda-tools);
+# check-kernels fails when the checked-in PTX is stale, then runs ptxas for sm_75..sm_90
+# and prints each kernel's registers and spills (build/kernels-report.json).
+kernels:
+	@$(PYTHON) scripts/kernels.py build
+
+check-kernels:
+	@$(PYTHON) scripts/kernels.py check
+
 PREFIX ?= /usr/local
 # The library, the header and the CMake package (find_package(Woolly)).
 install: build
@@ -97,7 +106,7 @@ test-node: deps model
 leaks: test-python test-node
 	@bash scripts/leaks.sh
 
-test: lint check-header test-rust test-c test-python test-node leaks test-arm
+test: lint check-header check-kernels test-rust test-c test-python test-node leaks test-arm
 	@echo "make test: all suites passed"
 
 # Coverage-guided fuzzing (cargo fuzz, nightly): each target for FUZZ_SECONDS (default 60); a crash
