@@ -192,3 +192,8 @@ W_INLINE void deq16_q6_k(const u8* row, int c, int, float* out) {
         out[j] = dl * (float)(q - 32);
     }
 }
+
+// Every weight type with kernels, in the order of WEIGHT_TYPES in backend/cuda/mod.rs.
+#define WEIGHT_TYPE_LIST(X) \
+    X(f32) X(f16) X(bf16) X(q4_0) X(q4_1) X(q5_0) X(q5_1) X(q8_0) X(q2_k) X(q3_k) X(q4_k) \
+    X(q5_k) X(q6_k)
