@@ -153,6 +153,14 @@ fn prepare_gpu(
     placement: &Placement,
 ) -> Result<GpuPart> {
     use std::sync::Arc;
+    let c = &described.config;
+    let widest = c.head_dim_k.max(c.head_dim_v);
+    if widest > crate::backend::cuda::ops::MAX_HEAD_DIM {
+        return Err(crate::Error::Unsupported(format!(
+            "attention heads {widest} wide on the GPU (its kernels take up to {})",
+            crate::backend::cuda::ops::MAX_HEAD_DIM
+        )));
+    }
     let device = placement
         .output
         .or_else(|| placement.layers.iter().flatten().next().copied())

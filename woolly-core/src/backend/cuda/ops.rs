@@ -19,6 +19,25 @@ use crate::{Error, Result};
 /// Products of up to this many tokens use the matrix-vector kernels.
 const MMV_MAX_TOKENS: usize = 8;
 
+/// The widest head the attention kernels take (`MAX_HEAD` in kernels/attention.cuh).
+pub const MAX_HEAD_DIM: usize = 256;
+
+/// Keys per split of split-K attention, at least.
+const SPLIT_KEYS: usize = 128;
+
+/// Splits of split-K attention, at most.
+const MAX_SPLITS: usize = 64;
+
+/// How decode attention over `keys` keys for `blocks` (token, head) pairs splits its keys:
+/// `(splits, chunk)`, or `None` to run one block per pair (enough blocks already, or few keys).
+fn split_k(blocks: usize, keys: usize) -> Option<(usize, usize)> {
+    if blocks >= 128 || keys <= 2 * SPLIT_KEYS {
+        return None;
+    }
+    let splits = keys.div_ceil(SPLIT_KEYS).min(MAX_SPLITS);
+    Some((splits, keys.div_ceil(splits)))
+}
+
 /// One token's place in its sequence's device cache (`TokMeta` in kernels/common.cuh).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,6 +97,10 @@ pub struct CudaScratch {
     /// Values each buffer holds in this pass.
     lens: [usize; Act::Up as usize + 1],
     meta: Option<CudaSlice<TokMeta>>,
+    /// Keys the longest sequence of the pass attends over.
+    max_keys: usize,
+    /// Split-K attention's partial results.
+    part: Option<CudaSlice<f32>>,
     rows: Option<CudaSlice<i32>>,
     logits_dev: Option<CudaSlice<f32>>,
     host: Vec<f32>,
@@ -303,6 +326,7 @@ impl Backend for Cuda {
             }
         }
         s.n = meta.len();
+        s.max_keys = meta.iter().map(|m| m.pos as usize + 1).max().unwrap_or(0);
         s.err = None;
         s.meta = Some(self.gpu.upload(&meta, "token positions")?);
         Ok(())
@@ -445,6 +469,57 @@ impl Backend for Cuda {
             let q = self.buf(s, Act::Q)?;
             let out = self.ensure(s, Act::Attn, n * shape.n_head * shape.head_dim_v)?;
             let win = i(window.unwrap_or(0));
+            // Keys the window lets the longest sequence see.
+            let keys = window.map_or(s.max_keys, |w| w.min(s.max_keys));
+            if let Some((splits, chunk)) = split_k(n * shape.n_head, keys) {
+                // The splits cover positions 0..max_keys; those before a window's start are empty.
+                let (splits, chunk) = if window.is_some() {
+                    let chunk = chunk.max(s.max_keys.div_ceil(MAX_SPLITS));
+                    (s.max_keys.div_ceil(chunk), chunk)
+                } else {
+                    (splits, chunk)
+                };
+                let len = n * shape.n_head * splits * (shape.head_dim_v + 2);
+                if s.part.as_ref().is_none_or(|b| b.len() < len) {
+                    s.part = None;
+                    s.part = Some(self.gpu.zeros::<f32>(len, "attention partials")?);
+                }
+                let part = s.part.as_ref().map(|b| self.ptr(b)).unwrap_or(0);
+                let args: [&dyn Arg; 12] = [
+                    &q,
+                    &part,
+                    &meta,
+                    &i(n),
+                    &i(il),
+                    &i(shape.n_head),
+                    &i(shape.n_head_kv),
+                    &i(shape.head_dim_k),
+                    &i(shape.head_dim_v),
+                    &shape.kq_scale,
+                    &win,
+                    &i(chunk),
+                ];
+                self.launch(
+                    "attention_partial",
+                    (shape.n_head, n, splits),
+                    (128, 1, 1),
+                    &args,
+                )?;
+                let args: [&dyn Arg; 6] = [
+                    &part,
+                    &out,
+                    &i(n),
+                    &i(shape.n_head),
+                    &i(shape.head_dim_v),
+                    &i(splits),
+                ];
+                return self.launch(
+                    "attention_combine",
+                    (shape.n_head, n, 1),
+                    (128, 1, 1),
+                    &args,
+                );
+            }
             let args: [&dyn Arg; 11] = [
                 &q,
                 &out,
@@ -544,5 +619,29 @@ impl Cuda {
             .stream()
             .memcpy_htod(x, &mut dst.slice_mut(0..x.len()))
             .map_err(|e| super::device_error(self.gpu.device.index, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_k_covers_every_key_in_at_most_64_splits() {
+        // Short contexts and wide batches run one block per (token, head).
+        assert_eq!(split_k(4, 100), None);
+        assert_eq!(split_k(4, 2 * SPLIT_KEYS), None);
+        assert_eq!(split_k(512, 30_000), None);
+        for keys in [257, 1000, 4096, 8191, 32_768, 131_072] {
+            let (splits, chunk) = split_k(4, keys).expect("long decode contexts split");
+            assert!(splits >= 2 && splits <= MAX_SPLITS, "{keys}: {splits}");
+            assert!(splits * chunk >= keys, "{keys}: {splits} x {chunk}");
+            assert!((splits - 1) * chunk < keys, "{keys}: no split is empty");
+        }
+    }
+
+    #[test]
+    fn the_kernels_token_metadata_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<TokMeta>(), 32);
     }
 }
