@@ -634,7 +634,7 @@ mod tests {
         assert_eq!(split_k(512, 30_000), None);
         for keys in [257, 1000, 4096, 8191, 32_768, 131_072] {
             let (splits, chunk) = split_k(4, keys).expect("long decode contexts split");
-            assert!(splits >= 2 && splits <= MAX_SPLITS, "{keys}: {splits}");
+            assert!((2..=MAX_SPLITS).contains(&splits), "{keys}: {splits}");
             assert!(splits * chunk >= keys, "{keys}: {splits} x {chunk}");
             assert!((splits - 1) * chunk < keys, "{keys}: no split is empty");
         }
