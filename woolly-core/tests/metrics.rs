@@ -324,6 +324,16 @@ fn prometheus_text_parses_and_counters_move_after_real_generations() {
         assert!(delta(&format!("{h}_sum")) > 0.0 || h == "woolly_queue_wait_seconds");
     }
     assert!(got(&after, "woolly_generation_tokens_per_second") > 0.0);
+    // Where the model runs (on a machine without a GPU: nothing on a device).
+    let model = [("model", LABEL)];
+    assert_eq!(
+        sample(&after, "woolly_model_gpu_layers", &model),
+        m.placement().gpu_layers() as f64
+    );
+    assert_eq!(
+        sample(&after, "woolly_model_device_memory_bytes", &model),
+        m.device_weight_bytes() as f64
+    );
 
     // The engine's figures.
     assert_eq!(

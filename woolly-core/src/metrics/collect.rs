@@ -73,6 +73,16 @@ pub(super) fn collect_models(out: &mut Vec<FamilySnapshot>) -> Vec<(String, Metr
         "Generation speed of each generation that produced at least two tokens.",
         Histogram,
     );
+    let mut device_mem = family(
+        "woolly_model_device_memory_bytes",
+        "Bytes of the model's weights held on a GPU (0 on the CPU alone).",
+        Gauge,
+    );
+    let mut gpu_layers = family(
+        "woolly_model_gpu_layers",
+        "Layers of the model that run on a GPU.",
+        Gauge,
+    );
     let mut seen = std::collections::HashSet::new();
     let mut models = Vec::new();
     for m in super::live_models() {
@@ -110,6 +120,13 @@ pub(super) fn collect_models(out: &mut Vec<FamilySnapshot>) -> Vec<(String, Metr
         push(&mut gen_s, SampleValue::Histogram(h.generation_seconds));
         push(&mut queue_s, SampleValue::Histogram(h.queue_seconds));
         push(&mut rate_h, SampleValue::Histogram(h.generation_tok_s));
+        let load =
+            |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        push(
+            &mut device_mem,
+            SampleValue::Gauge(load(&m.device_weight_bytes)),
+        );
+        push(&mut gpu_layers, SampleValue::Gauge(load(&m.gpu_layers)));
         models.push((label, s));
     }
     out.extend([
@@ -124,6 +141,8 @@ pub(super) fn collect_models(out: &mut Vec<FamilySnapshot>) -> Vec<(String, Metr
         gen_s,
         queue_s,
         rate_h,
+        device_mem,
+        gpu_layers,
     ]);
     models
 }

@@ -85,6 +85,9 @@ pub(crate) struct Series {
     ttft_us: AtomicU64,
     ttft_count: AtomicU64,
     queue_us: AtomicU64,
+    /// Bytes of weights on a GPU, and the layers that run there (set at load).
+    pub(crate) device_weight_bytes: AtomicU64,
+    pub(crate) gpu_layers: AtomicU64,
     /// Seconds: to the first token (generations that produced one), reading the prompt,
     /// generating, waiting in an engine's queue (0 for sessions).
     pub(crate) ttft: Histogram,
@@ -125,6 +128,8 @@ impl Default for ModelMetrics {
             ttft_us: Default::default(),
             ttft_count: Default::default(),
             queue_us: Default::default(),
+            device_weight_bytes: Default::default(),
+            gpu_layers: Default::default(),
             ttft: Histogram::new(LATENCY_BUCKETS),
             prompt: Histogram::new(LATENCY_BUCKETS),
             generation: Histogram::new(DURATION_BUCKETS),
@@ -222,6 +227,16 @@ impl ModelMetrics {
     /// counting the models of this process from 1.
     pub fn set_label(&self, label: impl Into<String>) {
         *self.inner.label.lock().unwrap_or_else(|e| e.into_inner()) = Some(label.into());
+    }
+
+    /// Records where the model runs: `layers` layers and `weight_bytes` bytes of weights on a
+    /// GPU (0 and 0 on the CPU alone); exported as `woolly_model_gpu_layers` and
+    /// `woolly_model_device_memory_bytes`.
+    pub fn set_device(&self, layers: usize, weight_bytes: usize) {
+        let m = &*self.inner;
+        m.gpu_layers.store(layers as u64, Ordering::Relaxed);
+        m.device_weight_bytes
+            .store(weight_bytes as u64, Ordering::Relaxed);
     }
 
     /// The `model` label of this model's exported metrics.

@@ -290,6 +290,14 @@ impl Model {
         if let Some(stem) = path.file_stem() {
             metrics.set_label(stem.to_string_lossy());
         }
+        #[cfg(feature = "cuda")]
+        let device_bytes = gpu.as_ref().map_or(0, |g| {
+            use crate::backend::Backend;
+            g.backend.prepared_bytes()
+        });
+        #[cfg(not(feature = "cuda"))]
+        let device_bytes = 0;
+        metrics.set_device(placement.gpu_layers(), device_bytes);
         Ok(Arc::new(Model {
             file,
             hparams,
