@@ -1,15 +1,16 @@
-// The CUDA built-ins Woolly's kernels use, on the host: each block's threads run as real
-// threads (blocks one after another), __syncthreads is a barrier of the block, warp shuffles
-// exchange through a barrier of the warp, and __shared__ variables are statics (one block at
-// a time uses them). It runs the kernels' own source so that `make test` checks their index
-// arithmetic, reductions and bounds against the CPU's scalar twins on a machine without a GPU;
-// it says nothing about speed, and `make gpu-check` runs the same checks on a real device.
+// The CUDA built-ins Woolly's kernels use, on the host: a block's threads run as fibers
+// (ucontext) on the calling thread, blocks one after another; __syncthreads waits for every
+// thread of the block, a warp shuffle for every thread of the warp (a thread that has returned
+// takes no part, as on the GPU), and __shared__ variables are statics (one block at a time uses
+// them). It runs the kernels' own source so that `make test` checks their index arithmetic,
+// reductions and bounds against the CPU's scalar twins on a machine without a GPU; it says
+// nothing about speed, and `make gpu-check` runs the same checks on a real device.
 #pragma once
-#include <barrier>
+#include <ucontext.h>
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 struct uint3 {
@@ -17,25 +18,33 @@ struct uint3 {
 };
 typedef uint3 dim3;
 
-namespace emu {
-struct Warp {
-    explicit Warp(std::ptrdiff_t n) : bar(n) {}
-    std::barrier<> bar;
-    float vals[32];
-};
-struct Block {
-    explicit Block(std::ptrdiff_t n) : bar(n) {}
-    std::barrier<> bar;
-    std::vector<std::unique_ptr<Warp>> warps;
-};
-inline thread_local Block* block = nullptr;
-inline thread_local Warp* warp = nullptr;
-}  // namespace emu
-
-inline thread_local uint3 threadIdx;
-inline thread_local uint3 blockIdx;
+inline uint3 threadIdx;
+inline uint3 blockIdx;
 inline uint3 blockDim;
 inline uint3 gridDim;
+
+namespace emu {
+enum State { READY, AT_BLOCK, AT_WARP, DONE };
+struct Fiber {
+    ucontext_t ctx;
+    State state = READY;
+    uint3 idx;
+    unsigned warp_calls = 0;  // shuffles so far (which of the two exchange buffers is used)
+};
+struct Warp {
+    float vals[2][32];
+};
+inline std::vector<Fiber>* fibers = nullptr;
+inline std::vector<Warp>* warps = nullptr;
+inline unsigned current = 0;
+inline ucontext_t scheduler;
+
+inline void yield(State s) {
+    Fiber& f = (*fibers)[current];
+    f.state = s;
+    swapcontext(&f.ctx, &scheduler);
+}
+}  // namespace emu
 
 #define __global__
 #define __device__
@@ -44,19 +53,15 @@ inline uint3 gridDim;
 #define __launch_bounds__(n)
 #define W_INLINE inline
 
-inline void __syncthreads() { emu::block->bar.arrive_and_wait(); }
-
-inline unsigned emu_lane() {
-    unsigned linear = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-    return linear % 32;
-}
+inline void __syncthreads() { emu::yield(emu::AT_BLOCK); }
 
 inline float __shfl_xor_sync(unsigned, float v, int offset) {
-    emu::Warp& w = *emu::warp;
-    unsigned lane = emu_lane();
-    w.vals[lane] = v;
-    w.bar.arrive_and_wait();
-    float r = w.vals[lane ^ (unsigned)offset];
-    w.bar.arrive_and_wait();
-    return r;
+    emu::Fiber& f = (*emu::fibers)[emu::current];
+    unsigned lane = emu::current % 32;
+    // Two buffers in turn: a thread past this exchange writes the next one's value into the
+    // other buffer, while the slower ones still read this one.
+    float(&vals)[32] = (*emu::warps)[emu::current / 32].vals[f.warp_calls++ & 1];
+    vals[lane] = v;
+    emu::yield(emu::AT_WARP);
+    return vals[lane ^ (unsigned)offset];
 }

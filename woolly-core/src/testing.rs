@@ -63,6 +63,53 @@ pub fn synthetic_model() -> PathBuf {
     hostile_dir().join("synthetic-llama.gguf")
 }
 
+/// The CUDA kernels (kernels/) built for the host as a library (kernels/host/twin.cpp), by the
+/// system's C++20 compiler (`$CXX`, else `g++`), once per version of their sources: for
+/// [`crate::backend::cuda::emulator`] and the kernel checks of machines without a GPU. Fails
+/// (never skips) when the compiler does.
+pub fn host_kernels_library() -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let dir = repo_root().join("kernels");
+    let mut sources: Vec<PathBuf> = ["", "host"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(dir.join(d)).expect("kernels/ is readable"))
+        .map(|e| e.expect("kernels/ is readable").path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("cu" | "cuh" | "h" | "cpp")
+            )
+        })
+        .collect();
+    sources.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in &sources {
+        std::fs::read(p).expect("a kernel source").hash(&mut h);
+    }
+    let out_dir = repo_root().join("target/kernels-host");
+    std::fs::create_dir_all(&out_dir).expect("create target/kernels-host");
+    let out = out_dir.join(format!("woolly-kernels-{:016x}.so", h.finish()));
+    if out.is_file() {
+        return out;
+    }
+    let tmp = out_dir.join(format!("building-{}.so", std::process::id()));
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+    let status = std::process::Command::new(&cxx)
+        .args(["-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-o"])
+        .arg(&tmp)
+        .arg(dir.join("host/twin.cpp"))
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("{cxx} (a C++20 compiler builds the kernels for the host): {e}")
+        });
+    assert!(
+        status.success(),
+        "{cxx} failed on kernels/host/twin.cpp ({status})"
+    );
+    std::fs::rename(&tmp, &out).expect("move the host kernels in place");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,7 +66,26 @@ impl CudaReport {
 
 /// The CUDA devices now, or why there are none. Never panics, whatever the machine has.
 pub fn report() -> CudaReport {
+    #[cfg(feature = "cuda-emulator")]
+    if let Some(d) = EMULATED.get() {
+        return CudaReport {
+            available: true,
+            reason: None,
+            driver_version: Some("emulated".into()),
+            devices: vec![d.clone()],
+        };
+    }
     imp::report()
+}
+
+/// The one device of the host emulation of the kernels, once installed (tests only).
+#[cfg(feature = "cuda-emulator")]
+static EMULATED: std::sync::OnceLock<CudaDevice> = std::sync::OnceLock::new();
+
+/// Makes [`report`] list `device` alone from now on (`backend::cuda::emulator::install`).
+#[cfg(feature = "cuda-emulator")]
+pub fn set_emulated(device: CudaDevice) {
+    let _ = EMULATED.set(device);
 }
 
 /// The CUDA devices now (empty when [`report`] finds none).

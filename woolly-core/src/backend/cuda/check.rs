@@ -11,26 +11,15 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
 use half::{bf16, f16};
 use serde_json::{json, Value};
 
-use super::{device_error, Gpu, WEIGHT_TYPES};
+pub use super::Param;
+use super::{DevBuf, Gpu, WEIGHT_TYPES};
 use crate::gguf::GgmlType;
 use crate::kernels::cpu::ops::{self, RopeLayout};
 use crate::quant::random::{random_weights, XorShift};
 use crate::{quant, Error, Result};
-
-/// One kernel parameter, passed by value.
-#[derive(Debug, Clone, Copy)]
-pub enum Param {
-    /// A device address (of a buffer from [`KernelDevice::alloc`]), or 0 for none.
-    Ptr(u64),
-    /// An `int`.
-    I32(i32),
-    /// A `float`.
-    F32(f32),
-}
 
 /// What the check needs of a device: buffers, and launches of the kernels by name with the
 /// parameters of kernels/README.md. A GPU through the driver ([`GpuDevice`]), or the kernels
@@ -61,10 +50,10 @@ pub trait KernelDevice {
     ) -> Result<()>;
 }
 
-/// A GPU as a [`KernelDevice`].
+/// A GPU (or the host emulation, `emulator`) as a [`KernelDevice`].
 pub struct GpuDevice {
     gpu: Gpu,
-    buffers: Mutex<HashMap<u64, CudaSlice<u8>>>,
+    buffers: Mutex<HashMap<u64, DevBuf<u8>>>,
 }
 
 impl GpuDevice {
@@ -84,10 +73,7 @@ impl KernelDevice for GpuDevice {
 
     fn alloc(&self, bytes: &[u8]) -> Result<u64> {
         let b = self.gpu.upload(bytes, "check buffers")?;
-        let p = {
-            let (p, _sync) = b.device_ptr(self.gpu.stream());
-            p
-        };
+        let p = self.gpu.ptr(&b);
         self.buffers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -101,11 +87,7 @@ impl KernelDevice for GpuDevice {
             .get(&ptr)
             .ok_or_else(|| Error::Internal(format!("no check buffer at {ptr:#x}")))?;
         let mut out = vec![0u8; len];
-        self.gpu
-            .stream()
-            .memcpy_dtoh(&b.slice(0..len), out.as_mut_slice())
-            .map_err(|e| device_error(self.gpu.device.index, e))?;
-        self.gpu.synchronize()?;
+        self.gpu.read(b, &mut out)?;
         Ok(out)
     }
 
@@ -116,26 +98,10 @@ impl KernelDevice for GpuDevice {
         block: (u32, u32, u32),
         params: &[Param],
     ) -> Result<()> {
-        let f = self.gpu.function(name)?;
-        let mut b = self.gpu.stream().launch_builder(f);
-        for p in params {
-            match p {
-                Param::Ptr(v) => b.arg(v),
-                Param::I32(v) => b.arg(v),
-                Param::F32(v) => b.arg(v),
-            };
-        }
-        let cfg = LaunchConfig {
-            grid_dim: grid,
-            block_dim: block,
-            shared_mem_bytes: 0,
-        };
         // SAFETY: the check passes each kernel's parameters in order with their types
         // (kernels/README.md), and addresses of buffers that hold what the launch reads and
         // writes.
-        unsafe { b.launch(cfg) }
-            .map(|_| ())
-            .map_err(|e| device_error(self.gpu.device.index, e))
+        unsafe { self.gpu.launch(name, grid, block, params) }
     }
 }
 

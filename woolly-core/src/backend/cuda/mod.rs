@@ -8,12 +8,17 @@
 //! gpu-check kernels`).
 
 pub mod check;
+#[cfg(feature = "cuda-emulator")]
+pub mod emulator;
 pub mod ops;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    DriverError, PushKernelArg, ValidAsZeroBits,
+};
 
 use crate::gguf::GgmlType;
 use crate::platform::cuda::CudaDevice;
@@ -77,14 +82,90 @@ pub fn type_suffix(ty: GgmlType) -> Option<&'static str> {
     WEIGHT_TYPES.iter().find(|(t, _)| *t == ty).map(|(_, s)| *s)
 }
 
+/// One kernel parameter, passed by value.
+#[derive(Debug, Clone, Copy)]
+pub enum Param {
+    /// A device address (of a [`DevBuf`]), or 0 for none.
+    Ptr(u64),
+    /// An `int`.
+    I32(i32),
+    /// A `float`.
+    F32(f32),
+}
+
+impl From<u64> for Param {
+    fn from(v: u64) -> Param {
+        Param::Ptr(v)
+    }
+}
+
+impl From<i32> for Param {
+    fn from(v: i32) -> Param {
+        Param::I32(v)
+    }
+}
+
+impl From<f32> for Param {
+    fn from(v: f32) -> Param {
+        Param::F32(v)
+    }
+}
+
+/// A buffer of `T` in device memory (or, under the host emulation, in host memory the
+/// emulated kernels address directly). Freed when dropped.
+pub struct DevBuf<T> {
+    inner: BufInner<T>,
+}
+
+enum BufInner<T> {
+    Cuda(CudaSlice<T>),
+    #[cfg(feature = "cuda-emulator")]
+    Host {
+        words: Vec<u64>,
+        len: usize,
+        _t: std::marker::PhantomData<T>,
+    },
+}
+
+impl<T> std::fmt::Debug for DevBuf<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevBuf").field("len", &self.len()).finish()
+    }
+}
+
+impl<T> DevBuf<T> {
+    /// Values it holds.
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            BufInner::Cuda(s) => s.len(),
+            #[cfg(feature = "cuda-emulator")]
+            BufInner::Host { len, .. } => *len,
+        }
+    }
+
+    /// Whether it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How a [`Gpu`] runs: through the driver, or on the kernels built for the host.
+enum Runtime {
+    Driver {
+        ctx: Arc<CudaContext>,
+        stream: Arc<CudaStream>,
+        _module: Arc<CudaModule>,
+        functions: HashMap<String, CudaFunction>,
+    },
+    #[cfg(feature = "cuda-emulator")]
+    Host(Arc<emulator::HostKernels>),
+}
+
 /// One device opened for computing: its context, a stream, and the kernels loaded.
 pub struct Gpu {
     /// What the driver reports of it.
     pub device: CudaDevice,
-    ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
-    _module: Arc<CudaModule>,
-    functions: HashMap<String, CudaFunction>,
+    rt: Runtime,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -101,6 +182,13 @@ impl Gpu {
     /// [`Error::Unsupported`] when there is no driver or no such device; [`Error::Device`]
     /// when the driver fails (the PTX needs a newer driver, for example).
     pub fn open(index: usize) -> Result<Gpu> {
+        #[cfg(feature = "cuda-emulator")]
+        if let Some(k) = emulator::installed() {
+            return Ok(Gpu {
+                device: emulator::device(),
+                rt: Runtime::Host(k),
+            });
+        }
         let report = crate::platform::cuda::report();
         let Some(device) = report.devices.iter().find(|d| d.index == index).cloned() else {
             return Err(Error::Unsupported(format!(
@@ -135,77 +223,226 @@ impl Gpu {
         }
         Ok(Gpu {
             device,
-            ctx,
-            stream,
-            _module: module,
-            functions,
+            rt: Runtime::Driver {
+                ctx,
+                stream,
+                _module: module,
+                functions,
+            },
         })
     }
 
-    /// The kernel `name`.
-    pub(crate) fn function(&self, name: &str) -> Result<&CudaFunction> {
-        self.functions
-            .get(name)
-            .ok_or_else(|| Error::Internal(format!("no CUDA kernel {name}")))
+    /// Whether this runs on the host emulation of the kernels (tests), not a device.
+    pub fn is_emulated(&self) -> bool {
+        !matches!(self.rt, Runtime::Driver { .. })
     }
 
-    /// The stream every launch of this device goes to.
-    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
+    /// Launches kernel `name` over `grid` blocks of `block` threads with `params` (in the
+    /// kernel's order and types, kernels/README.md), on this device's stream.
+    ///
+    /// # Safety
+    /// Every pointer parameter must address a buffer of this device that holds what the
+    /// kernel reads and writes for these sizes.
+    pub unsafe fn launch(
+        &self,
+        name: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        params: &[Param],
+    ) -> Result<()> {
+        match &self.rt {
+            Runtime::Driver {
+                stream, functions, ..
+            } => {
+                let f = functions
+                    .get(name)
+                    .ok_or_else(|| Error::Internal(format!("no CUDA kernel {name}")))?;
+                let mut b = stream.launch_builder(f);
+                for p in params {
+                    match p {
+                        Param::Ptr(v) => b.arg(v),
+                        Param::I32(v) => b.arg(v),
+                        Param::F32(v) => b.arg(v),
+                    };
+                }
+                let cfg = cudarc::driver::LaunchConfig {
+                    grid_dim: grid,
+                    block_dim: block,
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: the caller's promise, above.
+                unsafe { b.launch(cfg) }
+                    .map(|_| ())
+                    .map_err(|e| device_error(self.device.index, e))
+            }
+            #[cfg(feature = "cuda-emulator")]
+            // SAFETY: the caller's promise, above.
+            Runtime::Host(k) => unsafe { k.launch(name, grid, block, params) },
+        }
     }
 
     /// Bytes free on the device now.
     pub fn free_bytes(&self) -> Result<u64> {
-        let (free, _) = self
-            .ctx
-            .mem_get_info()
-            .map_err(|e| device_error(self.device.index, e))?;
-        Ok(free as u64)
+        match &self.rt {
+            Runtime::Driver { ctx, .. } => {
+                let (free, _) = ctx
+                    .mem_get_info()
+                    .map_err(|e| device_error(self.device.index, e))?;
+                Ok(free as u64)
+            }
+            #[cfg(feature = "cuda-emulator")]
+            Runtime::Host(_) => Ok(self.device.free_bytes),
+        }
+    }
+
+    /// The device address of `b`, for a kernel parameter.
+    pub fn ptr<T>(&self, b: &DevBuf<T>) -> u64 {
+        match (&b.inner, &self.rt) {
+            (BufInner::Cuda(s), Runtime::Driver { stream, .. }) => {
+                let (p, _sync) = s.device_ptr(stream);
+                p
+            }
+            #[cfg(feature = "cuda-emulator")]
+            (BufInner::Host { words, .. }, _) => words.as_ptr() as u64,
+            #[cfg(feature = "cuda-emulator")]
+            _ => 0,
+        }
     }
 
     /// `src` copied to the device.
     ///
     /// # Errors
     /// [`Error::OutOfDeviceMemory`] when it does not fit (`what` names it in the message).
-    pub fn upload<T: cudarc::driver::DeviceRepr>(
-        &self,
-        src: &[T],
-        what: &str,
-    ) -> Result<CudaSlice<T>> {
-        self.stream
-            .clone_htod(src)
-            .map_err(|e| self.alloc_error(e, std::mem::size_of_val(src), what))
+    pub fn upload<T: DeviceRepr>(&self, src: &[T], what: &str) -> Result<DevBuf<T>> {
+        match &self.rt {
+            Runtime::Driver { stream, .. } => stream
+                .clone_htod(src)
+                .map(|s| DevBuf {
+                    inner: BufInner::Cuda(s),
+                })
+                .map_err(|e| self.alloc_error(e, std::mem::size_of_val(src), what)),
+            #[cfg(feature = "cuda-emulator")]
+            Runtime::Host(_) => {
+                let bytes = std::mem::size_of_val(src);
+                let mut words = vec![0u64; bytes.div_ceil(8).max(1)];
+                // SAFETY: `words` holds at least `bytes` bytes; `T` is plain device data.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        src.as_ptr().cast::<u8>(),
+                        words.as_mut_ptr().cast::<u8>(),
+                        bytes,
+                    )
+                };
+                Ok(DevBuf {
+                    inner: BufInner::Host {
+                        words,
+                        len: src.len(),
+                        _t: std::marker::PhantomData,
+                    },
+                })
+            }
+        }
     }
 
     /// A zeroed buffer of `len` values.
     ///
     /// # Errors
     /// As [`Gpu::upload`].
-    pub fn zeros<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(
         &self,
         len: usize,
         what: &str,
-    ) -> Result<CudaSlice<T>> {
-        self.stream
-            .alloc_zeros(len)
-            .map_err(|e| self.alloc_error(e, len * std::mem::size_of::<T>(), what))
+    ) -> Result<DevBuf<T>> {
+        match &self.rt {
+            Runtime::Driver { stream, .. } => stream
+                .alloc_zeros(len)
+                .map(|s| DevBuf {
+                    inner: BufInner::Cuda(s),
+                })
+                .map_err(|e| self.alloc_error(e, len * std::mem::size_of::<T>(), what)),
+            #[cfg(feature = "cuda-emulator")]
+            Runtime::Host(_) => Ok(DevBuf {
+                inner: BufInner::Host {
+                    words: vec![0u64; (len * std::mem::size_of::<T>()).div_ceil(8).max(1)],
+                    len,
+                    _t: std::marker::PhantomData,
+                },
+            }),
+        }
+    }
+
+    /// `src` copied into the first `src.len()` values of `dst`.
+    pub fn write<T: DeviceRepr>(&self, dst: &mut DevBuf<T>, src: &[T]) -> Result<()> {
+        if src.len() > dst.len() {
+            return Err(Error::Internal("a device copy past its buffer".into()));
+        }
+        match (&mut dst.inner, &self.rt) {
+            (BufInner::Cuda(d), Runtime::Driver { stream, .. }) => stream
+                .memcpy_htod(src, &mut d.slice_mut(0..src.len()))
+                .map_err(|e| device_error(self.device.index, e)),
+            #[cfg(feature = "cuda-emulator")]
+            (BufInner::Host { words, .. }, _) => {
+                // SAFETY: the buffer holds at least `src.len()` values of `T`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        src.as_ptr().cast::<u8>(),
+                        words.as_mut_ptr().cast::<u8>(),
+                        std::mem::size_of_val(src),
+                    )
+                };
+                Ok(())
+            }
+            #[cfg(feature = "cuda-emulator")]
+            _ => Err(Error::Internal("a buffer of another runtime".into())),
+        }
+    }
+
+    /// The first `dst.len()` values of `src` copied back to the host (after everything
+    /// launched so far).
+    pub fn read<T: DeviceRepr>(&self, src: &DevBuf<T>, dst: &mut [T]) -> Result<()> {
+        if dst.len() > src.len() {
+            return Err(Error::Internal("a device copy past its buffer".into()));
+        }
+        match (&src.inner, &self.rt) {
+            (BufInner::Cuda(s), Runtime::Driver { stream, .. }) => {
+                stream
+                    .memcpy_dtoh(&s.slice(0..dst.len()), dst)
+                    .map_err(|e| device_error(self.device.index, e))?;
+                self.synchronize()
+            }
+            #[cfg(feature = "cuda-emulator")]
+            (BufInner::Host { words, .. }, _) => {
+                // SAFETY: the buffer holds at least `dst.len()` values of `T`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        words.as_ptr().cast::<u8>(),
+                        dst.as_mut_ptr().cast::<u8>(),
+                        std::mem::size_of_val(dst),
+                    )
+                };
+                Ok(())
+            }
+            #[cfg(feature = "cuda-emulator")]
+            _ => Err(Error::Internal("a buffer of another runtime".into())),
+        }
     }
 
     /// The buffer's values copied back to the host.
-    pub fn download<T: cudarc::driver::DeviceRepr + Default + Clone>(
-        &self,
-        src: &CudaSlice<T>,
-    ) -> Result<Vec<T>> {
-        self.stream
-            .clone_dtoh(src)
-            .map_err(|e| device_error(self.device.index, e))
+    pub fn download<T: DeviceRepr + Default + Clone>(&self, src: &DevBuf<T>) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); src.len()];
+        self.read(src, &mut out)?;
+        Ok(out)
     }
 
     /// Waits for everything launched so far.
     pub fn synchronize(&self) -> Result<()> {
-        self.stream
-            .synchronize()
-            .map_err(|e| device_error(self.device.index, e))
+        match &self.rt {
+            Runtime::Driver { stream, .. } => stream
+                .synchronize()
+                .map_err(|e| device_error(self.device.index, e)),
+            #[cfg(feature = "cuda-emulator")]
+            Runtime::Host(_) => Ok(()),
+        }
     }
 
     fn alloc_error(&self, e: DriverError, bytes: usize, what: &str) -> Error {

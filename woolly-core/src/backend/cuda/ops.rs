@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::DeviceRepr;
 use memmap2::Mmap;
 
-use super::{type_suffix, Gpu};
+use super::{type_suffix, DevBuf, Gpu, Param};
 use crate::backend::{Act, Activation, Backend, Matrix, Rope, SeqBatch};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::cpu::ops::RopeLayout;
@@ -56,8 +56,8 @@ unsafe impl DeviceRepr for TokMeta {}
 /// `[layer][position][kv width]`, allocated for the whole context at the first pass.
 #[derive(Debug)]
 pub struct DeviceKv {
-    k: CudaSlice<u16>,
-    v: CudaSlice<u16>,
+    k: DevBuf<u16>,
+    v: DevBuf<u16>,
 }
 
 impl DeviceKv {
@@ -70,7 +70,7 @@ impl DeviceKv {
 /// A weight matrix in device memory, as the file stores it.
 #[derive(Debug)]
 pub struct CudaWeight {
-    data: CudaSlice<u8>,
+    data: DevBuf<u8>,
     ty: GgmlType,
     rows: usize,
     cols: usize,
@@ -93,16 +93,16 @@ impl CudaWeight {
 /// The device's activation buffers of forward passes, reused from one to the next.
 #[derive(Default)]
 pub struct CudaScratch {
-    acts: [Option<CudaSlice<f32>>; Act::Up as usize + 1],
+    acts: [Option<DevBuf<f32>>; Act::Up as usize + 1],
     /// Values each buffer holds in this pass.
     lens: [usize; Act::Up as usize + 1],
-    meta: Option<CudaSlice<TokMeta>>,
+    meta: Option<DevBuf<TokMeta>>,
     /// Keys the longest sequence of the pass attends over.
     max_keys: usize,
     /// Split-K attention's partial results.
-    part: Option<CudaSlice<f32>>,
-    rows: Option<CudaSlice<i32>>,
-    logits_dev: Option<CudaSlice<f32>>,
+    part: Option<DevBuf<f32>>,
+    rows: Option<DevBuf<i32>>,
+    logits_dev: Option<DevBuf<f32>>,
     host: Vec<f32>,
     /// Tokens in the pass.
     n: usize,
@@ -125,7 +125,7 @@ pub struct Cuda {
     prepared: usize,
     /// Norm weights and biases, uploaded at first use, by their host address and length
     /// (they live as long as the model).
-    consts: Mutex<HashMap<(usize, usize), CudaSlice<f32>>>,
+    consts: Mutex<HashMap<(usize, usize), DevBuf<f32>>>,
 }
 
 impl std::fmt::Debug for Cuda {
@@ -134,14 +134,6 @@ impl std::fmt::Debug for Cuda {
             .field("device", &self.gpu.device.index)
             .field("prepared", &self.prepared)
             .finish()
-    }
-}
-
-fn cfg(grid: (usize, usize, usize), block: (u32, u32, u32)) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (grid.0 as u32, grid.1 as u32, grid.2 as u32),
-        block_dim: block,
-        shared_mem_bytes: 0,
     }
 }
 
@@ -165,9 +157,8 @@ impl Cuda {
         &self.gpu
     }
 
-    fn ptr<T>(&self, b: &CudaSlice<T>) -> u64 {
-        let (p, _sync) = b.device_ptr(self.gpu.stream());
-        p
+    fn ptr<T>(&self, b: &DevBuf<T>) -> u64 {
+        self.gpu.ptr(b)
     }
 
     /// The device copy of `v` (a norm weight or bias of the model).
@@ -215,25 +206,26 @@ impl Cuda {
         name: &str,
         grid: (usize, usize, usize),
         block: (u32, u32, u32),
-        args: &[&dyn Arg],
+        args: &[Param],
     ) -> Result<()> {
-        let f = self.gpu.function(name)?;
-        let stream = self.gpu.stream();
-        let mut b = stream.launch_builder(f);
-        for a in args {
-            a.push(&mut b);
-        }
-        // SAFETY: every call passes the kernel's parameters in order with its types
+        let g = (grid.0 as u32, grid.1 as u32, grid.2 as u32);
+        // SAFETY: every call passes the kernel's parameters in order with their types
         // (kernels/README.md), and device pointers to buffers of the sizes it reads and writes.
-        unsafe { b.launch(cfg(grid, block)) }
-            .map(|_| ())
-            .map_err(|e| super::device_error(self.gpu.device.index, e))
+        unsafe { self.gpu.launch(name, g, block, args) }
     }
 
     fn product(&self, w: &CudaWeight, x: u64, y: u64, n: usize) -> Result<()> {
         let (rows, cols, rb, ni) = (i(w.rows), i(w.cols), i(w.row_bytes), i(n));
         let wp = self.ptr(&w.data);
-        let args: [&dyn Arg; 7] = [&wp, &x, &y, &rows, &cols, &rb, &ni];
+        let args: [Param; 7] = [
+            Param::from(wp),
+            Param::from(x),
+            Param::from(y),
+            Param::from(rows),
+            Param::from(cols),
+            Param::from(rb),
+            Param::from(ni),
+        ];
         if n <= MMV_MAX_TOKENS {
             let grid = (w.rows.div_ceil(4), n.div_ceil(8), 1);
             self.launch(&format!("mmv_{}", w.suffix), grid, (32, 4, 1), &args)
@@ -249,19 +241,14 @@ impl Cuda {
             "rms_norm",
             (rows, 1, 1),
             (256, 1, 1),
-            &[&x, &y, &w, &wi, &eps],
+            &[
+                Param::from(x),
+                Param::from(y),
+                Param::from(w),
+                Param::from(wi),
+                Param::from(eps),
+            ],
         )
-    }
-}
-
-/// A kernel argument (a device pointer as u64, an int or a float).
-trait Arg {
-    fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>);
-}
-
-impl<T: DeviceRepr> Arg for T {
-    fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>) {
-        b.arg(self);
     }
 }
 
@@ -384,7 +371,17 @@ impl Backend for Cuda {
             let total = s.lens[buf as usize];
             let (b, x) = (self.constant(bias)?, self.buf(s, buf)?);
             let (wi, ti) = (i(bias.len()), i(total));
-            self.launch("add_bias", elems(total), (256, 1, 1), &[&x, &b, &wi, &ti])
+            self.launch(
+                "add_bias",
+                elems(total),
+                (256, 1, 1),
+                &[
+                    Param::from(x),
+                    Param::from(b),
+                    Param::from(wi),
+                    Param::from(ti),
+                ],
+            )
         })
     }
 
@@ -392,7 +389,12 @@ impl Backend for Cuda {
         self.step(s, |s| {
             let total = s.lens[to as usize];
             let (t, f, ti) = (self.buf(s, to)?, self.buf(s, from)?, i(total));
-            self.launch("add", elems(total), (256, 1, 1), &[&t, &f, &ti])
+            self.launch(
+                "add",
+                elems(total),
+                (256, 1, 1),
+                &[Param::from(t), Param::from(f), Param::from(ti)],
+            )
         })
     }
 
@@ -433,22 +435,22 @@ impl Backend for Cuda {
                 None => 0u64,
             };
             let neox = i32::from(rope.layout == RopeLayout::Neox);
-            let args: [&dyn Arg; 15] = [
-                &q,
-                &k,
-                &v,
-                &meta,
-                &i(s.n),
-                &i(il),
-                &i(shape.n_head),
-                &i(shape.n_head_kv),
-                &i(shape.head_dim_k),
-                &i(shape.head_dim_v),
-                &i(rope.dims),
-                &neox,
-                &rope.base,
-                &rope.freq_scale,
-                &freqs,
+            let args: [Param; 15] = [
+                Param::from(q),
+                Param::from(k),
+                Param::from(v),
+                Param::from(meta),
+                Param::from(i(s.n)),
+                Param::from(i(il)),
+                Param::from(i(shape.n_head)),
+                Param::from(i(shape.n_head_kv)),
+                Param::from(i(shape.head_dim_k)),
+                Param::from(i(shape.head_dim_v)),
+                Param::from(i(rope.dims)),
+                Param::from(neox),
+                Param::from(rope.base),
+                Param::from(rope.freq_scale),
+                Param::from(freqs),
             ];
             self.launch("rope_store", (s.n, 1, 1), (256, 1, 1), &args)
         })
@@ -485,19 +487,19 @@ impl Backend for Cuda {
                     s.part = Some(self.gpu.zeros::<f32>(len, "attention partials")?);
                 }
                 let part = s.part.as_ref().map(|b| self.ptr(b)).unwrap_or(0);
-                let args: [&dyn Arg; 12] = [
-                    &q,
-                    &part,
-                    &meta,
-                    &i(n),
-                    &i(il),
-                    &i(shape.n_head),
-                    &i(shape.n_head_kv),
-                    &i(shape.head_dim_k),
-                    &i(shape.head_dim_v),
-                    &shape.kq_scale,
-                    &win,
-                    &i(chunk),
+                let args: [Param; 12] = [
+                    Param::from(q),
+                    Param::from(part),
+                    Param::from(meta),
+                    Param::from(i(n)),
+                    Param::from(i(il)),
+                    Param::from(i(shape.n_head)),
+                    Param::from(i(shape.n_head_kv)),
+                    Param::from(i(shape.head_dim_k)),
+                    Param::from(i(shape.head_dim_v)),
+                    Param::from(shape.kq_scale),
+                    Param::from(win),
+                    Param::from(i(chunk)),
                 ];
                 self.launch(
                     "attention_partial",
@@ -505,13 +507,13 @@ impl Backend for Cuda {
                     (128, 1, 1),
                     &args,
                 )?;
-                let args: [&dyn Arg; 6] = [
-                    &part,
-                    &out,
-                    &i(n),
-                    &i(shape.n_head),
-                    &i(shape.head_dim_v),
-                    &i(splits),
+                let args: [Param; 6] = [
+                    Param::from(part),
+                    Param::from(out),
+                    Param::from(i(n)),
+                    Param::from(i(shape.n_head)),
+                    Param::from(i(shape.head_dim_v)),
+                    Param::from(i(splits)),
                 ];
                 return self.launch(
                     "attention_combine",
@@ -520,18 +522,18 @@ impl Backend for Cuda {
                     &args,
                 );
             }
-            let args: [&dyn Arg; 11] = [
-                &q,
-                &out,
-                &meta,
-                &i(n),
-                &i(il),
-                &i(shape.n_head),
-                &i(shape.n_head_kv),
-                &i(shape.head_dim_k),
-                &i(shape.head_dim_v),
-                &shape.kq_scale,
-                &win,
+            let args: [Param; 11] = [
+                Param::from(q),
+                Param::from(out),
+                Param::from(meta),
+                Param::from(i(n)),
+                Param::from(i(il)),
+                Param::from(i(shape.n_head)),
+                Param::from(i(shape.n_head_kv)),
+                Param::from(i(shape.head_dim_k)),
+                Param::from(i(shape.head_dim_v)),
+                Param::from(shape.kq_scale),
+                Param::from(win),
             ];
             self.launch("attention", (shape.n_head, n, 1), (128, 1, 1), &args)
         })
@@ -545,7 +547,12 @@ impl Backend for Cuda {
                 Activation::Gelu => "geglu",
                 Activation::Silu => "swiglu",
             };
-            self.launch(name, elems(total), (256, 1, 1), &[&g, &u, &ti])
+            self.launch(
+                name,
+                elems(total),
+                (256, 1, 1),
+                &[Param::from(g), Param::from(u), Param::from(ti)],
+            )
         })
     }
 
@@ -591,7 +598,13 @@ impl Backend for Cuda {
             "gather_rows",
             (m, 1, 1),
             (256, 1, 1),
-            &[&x, &xn, &idx, &wi, &mi],
+            &[
+                Param::from(x),
+                Param::from(xn),
+                Param::from(idx),
+                Param::from(wi),
+                Param::from(mi),
+            ],
         )?;
         self.norm_rows(xn, xn, self.constant(norm)?, width, m, eps)?;
         let len = m * output.rows;
@@ -603,10 +616,7 @@ impl Backend for Cuda {
         self.product(output, xn, y, m)?;
         let dev = s.logits_dev.as_ref().expect("allocated above");
         s.logits.resize(len, 0.0);
-        self.gpu
-            .stream()
-            .memcpy_dtoh(&dev.slice(0..len), s.logits.as_mut_slice())
-            .map_err(|e| super::device_error(self.gpu.device.index, e))
+        self.gpu.read(dev, &mut s.logits[..len])
     }
 }
 
@@ -615,10 +625,7 @@ impl Cuda {
     pub fn upload_x(&self, s: &mut CudaScratch, x: &[f32]) -> Result<()> {
         self.ensure(s, Act::X, x.len())?;
         let dst = s.acts[Act::X as usize].as_mut().expect("allocated above");
-        self.gpu
-            .stream()
-            .memcpy_htod(x, &mut dst.slice_mut(0..x.len()))
-            .map_err(|e| super::device_error(self.gpu.device.index, e))
+        self.gpu.write(dst, x)
     }
 }
 
