@@ -200,6 +200,40 @@ pub fn synthetic_gemma3() -> Parts {
     p
 }
 
+/// `p` (one layer) with `n` layers: layer 0's tensors repeated with fresh random weights for the
+/// matrices (norms stay ones), and `<arch>.block_count` set; for checks of passes split across
+/// layers (the CPU's first layers and a GPU's last ones).
+pub fn with_layers(mut p: Parts, n: u32) -> Parts {
+    let arch = p
+        .metadata
+        .iter()
+        .find(|(k, _)| k == "general.architecture")
+        .and_then(|(_, v)| match v {
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("the synthetic models name their architecture");
+    let first: Vec<_> = p
+        .tensors
+        .iter()
+        .filter(|t| t.0.starts_with("blk.0."))
+        .cloned()
+        .collect();
+    for layer in 1..n {
+        for (k, (name, ty, dims, data)) in first.iter().enumerate() {
+            let data = if name.contains("norm") {
+                data.clone()
+            } else {
+                weights(data.len() as u64 / 4, 1000 * layer as u64 + k as u64)
+            };
+            let name = name.replacen("blk.0.", &format!("blk.{layer}."), 1);
+            p.tensors.push((name, *ty, dims.clone(), data));
+        }
+    }
+    p.set(&format!("{arch}.block_count"), Value::U32(n));
+    p
+}
+
 /// One hostile file.
 #[derive(Debug, Clone)]
 pub struct Case {

@@ -4,7 +4,9 @@
 //! between the CPU's first layers and the GPU's last ones and the output.
 
 use crate::backend::cpu::{Cpu, CpuWeight};
-use crate::backend::{Act, Backend, Matrix, SeqBatch};
+#[cfg(feature = "cuda")]
+use crate::backend::Act;
+use crate::backend::{Backend, Matrix, SeqBatch};
 use crate::gguf::GgufFile;
 use crate::kernels::cpu::ThreadPool;
 use crate::policy::placement::{self, Footprint, GpuLayers, GpuParams, Placement};
