@@ -47,6 +47,12 @@ for m in "${MODELS[@]}"; do
   done
 done
 echo "mem_after $(mem)" >> "$R/mem.txt"
+echo "== 7. unload: device memory back after the model and its session are dropped"
+U=$TMP/synth-default.gguf; [ -f "$U" ] || U=${MODELS[0]:-}
+if [ -n "$U" ]; then
+  timeout 90 "$W" gpu-check unload --model "$U" > "$R/unload.json" 2> "$R/unload.err"; echo $? > "$R/unload.rc"
+  echo "rc=$(cat "$R/unload.rc")"; cat "$R/unload.json"
+fi
 rm -rf "$TMP"
 
 python3 - "$R" "$OUT/gpu-check.json" <<'PY'
@@ -64,7 +70,8 @@ def js(p):
         return lines or {"raw": t[-4000:]}
 res = {"nvidia_smi": rd(f"{r}/gpu.csv"), "kernels": js(f"{r}/kernels.json"),
        "kernels_rc": rd(f"{r}/kernels.rc"), "kernels_stderr": (rd(f"{r}/kernels.err") or "")[-2000:],
-       "memory_mib": (rd(f"{r}/mem.txt") or "").splitlines(), "models": {}}
+       "memory_mib": (rd(f"{r}/mem.txt") or "").splitlines(), "unload": js(f"{r}/unload.json"),
+       "unload_rc": rd(f"{r}/unload.rc"), "models": {}}
 names = sorted({os.path.basename(p)[4:].rsplit("-", 1)[0] for p in glob.glob(f"{r}/run-*.json")})
 for n in names:
     e = {}
@@ -81,7 +88,7 @@ for n in names:
     res["models"][n] = e
 json.dump(res, open(out, "w"), indent=1)
 print("== summary")
-print("kernels rc:", (res["kernels_rc"] or "").strip())
+print("kernels rc:", (res["kernels_rc"] or "").strip(), " unload rc:", (res["unload_rc"] or "").strip())
 for n, e in res["models"].items():
     print(f"{n:40s} tokens cpu vs gpu: {e['tokens']:20s} run rc {str(e['run_0_rc']).strip()}/{str(e['run_auto_rc']).strip()} bench rc {str(e['bench_0_rc']).strip()}/{str(e['bench_auto_rc']).strip()}")
 print("\n".join(res["memory_mib"]))

@@ -220,3 +220,19 @@ fn gpu_check_kernels_says_why_it_skips_without_a_device() {
         assert!(o.status.success());
     }
 }
+
+#[test]
+fn gpu_check_unload_says_why_it_skips_without_a_device() {
+    let model = testing::synthetic_model();
+    let o = woolly(&["gpu-check", "unload", "--model", model.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    if let Some(skipped) = v["skipped"].as_str() {
+        assert!(o.status.success());
+        assert!(skipped.starts_with("no CUDA device ("), "{skipped}");
+        println!("skipped: {skipped}");
+    } else {
+        // A machine with a GPU: the memory comes back.
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(v["generated_tokens"].as_u64().unwrap() > 0, "{v}");
+    }
+}
