@@ -70,10 +70,11 @@ pub struct KvCache {
     len: usize,
     capacity: usize,
     precision: KvPrecision,
-    /// Layers kept on a GPU (after the host's), and their storage once allocated.
+    /// Layers kept on GPUs (after the host's), and their storage once allocated: one entry per
+    /// device the model's last layers run on, in layer order.
     device_layers: usize,
     #[cfg(feature = "cuda")]
-    pub(crate) device: Option<super::cuda::ops::DeviceKv>,
+    pub(crate) device: Vec<Option<super::cuda::ops::DeviceKv>>,
 }
 
 /// Positions added to the storage at a time.
@@ -99,7 +100,7 @@ impl KvCache {
             precision,
             device_layers: 0,
             #[cfg(feature = "cuda")]
-            device: None,
+            device: Vec::new(),
         }
     }
 
@@ -128,8 +129,8 @@ impl KvCache {
     /// Bytes held on a GPU.
     pub fn device_bytes(&self) -> usize {
         #[cfg(feature = "cuda")]
-        if let Some(d) = &self.device {
-            return d.bytes();
+        if !self.device.is_empty() {
+            return self.device.iter().flatten().map(|d| d.bytes()).sum();
         }
         0
     }

@@ -291,10 +291,7 @@ impl Model {
             metrics.set_label(stem.to_string_lossy());
         }
         #[cfg(feature = "cuda")]
-        let device_bytes = gpu.as_ref().map_or(0, |g| {
-            use crate::backend::Backend;
-            g.backend.prepared_bytes()
-        });
+        let device_bytes = gpu.as_ref().map_or(0, |g| g.device_bytes());
         #[cfg(not(feature = "cuda"))]
         let device_bytes = 0;
         metrics.set_device(placement.gpu_layers(), device_bytes);
@@ -531,7 +528,7 @@ impl Model {
     pub fn device_weight_bytes(&self) -> usize {
         #[cfg(feature = "cuda")]
         if let Some(g) = &self.gpu {
-            return g.backend.prepared_bytes();
+            return g.device_bytes();
         }
         0
     }

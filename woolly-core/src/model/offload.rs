@@ -19,9 +19,12 @@ use super::transformer::Transformer;
 #[derive(Debug, Default)]
 pub struct Scratch {
     cpu: crate::backend::cpu::Scratch,
+    /// Each GPU stage's, in stage order, and the residual stream between two of them.
     #[cfg(feature = "cuda")]
-    gpu: crate::backend::cuda::ops::CudaScratch,
-    /// Whether the last pass ended on the GPU (its logits are there).
+    gpu: Vec<crate::backend::cuda::ops::CudaScratch>,
+    #[cfg(feature = "cuda")]
+    handover: Vec<f32>,
+    /// Whether the last pass ended on the GPU (its logits are in the last stage's scratch).
     on_gpu: bool,
 }
 
@@ -31,7 +34,9 @@ impl Scratch {
     pub fn logits(&self) -> &[f32] {
         #[cfg(feature = "cuda")]
         if self.on_gpu {
-            return &self.gpu.logits;
+            if let Some(g) = self.gpu.last() {
+                return &g.logits;
+            }
         }
         &self.cpu.logits
     }
@@ -40,7 +45,9 @@ impl Scratch {
     pub fn logits_mut(&mut self) -> &mut [f32] {
         #[cfg(feature = "cuda")]
         if self.on_gpu {
-            return &mut self.gpu.logits;
+            if let Some(g) = self.gpu.last_mut() {
+                return &mut g.logits;
+            }
         }
         &mut self.cpu.logits
     }
@@ -67,11 +74,26 @@ pub(crate) fn footprint(t: &Transformer<Matrix>, n_ctx: usize, batch: usize) -> 
     }
 }
 
-/// The layers and output that run on a GPU, on its backend.
+/// The layers and output that run on GPUs: one stage per device, in layer order, each a run of
+/// consecutive layers on its backend; the last stage also computes the logits.
 #[cfg(feature = "cuda")]
 pub(crate) struct GpuPart {
+    pub(crate) stages: Vec<GpuStage>,
+}
+
+/// One device's run of layers.
+#[cfg(feature = "cuda")]
+pub(crate) struct GpuStage {
     pub(crate) backend: crate::backend::cuda::ops::Cuda,
     pub(crate) transformer: Transformer<crate::backend::cuda::ops::CudaWeight>,
+}
+
+#[cfg(feature = "cuda")]
+impl GpuPart {
+    /// Bytes of weights on the devices.
+    pub(crate) fn device_bytes(&self) -> usize {
+        self.stages.iter().map(|s| s.backend.prepared_bytes()).sum()
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -105,12 +127,7 @@ pub(crate) fn place(
     let report = crate::platform::cuda::report();
     let devices = report.devices.clone();
     let fp = footprint(&described, n_ctx, batch);
-    // One device per model in this build: a layer split across several is planned, then
-    // kept to its main device.
-    let mut p = GpuParams {
-        split: placement::SplitMode::None,
-        ..*params
-    };
+    let mut p = *params;
     let mut placement = placement::plan_report(&report, &fp, &p);
     loop {
         if !placement.uses_gpu() {
@@ -163,19 +180,42 @@ fn prepare_gpu(
             crate::backend::cuda::ops::MAX_HEAD_DIM
         )));
     }
-    let device = placement
-        .output
-        .or_else(|| placement.layers.iter().flatten().next().copied())
-        .unwrap_or(0);
-    let gpu = Arc::new(crate::backend::cuda::Gpu::open(device)?);
+    // The GPU layers' runs, one per device, in layer order.
     let k = placement.layers.len() - placement.gpu_layers();
-    let (_, tail) = described.split_at(k);
-    let mut backend = crate::backend::cuda::ops::Cuda::new(file, gpu);
-    let transformer = tail.prepare(&mut backend, file, &|_| Ok(()))?;
-    Ok(GpuPart {
-        backend,
-        transformer,
-    })
+    let mut runs: Vec<(usize, usize)> = Vec::new(); // (device, layers)
+    for d in placement.layers[k..].iter().flatten() {
+        match runs.last_mut() {
+            Some((dev, n)) if dev == d => *n += 1,
+            _ => runs.push((*d, 1)),
+        }
+    }
+    let output_device = placement
+        .output
+        .or_else(|| runs.last().map(|r| r.0))
+        .unwrap_or(0);
+    if runs.last().map(|r| r.0) != Some(output_device) {
+        // The output alone on a device (no layer offloaded): an empty run there.
+        runs.push((output_device, 0));
+    }
+    let (_, mut rest) = described.split_at(k);
+    let mut stages = Vec::with_capacity(runs.len());
+    let last = runs.len() - 1;
+    for (stage, &(device, n)) in runs.iter().enumerate() {
+        let (these, later) = rest.split_at(n);
+        rest = later;
+        let gpu = Arc::new(crate::backend::cuda::Gpu::open(device)?);
+        let mut backend = crate::backend::cuda::ops::Cuda::new(file, gpu, stage, n);
+        let transformer = if stage == last {
+            these.prepare(&mut backend, file, &|_| Ok(()))?
+        } else {
+            these.prepare_with_output(&mut backend, file, &|_| Ok(()), |b, m| b.unused_output(m))?
+        };
+        stages.push(GpuStage {
+            backend,
+            transformer,
+        });
+    }
+    Ok(GpuPart { stages })
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -228,19 +268,31 @@ pub(crate) fn forward(
         if !head.begin(cpu, &mut s.cpu, seqs)? {
             return Ok(());
         }
-        let tail = &g.transformer;
-        tail.begin(&g.backend, &mut s.gpu, seqs)?;
-        s.on_gpu = true;
-        if head.layers.is_empty() {
-            g.backend
-                .embed(&mut s.gpu, seqs, &tail.tok_embd, tail.config.embd_scale)?;
-        } else {
-            cpu.embed(&mut s.cpu, seqs, &head.tok_embd, head.config.embd_scale)?;
-            head.run_layers(cpu, &mut s.cpu, pool, seqs, cancelled)?;
-            g.backend.upload_x(&mut s.gpu, s.cpu.act(Act::X))?;
+        if s.gpu.len() != g.stages.len() {
+            s.gpu.resize_with(g.stages.len(), Default::default);
         }
-        tail.run_layers(&g.backend, &mut s.gpu, &(), seqs, cancelled)?;
-        tail.finish(&g.backend, &mut s.gpu, &(), seqs, cancelled)
+        s.on_gpu = true;
+        let last = g.stages.len() - 1;
+        for (i, (stage, gs)) in g.stages.iter().zip(s.gpu.iter_mut()).enumerate() {
+            let (b, t) = (&stage.backend, &stage.transformer);
+            t.begin(b, gs, seqs)?;
+            if i > 0 {
+                b.upload_x(gs, &s.handover)?;
+            } else if head.layers.is_empty() {
+                b.embed(gs, seqs, &t.tok_embd, t.config.embd_scale)?;
+            } else {
+                cpu.embed(&mut s.cpu, seqs, &head.tok_embd, head.config.embd_scale)?;
+                head.run_layers(cpu, &mut s.cpu, pool, seqs, cancelled)?;
+                b.upload_x(gs, s.cpu.act(Act::X))?;
+            }
+            t.run_layers(b, gs, &(), seqs, cancelled)?;
+            if i == last {
+                t.finish(b, gs, &(), seqs, cancelled)?;
+            } else {
+                b.download_x(gs, &mut s.handover)?;
+            }
+        }
+        Ok(())
     }
     #[cfg(not(feature = "cuda"))]
     unreachable!("no GPU part without CUDA")

@@ -72,20 +72,20 @@ pub fn report() -> CudaReport {
             available: true,
             reason: None,
             driver_version: Some("emulated".into()),
-            devices: vec![d.clone()],
+            devices: d.clone(),
         };
     }
     imp::report()
 }
 
-/// The one device of the host emulation of the kernels, once installed (tests only).
+/// The devices of the host emulation of the kernels, once installed (tests only).
 #[cfg(feature = "cuda-emulator")]
-static EMULATED: std::sync::OnceLock<CudaDevice> = std::sync::OnceLock::new();
+static EMULATED: std::sync::OnceLock<Vec<CudaDevice>> = std::sync::OnceLock::new();
 
-/// Makes [`report`] list `device` alone from now on (`backend::cuda::emulator::install`).
+/// Makes [`report`] list `devices` alone from now on (`backend::cuda::emulator::install`).
 #[cfg(feature = "cuda-emulator")]
-pub fn set_emulated(device: CudaDevice) {
-    let _ = EMULATED.set(device);
+pub fn set_emulated(devices: Vec<CudaDevice>) {
+    let _ = EMULATED.set(devices);
 }
 
 /// The CUDA devices now (empty when [`report`] finds none).

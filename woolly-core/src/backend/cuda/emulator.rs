@@ -29,16 +29,22 @@ impl std::fmt::Debug for HostKernels {
 
 static INSTALLED: OnceLock<Arc<HostKernels>> = OnceLock::new();
 
-/// Memory the emulated device reports.
-const EMULATED_BYTES: u64 = 8 << 30;
+/// Memory an emulated device reports by default.
+pub const EMULATED_BYTES: u64 = 8 << 30;
 
-/// The emulated device, as the devices report lists it.
-pub fn device() -> CudaDevice {
+static DEVICES: OnceLock<Vec<CudaDevice>> = OnceLock::new();
+
+/// Emulated device `index`, as the devices report lists it.
+pub(crate) fn device(index: usize) -> Option<CudaDevice> {
+    DEVICES.get().and_then(|d| d.get(index)).cloned()
+}
+
+fn describe(index: usize, bytes: u64) -> CudaDevice {
     CudaDevice {
-        index: 0,
-        name: "Woolly's kernels emulated on the host".into(),
-        total_bytes: EMULATED_BYTES,
-        free_bytes: EMULATED_BYTES,
+        index,
+        name: format!("Woolly's kernels emulated on the host ({index})"),
+        total_bytes: bytes,
+        free_bytes: bytes,
         compute_capability: (7, 5),
         sm_count: 1,
         max_threads_per_block: 1024,
@@ -47,11 +53,20 @@ pub fn device() -> CudaDevice {
 }
 
 /// Loads the host build of the kernels at `library` and makes it the process's only CUDA
-/// device from now on (once per process; later calls keep the first).
+/// device from now on, with [`EMULATED_BYTES`] (once per process; later calls keep the first).
 ///
 /// # Errors
 /// When the library cannot be loaded or lacks the launch entry.
 pub fn install(library: &Path) -> Result<()> {
+    install_devices(library, &[EMULATED_BYTES])
+}
+
+/// [`install`] with one emulated device per entry of `memory`, each reporting that many bytes
+/// (for the planner's split across several devices).
+///
+/// # Errors
+/// As [`install`].
+pub fn install_devices(library: &Path, memory: &[u64]) -> Result<()> {
     // SAFETY: the library is Woolly's own host build of its kernels (kernels/host/twin.cpp),
     // whose initializers only build a table of kernel names.
     let lib = unsafe { libloading::Library::new(library) }
@@ -60,7 +75,13 @@ pub fn install(library: &Path) -> Result<()> {
     unsafe { lib.get::<Launch>(b"woolly_emulate_launch") }
         .map_err(|e| Error::Unsupported(format!("the host kernels {}: {e}", library.display())))?;
     let _ = INSTALLED.set(Arc::new(HostKernels { lib }));
-    crate::platform::cuda::set_emulated(device());
+    let devices: Vec<CudaDevice> = memory
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| describe(i, b))
+        .collect();
+    let _ = DEVICES.set(devices.clone());
+    crate::platform::cuda::set_emulated(devices);
     Ok(())
 }
 

@@ -184,8 +184,11 @@ impl Gpu {
     pub fn open(index: usize) -> Result<Gpu> {
         #[cfg(feature = "cuda-emulator")]
         if let Some(k) = emulator::installed() {
+            let device = emulator::device(index).ok_or_else(|| {
+                Error::Unsupported(format!("no CUDA device {index}: not an emulated one"))
+            })?;
             return Ok(Gpu {
-                device: emulator::device(),
+                device,
                 rt: Runtime::Host(k),
             });
         }

@@ -118,11 +118,15 @@ impl std::fmt::Debug for CudaScratch {
     }
 }
 
-/// The CUDA backend of one model on one device.
+/// The CUDA backend of one run of a model's layers on one device (one stage of the layer
+/// split: stage 0 runs the first of the GPU layers).
 pub struct Cuda {
     gpu: Arc<Gpu>,
     map: Arc<Mmap>,
     prepared: usize,
+    /// Which stage, and how many layers it runs (its share of each sequence's device cache).
+    stage: usize,
+    layers: usize,
     /// Norm weights and biases, uploaded at first use, by their host address and length
     /// (they live as long as the model).
     consts: Mutex<HashMap<(usize, usize), DevBuf<f32>>>,
@@ -142,12 +146,14 @@ fn i(v: usize) -> i32 {
 }
 
 impl Cuda {
-    /// The backend of the model in `file` on `gpu`.
-    pub fn new(file: &GgufFile, gpu: Arc<Gpu>) -> Cuda {
+    /// The backend of stage `stage` of the model in `file`, `layers` layers on `gpu`.
+    pub fn new(file: &GgufFile, gpu: Arc<Gpu>, stage: usize, layers: usize) -> Cuda {
         Cuda {
             gpu,
             map: file.mapping(),
             prepared: 0,
+            stage,
+            layers,
             consts: Mutex::new(HashMap::new()),
         }
     }
@@ -289,18 +295,21 @@ impl Backend for Cuda {
         for b in seqs.iter_mut() {
             let cache = &mut *b.cache;
             let (layers, kw, vw, cap) = (
-                cache.device_layers(),
+                self.layers,
                 cache.k_width(),
                 cache.v_width(),
                 cache.capacity(),
             );
-            if cache.device.is_none() {
-                cache.device = Some(DeviceKv {
+            if cache.device.len() <= self.stage {
+                cache.device.resize_with(self.stage + 1, || None);
+            }
+            if cache.device[self.stage].is_none() {
+                cache.device[self.stage] = Some(DeviceKv {
                     k: self.gpu.zeros::<u16>(layers * cap * kw, "the KV cache")?,
                     v: self.gpu.zeros::<u16>(layers * cap * vw, "the KV cache")?,
                 });
             }
-            let kv = cache.device.as_ref().expect("allocated above");
+            let kv = cache.device[self.stage].as_ref().expect("allocated above");
             let (k, v) = (self.ptr(&kv.k), self.ptr(&kv.v));
             for t in 0..b.tokens.len() {
                 meta.push(TokMeta {
@@ -621,6 +630,30 @@ impl Backend for Cuda {
 }
 
 impl Cuda {
+    /// A stand-in for the output projection of a stage that does not compute the logits (a
+    /// later stage does): nothing on the device.
+    pub fn unused_output(&self, m: &Matrix) -> Result<CudaWeight> {
+        Ok(CudaWeight {
+            data: self.gpu.zeros::<u8>(1, "weights")?,
+            ty: m.ty,
+            rows: 0,
+            cols: m.cols,
+            row_bytes: m.row_bytes(),
+            suffix: type_suffix(m.ty).unwrap_or("f32"),
+        })
+    }
+
+    /// `out` = [`Act::X`], the residual stream after this stage's layers (for the next stage,
+    /// on another device).
+    pub fn download_x(&self, s: &CudaScratch, out: &mut Vec<f32>) -> Result<()> {
+        let len = s.lens[Act::X as usize];
+        let buf = s.acts[Act::X as usize]
+            .as_ref()
+            .ok_or_else(|| Error::Internal("CUDA buffer X read before it was written".into()))?;
+        out.resize(len, 0.0);
+        self.gpu.read(buf, out)
+    }
+
     /// [`Act::X`] = `x` (the residual stream the CPU's layers computed, or the embeddings).
     pub fn upload_x(&self, s: &mut CudaScratch, x: &[f32]) -> Result<()> {
         self.ensure(s, Act::X, x.len())?;
