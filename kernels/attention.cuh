@@ -8,6 +8,10 @@
 //   attention_partial   block 128, grid (n_head, n, splits): the same over keys
 //   attention_combine   [z chunk, (z + 1) chunk) only (split-K decoding of long contexts),
 //                       and the merge of the splits' (max, sum, accumulator), grid (n_head, n).
+//   attention_tiled     block 128, grid (n_head, tiles): flash attention of prompts, one query
+//                       head of a tile of up to TILE_Q consecutive tokens of one sequence (the
+//                       host's tile table: first token, count), keys staged TILE_K at a time
+//                       through shared memory (as f32), an online softmax per query row.
 //
 // Cache layout: [layer][position][kv width] halves, position < TokMeta.ctx. Heads up to 256
 // wide (the host refuses wider).
@@ -207,5 +211,147 @@ extern "C" __global__ void attention_combine(const float* part, float* out, int 
             if (pz[1] > 0.0f) v += pz[2 + d] * expf(pz[0] - M);
         }
         o[d] = v * inv;
+    }
+}
+
+// Tiled (flash) attention of prompt passes: block (h, z) computes query head h of the tokens
+// tiles[2z] .. tiles[2z] + tiles[2z + 1] - 1 (at most TILE_Q, one sequence, so one cache), over
+// the union of their key ranges, TILE_K keys at a time. Per key tile:
+//   1. the keys into shared memory, transposed ([d][TILE_K + 1], f32);
+//   2. scores: thread (j = tid % 16, rows tid / 16 and tid / 16 + 8) for key j of both rows; each
+//      row's 16 keys lie in one half-warp, which reduces the row's max and sum by shuffles and
+//      keeps its running (max, sum); the weights exp(s - max) go to shared memory with each
+//      row's rescale factor;
+//   3. the values into the same shared buffer ([j][MAX_HEAD]);
+//   4. accumulators: warp w owns rows 4w .. 4w + 3, lane dims lane + 32 c (32 floats a thread),
+//      rescaled, then plus the weights times the values.
+// Static shared memory: 16.1 KiB of queries, 17 KiB of keys or values, 1.2 KiB more.
+#define TILE_Q 16
+#define TILE_K 16
+#define TILE_ROWS_PER_WARP (TILE_Q / ATT_WARPS)
+
+W_INLINE float half_warp_max(float v) {
+    for (int o = TILE_K / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+W_INLINE float half_warp_sum(float v) {
+    for (int o = TILE_K / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+// One row's online softmax over a key tile: its score `s` of key j (NEG_INF when masked), the
+// running max and sum (updated); returns the key's weight, and the accumulator's rescale factor
+// in `*alpha`.
+W_INLINE float tile_softmax(float s, float* mx, float* sum, float* alpha) {
+    float nm = fmaxf(*mx, half_warp_max(s));
+    float p = nm == NEG_INF ? 0.0f : expf(s - nm);
+    float a = *mx == nm ? 1.0f : expf(*mx - nm);
+    *sum = *sum * a + half_warp_sum(p);
+    *mx = nm;
+    *alpha = a;
+    return p;
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    attention_tiled(const float* q, float* out, const TokMeta* meta, const int* tiles,
+                    int n_tiles, int layer, int n_head, int n_head_kv, int hdk, int hdv,
+                    float kq_scale, int window) {
+    __shared__ float qs[TILE_Q][MAX_HEAD + 1];
+    __shared__ float kv[MAX_HEAD * (TILE_K + 1)];
+    __shared__ float ps[TILE_Q][TILE_K];
+    __shared__ float alpha[TILE_Q], lsum[TILE_Q];
+    __shared__ int rpos[TILE_Q];
+    int h = blockIdx.x, z = blockIdx.y;
+    if (z >= n_tiles) return;
+    int t0 = tiles[2 * z], count = tiles[2 * z + 1];
+    int tid = threadIdx.x, lane = tid % WARP, warp = tid / WARP;
+    TokMeta m = meta[t0];
+    int kvh = h / (n_head / n_head_kv);
+    int kw = n_head_kv * hdk, vw = n_head_kv * hdv;
+    const u16* kc = (const u16*)m.k + (size_t)layer * m.ctx * kw + kvh * hdk;
+    const u16* vc = (const u16*)m.v + (size_t)layer * m.ctx * vw + kvh * hdv;
+    if (tid < TILE_Q) rpos[tid] = tid < count ? meta[t0 + tid].pos : -1;
+    for (int idx = tid; idx < TILE_Q * hdk; idx += blockDim.x) {
+        int r = idx / hdk, d = idx % hdk;
+        qs[r][d] = r < count ? q[((size_t)(t0 + r) * n_head + h) * hdk + d] : 0.0f;
+    }
+    __syncthreads();
+    // The keys any row of the tile sees.
+    int lo = 0x7fffffff, hi = 0;
+    for (int r = 0; r < count; r++) {
+        int f = first_key(rpos[r], window);
+        lo = f < lo ? f : lo;
+        hi = rpos[r] + 1 > hi ? rpos[r] + 1 : hi;
+    }
+    // Scores: key j of rows r0 and r1 (a row with pos -1 is past the tile's tokens: all masked).
+    int j = tid % TILE_K, r0 = tid / TILE_K, r1 = r0 + TILE_Q / 2;
+    int p0 = rpos[r0], p1 = rpos[r1];
+    int lo0 = first_key(p0, window), lo1 = first_key(p1, window);
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
+    float acc[TILE_ROWS_PER_WARP][HEAD_LANES];
+    for (int i = 0; i < TILE_ROWS_PER_WARP; i++)
+        for (int c = 0; c < HEAD_LANES; c++) acc[i][c] = 0.0f;
+    for (int k0 = lo; k0 < hi; k0 += TILE_K) {
+        int nk = hi - k0 < TILE_K ? hi - k0 : TILE_K;
+        for (int idx = tid; idx < TILE_K * hdk; idx += blockDim.x) {
+            int jj = idx / hdk, d = idx % hdk;
+            kv[d * (TILE_K + 1) + jj] = jj < nk ? h2f(kc[(size_t)(k0 + jj) * kw + d]) : 0.0f;
+        }
+        __syncthreads();
+        float s0 = 0.0f, s1 = 0.0f;
+        for (int d = 0; d < hdk; d++) {
+            float kd = kv[d * (TILE_K + 1) + j];
+            s0 += qs[r0][d] * kd;
+            s1 += qs[r1][d] * kd;
+        }
+        int key = k0 + j;
+        bool in = j < nk;
+        s0 = in && key <= p0 && key >= lo0 ? s0 * kq_scale : NEG_INF;
+        s1 = in && key <= p1 && key >= lo1 ? s1 * kq_scale : NEG_INF;
+        float a0, a1;
+        ps[r0][j] = tile_softmax(s0, &m0, &l0, &a0);
+        ps[r1][j] = tile_softmax(s1, &m1, &l1, &a1);
+        if (j == 0) {
+            alpha[r0] = a0;
+            alpha[r1] = a1;
+        }
+        __syncthreads();
+        for (int idx = tid; idx < TILE_K * hdv; idx += blockDim.x) {
+            int jj = idx / hdv, d = idx % hdv;
+            kv[jj * MAX_HEAD + d] = jj < nk ? h2f(vc[(size_t)(k0 + jj) * vw + d]) : 0.0f;
+        }
+        __syncthreads();
+        for (int i = 0; i < TILE_ROWS_PER_WARP; i++) {
+            float a = alpha[warp * TILE_ROWS_PER_WARP + i];
+            for (int c = 0; c < HEAD_LANES; c++) acc[i][c] *= a;
+        }
+        for (int jj = 0; jj < nk; jj++) {
+            float p[TILE_ROWS_PER_WARP];
+            for (int i = 0; i < TILE_ROWS_PER_WARP; i++) p[i] = ps[warp * TILE_ROWS_PER_WARP + i][jj];
+            for (int c = 0; c < HEAD_LANES; c++) {
+                int d = lane + WARP * c;
+                if (d < hdv) {
+                    float v = kv[jj * MAX_HEAD + d];
+                    for (int i = 0; i < TILE_ROWS_PER_WARP; i++) acc[i][c] += p[i] * v;
+                }
+            }
+        }
+        __syncthreads();
+    }
+    if (j == 0) {
+        lsum[r0] = l0;
+        lsum[r1] = l1;
+    }
+    __syncthreads();
+    for (int i = 0; i < TILE_ROWS_PER_WARP; i++) {
+        int r = warp * TILE_ROWS_PER_WARP + i;
+        if (r >= count) continue;
+        float inv = 1.0f / lsum[r];
+        float* o = out + ((size_t)(t0 + r) * n_head + h) * hdv;
+        for (int c = 0; c < HEAD_LANES; c++) {
+            int d = lane + WARP * c;
+            if (d < hdv) o[d] = acc[i][c] * inv;
+        }
     }
 }

@@ -120,8 +120,8 @@ struct Entry {
 const Entry ENTRIES[] = {
     WEIGHT_TYPE_LIST(TYPE_ENTRIES)
     ENTRY(rms_norm) ENTRY(add) ENTRY(add_bias) ENTRY(geglu) ENTRY(swiglu) ENTRY(rope_store)
-    ENTRY(attention) ENTRY(attention_partial) ENTRY(attention_combine) ENTRY(gather_rows)
-    ENTRY(softmax_rows)
+    ENTRY(attention) ENTRY(attention_partial) ENTRY(attention_combine) ENTRY(attention_tiled)
+    ENTRY(gather_rows) ENTRY(softmax_rows)
 };
 
 }  // namespace

@@ -450,10 +450,11 @@ fn tok_meta(pos: usize, ctx: usize, k: u64, v: u64) -> Vec<u8> {
     b
 }
 
-/// RoPE with the store into the f16 cache, then attention (whole and split-K) over that cache,
-/// for two sequences in one batch (three tokens at positions 17..20 and two at 0..2) with
-/// grouped heads, a partial rotation, both layouts and a sliding window, against the CPU's
-/// RoPE and an f64 softmax over the cache's values.
+/// RoPE with the store into the f16 cache, then attention (whole, split-K and tiled) over that
+/// cache, for two sequences in one batch (three tokens at positions 17..20 and two at 0..2)
+/// with grouped heads, a partial rotation, both layouts and a sliding window, against the CPU's
+/// RoPE and an f64 softmax over the cache's values ([`attention_want`]); then tiled attention
+/// of longer prompts ([`check_attention_tiled`]).
 fn check_attention(
     d: &dyn KernelDevice,
     rng: &mut XorShift,
@@ -472,6 +473,7 @@ fn check_attention(
     let freqs: Vec<f32> = (0..dims / 2).map(|i| 1.0 + i as f32 / 16.0).collect();
     let mut worst_rope = 0f64;
     let mut worst_attn = 0f64;
+    let mut worst_tiled = 0f64;
     for (layout, with_freqs, window) in [
         (RopeLayout::Neox, false, 0usize),
         (RopeLayout::Norm, true, 5),
@@ -570,38 +572,17 @@ fn check_attention(
 
         // Attention over what the device's caches now hold, from its rotated q.
         let kq_scale = 1.0 / (hdk as f32).sqrt();
-        let mut want = vec![0f64; n * n_head * hdv];
-        for (t, &(s, p)) in positions.iter().enumerate() {
-            let lo = if window > 0 {
-                (p + 1).saturating_sub(window)
-            } else {
-                0
-            };
-            for h in 0..n_head {
-                let kvh = h / (n_head / n_head_kv);
-                let qh = &q_got[(t * n_head + h) * hdk..(t * n_head + h + 1) * hdk];
-                let scores: Vec<f64> = (lo..=p)
-                    .map(|j| {
-                        let kr = &kcache[s][(layer * ctx + j) * kw + kvh * hdk..][..hdk];
-                        qh.iter()
-                            .zip(kr)
-                            .map(|(&a, &b)| a as f64 * b as f64)
-                            .sum::<f64>()
-                            * kq_scale as f64
-                    })
-                    .collect();
-                let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-                let sum: f64 = e.iter().sum();
-                let o = &mut want[(t * n_head + h) * hdv..(t * n_head + h + 1) * hdv];
-                for (j, w) in (lo..=p).zip(&e) {
-                    let vr = &vcache[s][(layer * ctx + j) * vw + kvh * hdv..][..hdv];
-                    for (x, &y) in o.iter_mut().zip(vr) {
-                        *x += w / sum * y as f64;
-                    }
-                }
-            }
-        }
+        let heads = Heads {
+            n_head,
+            n_head_kv,
+            hdk,
+            hdv,
+            layer,
+            ctx,
+        };
+        let want = attention_want(
+            &heads, &q_got, &positions, &kcache, &vcache, kq_scale, window,
+        );
         let dout = zeros(d, n * n_head * hdv)?;
         let mut params = vec![Param::Ptr(dq), Param::Ptr(dout), Param::Ptr(dm)];
         params.extend(common);
@@ -645,10 +626,190 @@ fn check_attention(
             ],
         )?;
         worst_attn = worst_attn.max(rel_err(&read_f32(d, dout, n * n_head * hdv)?, &want));
+
+        // Tiled: a tile per sequence (both shorter than a tile).
+        let got = run_tiled(d, &heads, dq, dm, &seqs, kq_scale, window)?;
+        worst_tiled = worst_tiled.max(rel_err(&got, &want));
     }
     out.insert("rope_store".into(), json!(worst_rope));
     out.insert("attention".into(), json!(worst_attn));
+    out.insert(
+        "attention_tiled".into(),
+        json!(worst_tiled.max(check_attention_tiled(d, rng)?)),
+    );
     Ok(out)
+}
+
+/// The head geometry of an attention check, and the cache layer it reads.
+struct Heads {
+    n_head: usize,
+    n_head_kv: usize,
+    hdk: usize,
+    hdv: usize,
+    layer: usize,
+    ctx: usize,
+}
+
+/// Attention in f64 of each token `(sequence, position)` of `positions` (queries `q`,
+/// `[token][n_head][hdk]`) over its sequence's caches (`[layer][ctx][kv width]`, as f32),
+/// keys `max(0, pos + 1 - window) ..= pos` (all up to `pos` for window 0).
+fn attention_want(
+    g: &Heads,
+    q: &[f32],
+    positions: &[(usize, usize)],
+    kcache: &[Vec<f32>],
+    vcache: &[Vec<f32>],
+    kq_scale: f32,
+    window: usize,
+) -> Vec<f64> {
+    let (n_head, hdk, hdv, layer, ctx) = (g.n_head, g.hdk, g.hdv, g.layer, g.ctx);
+    let (kw, vw) = (g.n_head_kv * hdk, g.n_head_kv * hdv);
+    let mut want = vec![0f64; positions.len() * n_head * hdv];
+    for (t, &(s, p)) in positions.iter().enumerate() {
+        let lo = if window > 0 {
+            (p + 1).saturating_sub(window)
+        } else {
+            0
+        };
+        for h in 0..n_head {
+            let kvh = h / (n_head / g.n_head_kv);
+            let qh = &q[(t * n_head + h) * hdk..(t * n_head + h + 1) * hdk];
+            let scores: Vec<f64> = (lo..=p)
+                .map(|j| {
+                    let kr = &kcache[s][(layer * ctx + j) * kw + kvh * hdk..][..hdk];
+                    qh.iter()
+                        .zip(kr)
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                        * kq_scale as f64
+                })
+                .collect();
+            let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            let o = &mut want[(t * n_head + h) * hdv..(t * n_head + h + 1) * hdv];
+            for (j, w) in (lo..=p).zip(&e) {
+                let vr = &vcache[s][(layer * ctx + j) * vw + kvh * hdv..][..hdv];
+                for (x, &y) in o.iter_mut().zip(vr) {
+                    *x += w / sum * y as f64;
+                }
+            }
+        }
+    }
+    want
+}
+
+/// Queries of a tile of `attention_tiled` (`TILE_Q` in kernels/attention.cuh).
+const TILE_Q: usize = 16;
+
+/// `attention_tiled` over the batch `seqs` (each `(first position, tokens)`, tokens in batch
+/// order, `meta` one `TokMeta` a token), with the host's tile table: each sequence cut into
+/// tiles of [`TILE_Q`] tokens from its first. Its output, `[token][n_head][hdv]`.
+fn run_tiled(
+    d: &dyn KernelDevice,
+    g: &Heads,
+    q: u64,
+    meta: u64,
+    seqs: &[(usize, usize)],
+    kq_scale: f32,
+    window: usize,
+) -> Result<Vec<f32>> {
+    let (mut table, mut first) = (Vec::new(), 0usize);
+    for &(_, len) in seqs {
+        for start in (0..len).step_by(TILE_Q) {
+            table.extend([(first + start) as i32, (len - start).min(TILE_Q) as i32]);
+        }
+        first += len;
+    }
+    let tiles = table.len() / 2;
+    let dtiles = d.alloc(&i32_bytes(&table))?;
+    let dout = zeros(d, first * g.n_head * g.hdv)?;
+    d.launch(
+        "attention_tiled",
+        (g.n_head as u32, tiles as u32, 1),
+        (128, 1, 1),
+        &[
+            Param::Ptr(q),
+            Param::Ptr(dout),
+            Param::Ptr(meta),
+            Param::Ptr(dtiles),
+            Param::I32(tiles as i32),
+            Param::I32(g.layer as i32),
+            Param::I32(g.n_head as i32),
+            Param::I32(g.n_head_kv as i32),
+            Param::I32(g.hdk as i32),
+            Param::I32(g.hdv as i32),
+            Param::F32(kq_scale),
+            Param::I32(window as i32),
+        ],
+    )?;
+    read_f32(d, dout, first * g.n_head * g.hdv)
+}
+
+/// Tiled attention of prompt batches against [`attention_want`]: several sequences in one
+/// pass, of token counts that are not multiples of a tile, one continuing a prompt after
+/// earlier tokens (a first position past 0) and one decoding a single token; grouped heads
+/// (four and two query heads a KV head, and one), odd head widths with `hdk != hdv` and the
+/// widest heads, no window and windows shorter and longer than a key tile.
+fn check_attention_tiled(d: &dyn KernelDevice, rng: &mut XorShift) -> Result<f64> {
+    type Case = (usize, usize, usize, usize, usize, &'static [(usize, usize)]);
+    let cases: [Case; 4] = [
+        (8, 2, 80, 72, 0, &[(0, 37), (21, 16), (5, 3), (60, 1)]),
+        (8, 2, 80, 72, 7, &[(0, 37), (21, 16), (5, 3), (60, 1)]),
+        (4, 2, 72, 40, 20, &[(13, 33), (0, 17)]),
+        (3, 3, 256, 256, 0, &[(30, 19), (0, 16)]),
+    ];
+    let mut worst = 0f64;
+    for (n_head, n_head_kv, hdk, hdv, window, seqs) in cases {
+        let (layers, layer) = (2usize, 1usize);
+        let ctx = seqs.iter().map(|&(f, l)| f + l).max().unwrap_or(0) + 3;
+        let heads = Heads {
+            n_head,
+            n_head_kv,
+            hdk,
+            hdv,
+            layer,
+            ctx,
+        };
+        let (kw, vw) = (n_head_kv * hdk, n_head_kv * hdv);
+        let positions: Vec<(usize, usize)> = seqs
+            .iter()
+            .enumerate()
+            .flat_map(|(s, &(first, len))| (first..first + len).map(move |p| (s, p)))
+            .collect();
+        let n = positions.len();
+        // Queries of several units, so that some rows' weights peak.
+        let q: Vec<f32> = (0..n * n_head * hdk)
+            .map(|_| rng.next_f32() * 3.0)
+            .collect();
+        let (mut kcache, mut vcache, mut addrs) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in seqs {
+            let kc: Vec<f32> = (0..layers * ctx * kw)
+                .map(|_| f16::from_f32(rng.next_f32()).to_f32())
+                .collect();
+            let vc: Vec<f32> = (0..layers * ctx * vw)
+                .map(|_| f16::from_f32(rng.next_f32()).to_f32())
+                .collect();
+            let f16_bytes = |v: &[f32]| -> Vec<u8> {
+                v.iter()
+                    .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+                    .collect()
+            };
+            addrs.push((d.alloc(&f16_bytes(&kc))?, d.alloc(&f16_bytes(&vc))?));
+            kcache.push(kc);
+            vcache.push(vc);
+        }
+        let meta: Vec<u8> = positions
+            .iter()
+            .flat_map(|&(s, p)| tok_meta(p, ctx, addrs[s].0, addrs[s].1))
+            .collect();
+        let (dq, dm) = (d.alloc(&f32_bytes(&q))?, d.alloc(&meta)?);
+        let kq_scale = 1.0 / (hdk as f32).sqrt();
+        let want = attention_want(&heads, &q, &positions, &kcache, &vcache, kq_scale, window);
+        let got = run_tiled(d, &heads, dq, dm, seqs, kq_scale, window)?;
+        worst = worst.max(rel_err(&got, &want));
+    }
+    Ok(worst)
 }
 
 /// The largest relative error a kernel may show against its twin: f32 accumulation in
