@@ -144,6 +144,19 @@ typedef enum {
   WOOLLY_SPLIT_LAYER = 1,
 } woolly_split_mode;
 
+// What a sequence does when its KV cache does not fit in GPU memory during generation (the
+// load itself never fails for lack of device memory: it offloads fewer layers). Python, Node
+// and JSON name these `cpu` and `error`. (Added in ABI 4.)
+typedef enum {
+  // The sequence runs all its layers on the CPU (the default): a warning to the log
+  // callback, once per model, and `woolly_gpu_oom_fallbacks_total` in the metrics counts
+  // each one. It produces the tokens the CPU alone would.
+  WOOLLY_DEVICE_OOM_CPU = 0,
+  // The generation (or that engine request) fails with `WOOLLY_ERR_OUT_OF_DEVICE_MEMORY`;
+  // other sessions and requests go on.
+  WOOLLY_DEVICE_OOM_ERROR = 1,
+} woolly_device_oom;
+
 // How a session's KV cache stores keys and values.
 typedef enum {
   // Half precision, as llama.cpp keeps it (the default).
@@ -277,6 +290,9 @@ typedef struct {
   // Device memory to leave free on each GPU, in bytes; 0 (the default) the larger of 1 GiB
   // and 10% of the device. (Added in ABI 4.)
   uint64_t gpu_margin_bytes;
+  // What a sequence whose KV cache does not fit in GPU memory does (default
+  // `WOOLLY_DEVICE_OOM_CPU`). (Added in ABI 4.)
+  woolly_device_oom on_device_oom;
 } woolly_model_params;
 
 // What to generate. Start from [`woolly_generate_default_params`].
@@ -472,7 +488,8 @@ void woolly_set_log_callback(woolly_log_callback callback, void *user_data);
 
 // Default load parameters: lazy mapping, no mlock, repacking on, automatic threads, no
 // progress callback, the default context and memory policy, and on CUDA GPUs as many layers
-// as fit (`gpu_layers` -1, `main_gpu` -1, `WOOLLY_SPLIT_LAYER`, the default margin).
+// as fit (`gpu_layers` -1, `main_gpu` -1, `WOOLLY_SPLIT_LAYER`, the default margin,
+// `WOOLLY_DEVICE_OOM_CPU`).
 woolly_model_params woolly_model_default_params(void);
 
 // Loads the GGUF model at `path` (NULL: `$WOOLLY_MODEL`, then the default model installed by

@@ -84,6 +84,12 @@ export interface MemoryOptions {
   splitMode?: 'none' | 'layer';
   /** Device memory left free on each GPU (default 0: the larger of 1 GiB and 10%). */
   gpuMarginBytes?: Size;
+  /**
+   * When a sequence's KV cache does not fit in GPU memory: 'cpu' (default: it runs on the CPU,
+   * with a warning, giving the CPU's tokens) or 'error' (that generation rejects with
+   * WOOLLY_ERR_OUT_OF_DEVICE_MEMORY). Echoed in `info().placement.on_device_oom`.
+   */
+  onDeviceOom?: 'cpu' | 'error';
 }
 
 export interface ModelLoadOptions {
@@ -287,6 +293,14 @@ export interface ModelInfo {
   repackedBytes: number;
   loadMs: number;
   contextSize: number;
+  /** Where the layers run and why, and what a sequence whose KV cache does not fit on the GPU does. */
+  placement: {
+    layers: (number | null)[];
+    output: number | null;
+    devices: Record<string, unknown>[];
+    reason: string;
+    on_device_oom: 'cpu' | 'error';
+  };
 }
 
 /** Counters of the generations on one model (woolly-core's `MetricsSnapshot`, snake_case). */

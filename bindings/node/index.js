@@ -216,6 +216,7 @@ const loadSchema = {
   mainGpu: checks.int(0, 1 << 16),
   splitMode: checks.oneOf(['none', 'layer']),
   gpuMarginBytes: checks.size,
+  onDeviceOom: checks.oneOf(['cpu', 'error']),
 };
 
 const generateSchema = {

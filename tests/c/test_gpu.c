@@ -1,6 +1,7 @@
 /* GPUs from C: the CUDA devices report (devices, or why there are none, never a crash), the
  * default model loaded with gpu_layers -1 (auto) and 0 (CPU only) generating the same greedy
- * text, and bad GPU parameters refused with WOOLLY_ERR_INVALID_ARGUMENT. */
+ * text, bad GPU parameters refused with WOOLLY_ERR_INVALID_ARGUMENT, and on_device_oom echoed
+ * in the model's info. */
 #include <woolly.h>
 
 #include <stdio.h>
@@ -98,8 +99,8 @@ static void check_bad_params(void) {
     struct {
         const char *what;
         woolly_model_params p;
-    } bad[4];
-    for (int i = 0; i < 4; i++) bad[i].p = woolly_model_default_params();
+    } bad[5];
+    for (int i = 0; i < 5; i++) bad[i].p = woolly_model_default_params();
     bad[0].what = "gpu_layers -2";
     bad[0].p.gpu_layers = -2;
     bad[1].what = "gpu_layers INT32_MIN";
@@ -108,21 +109,25 @@ static void check_bad_params(void) {
     bad[2].p.main_gpu = -2;
     bad[3].what = "split_mode 7";
     bad[3].p.split_mode = (woolly_split_mode)7;
-    for (int i = 0; i < 4; i++) {
+    bad[4].what = "on_device_oom 2";
+    bad[4].p.on_device_oom = (woolly_device_oom)2;
+    static const char *const named[5] = {"gpu_layers", "gpu_layers", "main_gpu", "split_mode", "on_device_oom"};
+    for (int i = 0; i < 5; i++) {
         woolly_model *model = (woolly_model *)&bad; /* must be set to NULL */
         woolly_status st = woolly_model_load(NULL, bad[i].p, &model);
         CHECK(st == WOOLLY_ERR_INVALID_ARGUMENT && model == NULL, "%s: %s", bad[i].what, woolly_status_name(st));
-        CHECK(strstr(woolly_last_error(), i < 2 ? "gpu_layers" : i == 2 ? "main_gpu" : "split_mode"),
-              "%s: the message names the parameter", bad[i].what);
+        CHECK(strstr(woolly_last_error(), named[i]), "%s: the message names the parameter: %s", bad[i].what,
+              woolly_last_error());
     }
 }
 
 int main(void) {
     CHECK(woolly_abi_version() == WOOLLY_ABI_VERSION && WOOLLY_ABI_VERSION >= 4, "abi %u", woolly_abi_version());
     woolly_model_params d = woolly_model_default_params();
-    CHECK(d.gpu_layers == -1 && d.main_gpu == -1 && d.split_mode == WOOLLY_SPLIT_LAYER && d.gpu_margin_bytes == 0,
-          "defaults: %d %d %d %llu", d.gpu_layers, d.main_gpu, (int)d.split_mode,
-          (unsigned long long)d.gpu_margin_bytes);
+    CHECK(d.gpu_layers == -1 && d.main_gpu == -1 && d.split_mode == WOOLLY_SPLIT_LAYER && d.gpu_margin_bytes == 0
+              && d.on_device_oom == WOOLLY_DEVICE_OOM_CPU,
+          "defaults: %d %d %d %llu %d", d.gpu_layers, d.main_gpu, (int)d.split_mode,
+          (unsigned long long)d.gpu_margin_bytes, (int)d.on_device_oom);
 
     check_devices_report();
     check_bad_params();
@@ -141,9 +146,15 @@ int main(void) {
     mp.gpu_margin_bytes = UINT64_MAX;
     mp.split_mode = WOOLLY_SPLIT_NONE;
     mp.main_gpu = 99; /* no such device: the best one */
+    mp.on_device_oom = WOOLLY_DEVICE_OOM_ERROR;
     woolly_model *model = NULL;
     woolly_status st = woolly_model_load(NULL, mp, &model);
     CHECK(st == WOOLLY_OK && model, "huge margin, main_gpu 99: %s", woolly_status_name(st));
+    /* The choice is echoed with the placement. */
+    char info[65536];
+    size_t len = 0;
+    st = model ? woolly_model_info_json(model, info, sizeof info, &len) : WOOLLY_ERR_NULL_ARGUMENT;
+    CHECK(st == WOOLLY_OK && strstr(info, "\"on_device_oom\":\"error\""), "info: %s", woolly_status_name(st));
     woolly_model_free(model);
 
     return finish("test_gpu");

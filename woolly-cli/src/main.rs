@@ -285,7 +285,16 @@ fn run_generate(a: RunArgs) -> CliResult {
             hw.logical_cores,
             model.packed_bytes() as f64 / (1 << 20) as f64,
         );
-        eprintln!("[placement: {}]", model.placement().reason);
+        let p = model.placement();
+        if p.uses_gpu() {
+            eprintln!(
+                "[placement: {}; a KV cache that does not fit on the GPU: --on-device-oom {}]",
+                p.reason,
+                p.on_device_oom.name()
+            );
+        } else {
+            eprintln!("[placement: {}]", p.reason);
+        }
         let b = model.memory_account().budget();
         let mib = |x: u64| x as f64 / (1 << 20) as f64;
         eprintln!(
@@ -334,6 +343,7 @@ fn run_generate(a: RunArgs) -> CliResult {
             "text": g.text,
             "stop_reason": g.stop_reason,
             "placement": model.placement(),
+            "gpu_activity": model.metrics().gpu_activity(),
             "timings": {
                 "load_ms": load_ms,
                 "prompt_ms": t.prompt_ms,

@@ -334,6 +334,25 @@ fn prometheus_text_parses_and_counters_move_after_real_generations() {
         sample(&after, "woolly_model_device_memory_bytes", &model),
         m.device_weight_bytes() as f64
     );
+    // Its GPUs' work, as the model reports it (none on the CPU alone).
+    let a = m.metrics().gpu_activity();
+    assert_eq!(
+        sample(&after, "woolly_model_gpu_busy_microseconds_total", &model),
+        (a.busy_seconds * 1e6).trunc()
+    );
+    for (how, n) in [
+        ("captured", a.graph_captures),
+        ("replayed", a.graph_replays),
+    ] {
+        assert_eq!(
+            sample(
+                &after,
+                "woolly_model_gpu_graph_passes_total",
+                &[("model", LABEL), ("graph", how)]
+            ),
+            n as f64
+        );
+    }
 
     // The engine's figures.
     assert_eq!(

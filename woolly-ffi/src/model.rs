@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use woolly_core::generate::{SessionParams, SessionPool};
 use woolly_core::model::{Model, ModelParams, Preload};
-use woolly_core::policy::placement::{GpuLayers, GpuParams, Margin, SplitMode};
+use woolly_core::policy::placement::{DeviceOomPolicy, GpuLayers, GpuParams, Margin, SplitMode};
 use woolly_core::policy::ThreadPolicy;
 
 use crate::boundary::{
@@ -100,6 +100,30 @@ impl woolly_split_mode {
         match self {
             woolly_split_mode::WOOLLY_SPLIT_NONE => SplitMode::None,
             woolly_split_mode::WOOLLY_SPLIT_LAYER => SplitMode::Layer,
+        }
+    }
+}
+
+/// What a sequence does when its KV cache does not fit in GPU memory during generation (the
+/// load itself never fails for lack of device memory: it offloads fewer layers). Python, Node
+/// and JSON name these `cpu` and `error`. (Added in ABI 4.)
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum woolly_device_oom {
+    /// The sequence runs all its layers on the CPU (the default): a warning to the log
+    /// callback, once per model, and `woolly_gpu_oom_fallbacks_total` in the metrics counts
+    /// each one. It produces the tokens the CPU alone would.
+    WOOLLY_DEVICE_OOM_CPU = 0,
+    /// The generation (or that engine request) fails with `WOOLLY_ERR_OUT_OF_DEVICE_MEMORY`;
+    /// other sessions and requests go on.
+    WOOLLY_DEVICE_OOM_ERROR = 1,
+}
+
+impl woolly_device_oom {
+    fn core(self) -> DeviceOomPolicy {
+        match self {
+            woolly_device_oom::WOOLLY_DEVICE_OOM_CPU => DeviceOomPolicy::Cpu,
+            woolly_device_oom::WOOLLY_DEVICE_OOM_ERROR => DeviceOomPolicy::Error,
         }
     }
 }
@@ -214,6 +238,9 @@ pub struct woolly_model_params {
     /// Device memory to leave free on each GPU, in bytes; 0 (the default) the larger of 1 GiB
     /// and 10% of the device. (Added in ABI 4.)
     pub gpu_margin_bytes: u64,
+    /// What a sequence whose KV cache does not fit in GPU memory does (default
+    /// `WOOLLY_DEVICE_OOM_CPU`). (Added in ABI 4.)
+    pub on_device_oom: woolly_device_oom,
 }
 
 impl woolly_model_params {
@@ -222,6 +249,7 @@ impl woolly_model_params {
         check_enum(&self.preload, 4, "preload")?;
         check_enum(&self.thread_policy, 3, "thread_policy")?;
         check_enum(&self.split_mode, 1, "split_mode")?;
+        check_enum(&self.on_device_oom, 1, "on_device_oom")?;
         let layers = match GpuLayers::from_i64(i64::from(self.gpu_layers)) {
             Ok(l) => l,
             Err(e) => return fail(WOOLLY_ERR_INVALID_ARGUMENT, e.to_string()),
@@ -258,6 +286,7 @@ impl woolly_model_params {
                 main_gpu,
                 split: self.split_mode.core(),
                 margin: Margin::from_bytes(self.gpu_margin_bytes),
+                on_device_oom: self.on_device_oom.core(),
             },
         })
     }
@@ -277,7 +306,8 @@ impl woolly_model_params {
 
 /// Default load parameters: lazy mapping, no mlock, repacking on, automatic threads, no
 /// progress callback, the default context and memory policy, and on CUDA GPUs as many layers
-/// as fit (`gpu_layers` -1, `main_gpu` -1, `WOOLLY_SPLIT_LAYER`, the default margin).
+/// as fit (`gpu_layers` -1, `main_gpu` -1, `WOOLLY_SPLIT_LAYER`, the default margin,
+/// `WOOLLY_DEVICE_OOM_CPU`).
 #[no_mangle]
 pub extern "C" fn woolly_model_default_params() -> woolly_model_params {
     woolly_model_params {
@@ -294,6 +324,7 @@ pub extern "C" fn woolly_model_default_params() -> woolly_model_params {
         main_gpu: -1,
         split_mode: woolly_split_mode::WOOLLY_SPLIT_LAYER,
         gpu_margin_bytes: 0,
+        on_device_oom: woolly_device_oom::WOOLLY_DEVICE_OOM_CPU,
     }
 }
 
@@ -431,6 +462,7 @@ mod tests {
             main_gpu: 1,
             split_mode: woolly_split_mode::WOOLLY_SPLIT_NONE,
             gpu_margin_bytes: 1 << 20,
+            on_device_oom: woolly_device_oom::WOOLLY_DEVICE_OOM_ERROR,
             ..d
         };
         assert_eq!(
@@ -443,8 +475,18 @@ mod tests {
                     bytes: 1 << 20,
                     fraction: 0.0
                 },
+                on_device_oom: DeviceOomPolicy::Error,
             }
         );
+        for p in [
+            woolly_device_oom::WOOLLY_DEVICE_OOM_CPU,
+            woolly_device_oom::WOOLLY_DEVICE_OOM_ERROR,
+        ] {
+            assert_eq!(
+                format!("{p:?}"),
+                format!("WOOLLY_DEVICE_OOM_{}", p.core().name().to_uppercase())
+            );
+        }
         for bad in [
             woolly_model_params {
                 gpu_layers: -2,

@@ -12,7 +12,7 @@ use woolly_core::generate::{
 };
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::policy::memory::{parse_size, MemoryPolicy};
-use woolly_core::policy::placement::{GpuLayers, GpuParams, Margin, SplitMode};
+use woolly_core::policy::placement::{DeviceOomPolicy, GpuLayers, GpuParams, Margin, SplitMode};
 use woolly_core::policy::power::ThermalConfig;
 use woolly_core::policy::ThreadPolicy;
 use woolly_core::{Error, Result};
@@ -133,6 +133,9 @@ pub struct LoadOptions {
     /// Device memory to leave free on each GPU (bytes or a size; absent or 0: the larger of
     /// 1 GiB and 10%).
     pub gpu_margin_bytes: Option<Size>,
+    /// When a sequence's KV cache does not fit in GPU memory: `'cpu'` (default: it runs on the
+    /// CPU) or `'error'` (that generation rejects with WOOLLY_ERR_OUT_OF_DEVICE_MEMORY).
+    pub on_device_oom: Option<String>,
 }
 
 /// The GPU part of the load options.
@@ -159,6 +162,10 @@ fn gpu_params(o: &LoadOptions) -> Result<GpuParams> {
         },
         margin: size(o.gpu_margin_bytes.as_ref(), "gpuMarginBytes")?
             .map_or(d.margin, Margin::from_bytes),
+        on_device_oom: match &o.on_device_oom {
+            Some(name) => DeviceOomPolicy::from_name(name)?,
+            None => d.on_device_oom,
+        },
     })
 }
 

@@ -1,6 +1,7 @@
 'use strict';
 // GPU options and the CUDA devices report: devices or why there are none, loads with
-// gpuLayers 'auto' and 0, and bad values refused before any load.
+// gpuLayers 'auto' and 0, bad values refused before any load, and onDeviceOom echoed with the
+// placement.
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const woolly = require('woolly');
@@ -44,7 +45,21 @@ test('bad GPU options are refused', async () => {
     { mainGpu: -1 },
     { splitMode: 'row' },
     { gpuMarginBytes: -5 },
+    { onDeviceOom: 'abort' },
+    { onDeviceOom: 0 },
   ]) {
     await assert.rejects(woolly.Model.load(undefined, bad), (e) => e.code === 'WOOLLY_ERR_INVALID_ARGUMENT', JSON.stringify(bad));
+  }
+});
+
+test('onDeviceOom is echoed with the placement', async () => {
+  const d = await woolly.Model.load(undefined, { gpuLayers: 0 });
+  const e = await woolly.Model.load(undefined, { gpuLayers: 0, onDeviceOom: 'error' });
+  try {
+    assert.equal(d.info().placement.on_device_oom, 'cpu');
+    assert.equal(e.info().placement.on_device_oom, 'error');
+  } finally {
+    d.close();
+    e.close();
   }
 });

@@ -13,7 +13,7 @@ use woolly_core::generate::{
 };
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::policy::memory::MemoryPolicy;
-use woolly_core::policy::placement::{GpuLayers, GpuParams, Margin, SplitMode};
+use woolly_core::policy::placement::{DeviceOomPolicy, GpuLayers, GpuParams, Margin, SplitMode};
 use woolly_core::policy::power::ThermalConfig;
 use woolly_core::policy::ThreadPolicy;
 
@@ -80,13 +80,15 @@ fn session_params(
 }
 
 /// The GPU part of the load options: `gpu_layers` -1 is auto (Python passes "auto" as -1),
-/// `main_gpu` None the best device, `gpu_margin_bytes` None or 0 the default margin.
+/// `main_gpu` None the best device, `gpu_margin_bytes` None or 0 the default margin,
+/// `on_device_oom` None the default (`cpu`).
 fn gpu_params(
     py: Python<'_>,
     gpu_layers: Option<i64>,
     main_gpu: Option<usize>,
     split_mode: Option<&str>,
     gpu_margin_bytes: Option<u64>,
+    on_device_oom: Option<&str>,
 ) -> PyResult<GpuParams> {
     let d = GpuParams::default();
     Ok(GpuParams {
@@ -100,6 +102,10 @@ fn gpu_params(
             None => d.split,
         },
         margin: gpu_margin_bytes.map_or(d.margin, Margin::from_bytes),
+        on_device_oom: match on_device_oom {
+            Some(name) => DeviceOomPolicy::from_name(name).py_err(py)?,
+            None => d.on_device_oom,
+        },
     })
 }
 
@@ -117,7 +123,7 @@ impl LoadOptions {
     #[pyo3(signature = (preload=None, mlock=None, repack=None, threads=None, thread_policy=None,
         context_size=None, kv_precision=None, memory_budget=None, memory_reserve=None,
         pressure_threshold=None, gpu_layers=None, main_gpu=None, split_mode=None,
-        gpu_margin_bytes=None))]
+        gpu_margin_bytes=None, on_device_oom=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -135,6 +141,7 @@ impl LoadOptions {
         main_gpu: Option<usize>,
         split_mode: Option<&str>,
         gpu_margin_bytes: Option<u64>,
+        on_device_oom: Option<&str>,
     ) -> PyResult<Self> {
         let d = ModelParams::default();
         let model = ModelParams {
@@ -148,7 +155,14 @@ impl LoadOptions {
             memory: memory_policy(py, memory_budget, memory_reserve, pressure_threshold)?,
             // The load plans its memory for the context its sessions will have.
             context_size: context_size.unwrap_or(d.context_size),
-            gpu: gpu_params(py, gpu_layers, main_gpu, split_mode, gpu_margin_bytes)?,
+            gpu: gpu_params(
+                py,
+                gpu_layers,
+                main_gpu,
+                split_mode,
+                gpu_margin_bytes,
+                on_device_oom,
+            )?,
         };
         let session = session_params(py, threads, thread_policy, context_size, kv_precision)?;
         Ok(LoadOptions { model, session })

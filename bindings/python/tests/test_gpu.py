@@ -1,5 +1,6 @@
 """GPU options and the CUDA devices report: devices or why there are none (never an error),
-loads with gpu_layers "auto" and 0, and bad values refused as ValueError before any load."""
+loads with gpu_layers "auto" and 0, bad values refused as ValueError before any load, and
+on_device_oom echoed with the placement."""
 
 import pytest
 
@@ -52,6 +53,9 @@ def test_auto_and_cpu_only_load_and_agree_without_a_gpu(model):
         {"split_mode": 1},
         {"gpu_margin_bytes": -5},
         {"gpu_margin_bytes": "lots"},
+        {"on_device_oom": "abort"},
+        {"on_device_oom": "CPU"},
+        {"on_device_oom": 0},
     ],
 )
 def test_bad_gpu_options_raise_value_error(options):
@@ -69,5 +73,16 @@ def test_good_gpu_options_are_accepted():
         {"main_gpu": None, "split_mode": "none"},
         {"gpu_margin_bytes": 0},
         {"gpu_margin_bytes": "512MB"},
+        {"on_device_oom": "cpu"},
+        {"on_device_oom": "error"},
     ]:
         assert woolly.estimate(**options)["total_bytes"] > 0
+
+
+def test_on_device_oom_is_echoed_with_the_placement():
+    assert woolly.Model(gpu_layers=0).info["placement"]["on_device_oom"] == "cpu"
+    m = woolly.Model(gpu_layers=0, on_device_oom="error")
+    assert m.info["placement"]["on_device_oom"] == "error"
+    with pytest.raises(woolly.InvalidArgumentError) as e:
+        woolly.Model(on_device_oom="abort")
+    assert "on_device_oom must be cpu or error" in str(e.value)

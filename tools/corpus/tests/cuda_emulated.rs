@@ -6,86 +6,18 @@
 //! cache across steps and sequences, sliding windows, QK-norm, the hand-over from the CPU's
 //! layers) on machines without a GPU; `make gpu-check` does the same on a real one, with speed.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
 
+use common::{engine_tokens, greedy, load, max_rel, session, write, PROMPTS};
 use woolly_core::backend::cuda::emulator;
-use woolly_core::engine::{Engine, EngineParams, Request};
-use woolly_core::generate::{GenerateParams, SamplingParams, Session, SessionParams};
-use woolly_core::model::{Model, ModelParams};
 use woolly_core::policy::placement::{GpuLayers, GpuParams};
-use woolly_corpus::{synthetic_gemma3, synthetic_llama, with_layers, Parts};
+use woolly_corpus::{synthetic_gemma3, synthetic_llama, with_layers};
 
-fn write(name: &str, p: Parts) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("emulated-{name}.gguf"));
-    std::fs::write(&path, p.to_bytes()).unwrap();
-    path
-}
-
-fn load(path: &std::path::Path, layers: GpuLayers) -> Arc<Model> {
-    let params = ModelParams {
-        context_size: 128,
-        gpu: GpuParams {
-            layers,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Model::load(Some(path), &params).unwrap()
-}
-
-fn session(m: &Arc<Model>) -> Session {
-    Session::new(
-        m.clone(),
-        &SessionParams {
-            context_size: 128,
-            threads: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
-
-fn greedy(n: usize) -> GenerateParams {
-    GenerateParams {
-        max_tokens: n,
-        sampling: SamplingParams::greedy(),
-        ignore_eos: true,
+fn on(layers: GpuLayers) -> GpuParams {
+    GpuParams {
+        layers,
         ..Default::default()
     }
-}
-
-fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / scale)
-        .fold(0.0, f32::max)
-}
-
-const PROMPTS: [&str; 2] = ["hello world", "the quick brown fox jumps over"];
-
-/// Each prompt's greedy tokens through an Engine batching both.
-fn engine_tokens(m: &Arc<Model>) -> Vec<Vec<u32>> {
-    let engine = Engine::new(
-        m.clone(),
-        EngineParams {
-            threads: 1,
-            context_size: 128,
-            max_batch_size: 2,
-            max_concurrent: 2,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let hs: Vec<_> = PROMPTS
-        .iter()
-        .map(|p| engine.submit(Request::text(*p, greedy(8))).unwrap())
-        .collect();
-    hs.into_iter()
-        .map(|h| h.wait().unwrap().generated_ids)
-        .collect()
 }
 
 #[test]
@@ -99,8 +31,8 @@ fn models_on_the_emulated_gpu_compute_the_cpus_logits_and_tokens() {
         ("llama-3", with_layers(synthetic_llama(), 3), 3, Some(1)),
         ("gemma3-3", with_layers(synthetic_gemma3(), 3), 3, Some(2)),
     ] {
-        let path = write(name, parts);
-        let cpu = load(&path, GpuLayers::Count(0));
+        let path = write(&format!("emulated-{name}"), parts);
+        let cpu = load(&path, on(GpuLayers::Count(0)));
         assert!(!cpu.placement().uses_gpu());
         let want_logits = session(&cpu).logits_for(&prompt_ids).unwrap();
         let want: Vec<Vec<u32>> = PROMPTS
@@ -120,7 +52,7 @@ fn models_on_the_emulated_gpu_compute_the_cpus_logits_and_tokens() {
         let mut counts = vec![GpuLayers::Auto];
         counts.extend(split.map(GpuLayers::Count));
         for gl in counts {
-            let gpu = load(&path, gl);
+            let gpu = load(&path, on(gl));
             let p = gpu.placement();
             assert!(p.uses_gpu(), "{name} {gl:?}: {}", p.reason);
             let on = match gl {
@@ -136,8 +68,24 @@ fn models_on_the_emulated_gpu_compute_the_cpus_logits_and_tokens() {
             // does); the kernels keep both in f32.
             assert!(err < 3e-3, "{name} {gl:?}: logits differ by {err}");
             for (p, w) in PROMPTS.iter().zip(&want) {
+                let before = gpu.metrics().gpu_activity();
                 let g = session(&gpu).generate(p, &greedy(8), |_| true).unwrap();
                 assert_eq!(&g.generated_ids, w, "{name} {gl:?}: {p}");
+                // The 7 decoding steps after the prompt: the first captured as a CUDA graph,
+                // the others replaying it (their launches are the same; positions and the cache
+                // are read from device memory).
+                let after = gpu.metrics().gpu_activity();
+                assert_eq!(
+                    after.graph_captures - before.graph_captures,
+                    1,
+                    "{name} {gl:?}"
+                );
+                assert_eq!(
+                    after.graph_replays - before.graph_replays,
+                    6,
+                    "{name} {gl:?}"
+                );
+                assert!(after.busy_seconds > before.busy_seconds);
             }
             assert_eq!(
                 engine_tokens(&gpu),

@@ -5,80 +5,19 @@
 //! every layer on the devices and with the first on the CPU. A process installs the emulated
 //! devices once, so this file is its own test binary, apart from `cuda_emulated.rs`.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
 
+use common::{engine_tokens, greedy, load, max_rel, session, write, PROMPTS};
 use woolly_core::backend::cuda::emulator;
-use woolly_core::engine::{Engine, EngineParams, Request};
-use woolly_core::generate::{GenerateParams, SamplingParams, Session, SessionParams};
-use woolly_core::model::{Model, ModelParams};
 use woolly_core::policy::placement::{GpuLayers, GpuParams, SplitMode};
 use woolly_corpus::{synthetic_gemma3, synthetic_llama, with_layers};
 
-fn load(path: &std::path::Path, layers: GpuLayers, split: SplitMode) -> Arc<Model> {
-    let params = ModelParams {
-        context_size: 128,
-        gpu: GpuParams {
-            layers,
-            split,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Model::load(Some(path), &params).unwrap()
-}
-
-fn session(m: &Arc<Model>) -> Session {
-    Session::new(
-        m.clone(),
-        &SessionParams {
-            context_size: 128,
-            threads: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
-
-fn greedy(n: usize) -> GenerateParams {
-    GenerateParams {
-        max_tokens: n,
-        sampling: SamplingParams::greedy(),
-        ignore_eos: true,
+fn on(layers: GpuLayers) -> GpuParams {
+    GpuParams {
+        layers,
+        split: SplitMode::Layer,
         ..Default::default()
     }
-}
-
-fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / scale)
-        .fold(0.0, f32::max)
-}
-
-const PROMPTS: [&str; 2] = ["hello world", "the quick brown fox jumps over"];
-
-fn engine_tokens(m: &Arc<Model>) -> Vec<Vec<u32>> {
-    let engine = Engine::new(
-        m.clone(),
-        EngineParams {
-            threads: 1,
-            context_size: 128,
-            max_batch_size: 2,
-            max_concurrent: 2,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let hs: Vec<_> = PROMPTS
-        .iter()
-        .map(|p| engine.submit(Request::text(*p, greedy(8))).unwrap())
-        .collect();
-    hs.into_iter()
-        .map(|h| h.wait().unwrap().generated_ids)
-        .collect()
 }
 
 #[test]
@@ -104,9 +43,8 @@ fn a_model_split_across_three_emulated_gpus_computes_the_cpus_logits_and_tokens(
             &[(GpuLayers::Auto, 4)][..],
         ),
     ] {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("split-{name}.gguf"));
-        std::fs::write(&path, parts.to_bytes()).unwrap();
-        let cpu = load(&path, GpuLayers::Count(0), SplitMode::Layer);
+        let path = write(&format!("split-{name}"), parts);
+        let cpu = load(&path, on(GpuLayers::Count(0)));
         let want_logits = session(&cpu).logits_for(&prompt_ids).unwrap();
         let want: Vec<Vec<u32>> = PROMPTS
             .iter()
@@ -118,7 +56,7 @@ fn a_model_split_across_three_emulated_gpus_computes_the_cpus_logits_and_tokens(
             })
             .collect();
         for &(gl, on_devices) in counts {
-            let gpu = load(&path, gl, SplitMode::Layer);
+            let gpu = load(&path, on(gl));
             let p = gpu.placement();
             assert_eq!(p.gpu_layers(), on_devices, "{name} {gl:?}: {}", p.reason);
             let mut used: std::collections::BTreeSet<usize> =

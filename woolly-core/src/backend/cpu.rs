@@ -55,8 +55,9 @@ impl Cpu {
     }
 }
 
-/// A weight matrix on the CPU: in the file's mapping, or in a packed copy.
-#[derive(Debug)]
+/// A weight matrix on the CPU: in the file's mapping, or in a packed copy (a clone indexes the
+/// same copy, of the same backend).
+#[derive(Debug, Clone)]
 pub struct CpuWeight {
     matrix: Matrix,
     /// Index of the packed copy in the backend's.

@@ -42,6 +42,24 @@ impl Layers {
         }
     }
 
+    /// Adds `n` empty layers after the others.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn add_layers(&mut self, n: usize) {
+        match self {
+            Layers::F16(l) => l.resize_with(l.len() + n, Vec::new),
+            Layers::F32(l) => l.resize_with(l.len() + n, Vec::new),
+        }
+    }
+
+    /// Keeps the first `n` layers (frees the others).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn keep_layers(&mut self, n: usize) {
+        match self {
+            Layers::F16(l) => l.truncate(n),
+            Layers::F32(l) => l.truncate(n),
+        }
+    }
+
     fn view(&self, il: usize) -> KvView<'_> {
         match self {
             Layers::F16(l) => KvView::F16(&l[il]),
@@ -75,6 +93,11 @@ pub struct KvCache {
     device_layers: usize,
     #[cfg(feature = "cuda")]
     pub(crate) device: Vec<Option<super::cuda::ops::DeviceKv>>,
+    /// Layers that would be on a GPU but are kept here, because their device storage did not
+    /// fit (see [`KvCache::move_to_host`]); 0 normally.
+    moved_to_host: usize,
+    /// Whether no position was filled since the move (the sequence that moved has not run).
+    moved_unused: bool,
 }
 
 /// Positions added to the storage at a time.
@@ -101,6 +124,8 @@ impl KvCache {
             device_layers: 0,
             #[cfg(feature = "cuda")]
             device: Vec::new(),
+            moved_to_host: 0,
+            moved_unused: false,
         }
     }
 
@@ -114,6 +139,59 @@ impl KvCache {
     /// Layers kept on a GPU.
     pub fn device_layers(&self) -> usize {
         self.device_layers
+    }
+
+    /// Layers the model runs on a GPU that this cache keeps on the host instead, since their
+    /// device storage did not fit (the sequence then runs all its layers on the CPU); 0
+    /// normally.
+    pub fn moved_to_host(&self) -> usize {
+        self.moved_to_host
+    }
+
+    /// Moves the device layers to the host, for a sequence that runs all its layers on the
+    /// CPU: the device storage is freed and the host keeps every layer (growing with use, as
+    /// its own layers do). Only for an empty cache: positions already on the device would be
+    /// lost.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn move_to_host(&mut self) {
+        debug_assert!(self.is_empty(), "positions on the device would be lost");
+        #[cfg(feature = "cuda")]
+        self.device.clear();
+        self.k.add_layers(self.device_layers);
+        self.v.add_layers(self.device_layers);
+        self.moved_to_host += self.device_layers;
+        self.device_layers = 0;
+        self.moved_unused = true;
+    }
+
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    /// Whether the cache moved to the host and no position was filled since: the sequence
+    /// that could not have its device storage has not run yet (it must not try again).
+    pub(crate) fn moved_unused(&self) -> bool {
+        self.moved_to_host > 0 && self.moved_unused
+    }
+
+    /// Undoes [`KvCache::move_to_host`] (for an empty cache, whose device storage is then
+    /// allocated again at its next pass): the host frees the layers it kept for the device.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn back_to_device(&mut self) {
+        debug_assert!(self.is_empty(), "positions on the host would be lost");
+        let n = self.moved_to_host;
+        let host = self.n_host_layers() - n;
+        self.k.keep_layers(host);
+        self.v.keep_layers(host);
+        self.device_layers += n;
+        self.moved_to_host = 0;
+        self.moved_unused = false;
+    }
+
+    /// Layers stored on the host.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn n_host_layers(&self) -> usize {
+        match &self.k {
+            Layers::F16(l) => l.len(),
+            Layers::F32(l) => l.len(),
+        }
     }
 
     /// Values per position of one layer's keys.
@@ -198,6 +276,9 @@ impl KvCache {
     /// Marks positions up to `end` as filled.
     pub(crate) fn set_len(&mut self, end: usize) {
         self.len = end;
+        if end > 0 {
+            self.moved_unused = false;
+        }
     }
 
     /// Keys of layer `il` (all reserved positions).
@@ -243,5 +324,25 @@ mod tests {
             KvCache::bytes_for(2, 8, 8, 300, KvPrecision::F16),
             2 * 16 * 2 * 512
         );
+    }
+
+    #[test]
+    fn device_layers_move_to_the_host_and_back() {
+        let mut c = KvCache::new(1, 8, 8, 300, KvPrecision::F16).with_device_layers(2);
+        c.move_to_host();
+        assert_eq!((c.device_layers(), c.moved_to_host()), (0, 2));
+        assert!(c.moved_unused());
+        // Every layer is on the host now, and grows with use.
+        c.reserve_to(1);
+        for il in 0..3 {
+            c.write(il, 0, &[1.0; 8], &[2.0; 8]);
+        }
+        assert_eq!(c.bytes(), 3 * 2 * 8 * 256 * 2);
+        c.set_len(1);
+        assert!(!c.moved_unused());
+        c.clear();
+        c.back_to_device();
+        assert_eq!((c.device_layers(), c.moved_to_host()), (2, 0));
+        assert_eq!(c.bytes(), 2 * 8 * 256 * 2);
     }
 }

@@ -216,6 +216,18 @@ impl Worker {
     pub(super) fn step(&mut self) {
         // Cancelled and expired requests leave first.
         self.drop_ended();
+        // Each sequence's KV cache on the GPU, allocated before its first step: one that does
+        // not fit fails alone (or runs on the CPU, as the model was loaded to do).
+        let mut i = 0;
+        while i < self.active.len() {
+            match self.model.ensure_device_kv(&mut self.active[i].cache) {
+                Ok(()) => i += 1,
+                Err(e) => {
+                    let a = self.active.swap_remove(i);
+                    self.finish(a, Err(e));
+                }
+            }
+        }
         if self.active.is_empty() {
             return;
         }
@@ -302,7 +314,23 @@ impl Worker {
                 idx.sort_unstable_by_key(|&i| std::cmp::Reverse(i));
                 for i in idx {
                     let a = self.active.swap_remove(i);
-                    self.finish(a, Err(Error::Internal(format!("forward pass failed: {e}"))));
+                    // Out of device memory stays what it is (the caller may retry, or load
+                    // the model with fewer GPU layers).
+                    let err = match &e {
+                        Error::OutOfDeviceMemory {
+                            device,
+                            what,
+                            required,
+                            free,
+                        } => Error::OutOfDeviceMemory {
+                            device: *device,
+                            what: what.clone(),
+                            required: *required,
+                            free: *free,
+                        },
+                        e => Error::Internal(format!("forward pass failed: {e}")),
+                    };
+                    self.finish(a, Err(err));
                 }
                 return;
             }

@@ -83,6 +83,21 @@ pub(super) fn collect_models(out: &mut Vec<FamilySnapshot>) -> Vec<(String, Metr
         "Layers of the model that run on a GPU.",
         Gauge,
     );
+    let mut oom_fallbacks = family(
+        "woolly_gpu_oom_fallbacks_total",
+        "Sequences that ran on the CPU because their KV cache did not fit in GPU memory (on_device_oom cpu).",
+        Counter,
+    );
+    let mut gpu_busy = family(
+        "woolly_model_gpu_busy_microseconds_total",
+        "Device time of the model's forward passes on GPUs (from a pass's first launch to its results).",
+        Counter,
+    );
+    let mut gpu_graphs = family(
+        "woolly_model_gpu_graph_passes_total",
+        "Forward passes run as CUDA graphs: captured (first of a shape) or replayed.",
+        Counter,
+    );
     let mut seen = std::collections::HashSet::new();
     let mut models = Vec::new();
     for m in super::live_models() {
@@ -127,6 +142,29 @@ pub(super) fn collect_models(out: &mut Vec<FamilySnapshot>) -> Vec<(String, Metr
             SampleValue::Gauge(load(&m.device_weight_bytes)),
         );
         push(&mut gpu_layers, SampleValue::Gauge(load(&m.gpu_layers)));
+        push(
+            &mut oom_fallbacks,
+            SampleValue::Counter(
+                m.gpu_oom_fallbacks
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        );
+        let a = m.gpu_activity();
+        push(
+            &mut gpu_busy,
+            SampleValue::Counter((a.busy_seconds * 1e6) as u64),
+        );
+        for (how, n) in [
+            ("captured", a.graph_captures),
+            ("replayed", a.graph_replays),
+        ] {
+            let mut labels = l();
+            labels.push(("graph".into(), how.into()));
+            gpu_graphs.series.push(SeriesSnapshot {
+                labels,
+                value: SampleValue::Counter(n),
+            });
+        }
         models.push((label, s));
     }
     out.extend([
@@ -143,6 +181,9 @@ pub(super) fn collect_models(out: &mut Vec<FamilySnapshot>) -> Vec<(String, Metr
         rate_h,
         device_mem,
         gpu_layers,
+        oom_fallbacks,
+        gpu_busy,
+        gpu_graphs,
     ]);
     models
 }

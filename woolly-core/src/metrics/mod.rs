@@ -88,6 +88,10 @@ pub(crate) struct Series {
     /// Bytes of weights on a GPU, and the layers that run there (set at load).
     pub(crate) device_weight_bytes: AtomicU64,
     pub(crate) gpu_layers: AtomicU64,
+    /// Sequences that ran on the CPU because their KV cache did not fit on the GPU.
+    pub(crate) gpu_oom_fallbacks: AtomicU64,
+    /// What its GPUs did (set at load when it uses one).
+    gpu_activity: ActivitySource,
     /// Seconds: to the first token (generations that produced one), reading the prompt,
     /// generating, waiting in an engine's queue (0 for sessions).
     pub(crate) ttft: Histogram,
@@ -96,6 +100,33 @@ pub(crate) struct Series {
     pub(crate) queue: Histogram,
     /// Generated tokens per second of each generation that produced at least two.
     pub(crate) gen_rate: Histogram,
+}
+
+/// What the GPUs did for a model's forward passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct GpuActivity {
+    /// Device time of its passes, in seconds (from a pass's first launch to its results).
+    pub busy_seconds: f64,
+    /// Passes captured as CUDA graphs, and passes that replayed one (decoding).
+    pub graph_captures: u64,
+    pub graph_replays: u64,
+}
+
+/// Where a model's [`GpuActivity`] comes from (its devices' counters).
+#[derive(Default)]
+struct ActivitySource(Mutex<Option<Box<dyn Fn() -> GpuActivity + Send + Sync>>>);
+
+impl std::fmt::Debug for ActivitySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ActivitySource")
+    }
+}
+
+impl ActivitySource {
+    fn get(&self) -> GpuActivity {
+        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().map(|f| f()).unwrap_or_default()
+    }
 }
 
 /// Every live model's figures (weak: a dropped model leaves the list).
@@ -130,6 +161,8 @@ impl Default for ModelMetrics {
             queue_us: Default::default(),
             device_weight_bytes: Default::default(),
             gpu_layers: Default::default(),
+            gpu_oom_fallbacks: Default::default(),
+            gpu_activity: ActivitySource::default(),
             ttft: Histogram::new(LATENCY_BUCKETS),
             prompt: Histogram::new(LATENCY_BUCKETS),
             generation: Histogram::new(DURATION_BUCKETS),
@@ -239,6 +272,34 @@ impl ModelMetrics {
             .store(weight_bytes as u64, Ordering::Relaxed);
     }
 
+    /// Makes `source` what this model's GPUs report (exported as
+    /// `woolly_model_gpu_busy_microseconds_total` and `woolly_model_gpu_graph_passes_total`).
+    pub fn set_gpu_activity(&self, source: impl Fn() -> GpuActivity + Send + Sync + 'static) {
+        *self
+            .inner
+            .gpu_activity
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(source));
+    }
+
+    /// What this model's GPUs did so far (zeros on the CPU alone).
+    pub fn gpu_activity(&self) -> GpuActivity {
+        self.inner.gpu_activity.get()
+    }
+
+    /// Counts a sequence that runs on the CPU because its KV cache did not fit on the GPU
+    /// (exported as `woolly_gpu_oom_fallbacks_total`).
+    pub fn count_gpu_oom_fallback(&self) {
+        self.inner.gpu_oom_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sequences of this model that ran on the CPU because their KV cache did not fit on the
+    /// GPU (under [`DeviceOomPolicy::Cpu`](crate::policy::placement::DeviceOomPolicy::Cpu)).
+    pub fn gpu_oom_fallbacks(&self) -> u64 {
+        self.inner.gpu_oom_fallbacks.load(Ordering::Relaxed)
+    }
+
     /// The `model` label of this model's exported metrics.
     pub fn label(&self) -> String {
         self.inner.label()
@@ -256,6 +317,10 @@ impl ModelMetrics {
 }
 
 impl Series {
+    pub(crate) fn gpu_activity(&self) -> GpuActivity {
+        self.gpu_activity.get()
+    }
+
     pub(crate) fn label(&self) -> String {
         self.label
             .lock()

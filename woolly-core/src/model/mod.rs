@@ -42,6 +42,7 @@ use crate::chat::{BuiltinTemplate, ChatMessage, ChatTemplate};
 use crate::gguf::GgufFile;
 use crate::kernels::cpu::ThreadPool;
 use crate::policy::memory::{MemoryAccount, MemoryPolicy};
+use crate::policy::placement::DeviceOomPolicy;
 use crate::tokenizer::{TokenId, Tokenizer, TokenizerKind};
 use crate::Result;
 use preload::PreloadTask;
@@ -261,13 +262,21 @@ impl Model {
             0 => default_context(&hparams),
             n => n,
         };
-        let (placement, described, gpu) =
+        let (placement, described, mut gpu) =
             offload::place(&file, described, &params.gpu, n_ctx, ESTIMATE_BATCH)?;
         crate::log!(crate::log::Level::Info, "placement: {}", placement.reason);
-        let (backend, transformer) =
-            Self::prepare_weights(&file, described, repack, &placement, &|f| {
+        // Sequences whose KV cache does not fit on the GPU may run the whole model here.
+        let whole = gpu.is_some() && placement.on_device_oom == DeviceOomPolicy::Cpu;
+        let (backend, transformer, whole) =
+            Self::prepare_weights(&file, described, repack, &placement, whole, &|f| {
                 report(0.3 + repack_share * f)
             })?;
+        #[cfg(feature = "cuda")]
+        if let Some(g) = gpu.as_mut() {
+            g.host = whole;
+        }
+        #[cfg(not(feature = "cuda"))]
+        let _ = (&mut gpu, whole);
         if matches!(params.preload, Preload::Full | Preload::FullBlocking) {
             let ranges = transformer.file_ranges(&backend);
             preload.read_weights(&file, params.preload, ranges, &report, 0.3 + repack_share)?;
@@ -295,6 +304,10 @@ impl Model {
         #[cfg(not(feature = "cuda"))]
         let device_bytes = 0;
         metrics.set_device(placement.gpu_layers(), device_bytes);
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &gpu {
+            metrics.set_gpu_activity(g.activity_source());
+        }
         Ok(Arc::new(Model {
             file,
             hparams,
@@ -331,16 +344,24 @@ impl Model {
         described: Transformer<Matrix>,
         repack: bool,
         placement: &crate::policy::placement::Placement,
+        whole: bool,
         report: &dyn Fn(f32) -> Result<()>,
-    ) -> Result<(Cpu, Transformer<CpuWeight>)> {
+    ) -> Result<(Cpu, Transformer<CpuWeight>, Option<Transformer<CpuWeight>>)> {
         let mut backend = Cpu::new(file, repack);
         let quiet = |_| Ok(());
         let progress: &dyn Fn(f32) -> Result<()> = if repack { report } else { &quiet };
         let k = placement.layers.len() - placement.gpu_layers();
         let output_on_gpu = placement.output.is_some();
-        let transformer =
-            offload::prepare_cpu(&mut backend, file, described, k, output_on_gpu, progress)?;
-        Ok((backend, transformer))
+        let (transformer, whole) = offload::prepare_cpu(
+            &mut backend,
+            file,
+            described,
+            k,
+            output_on_gpu,
+            whole,
+            progress,
+        )?;
+        Ok((backend, transformer, whole))
     }
 
     /// Charges `account` for the model at `path` and one session, then gives the session's
@@ -517,11 +538,36 @@ impl Model {
             &self.backend,
             &self.transformer,
             gpu,
+            &self.metrics,
             seqs,
             scratch,
             pool,
             cancelled,
         )
+    }
+
+    /// Allocates `cache`'s storage on the GPUs unless it has it (a sequence's first pass does
+    /// this too). When it does not fit, the load's [`DeviceOomPolicy`] decides: `Cpu` keeps the
+    /// cache on the host, and its sequence runs on the CPU alone from then on (producing the
+    /// CPU's tokens); `Error` fails. A caller batching several sequences (the engine) calls
+    /// this for each one first, so that one whose cache does not fit fails alone. Nothing to
+    /// do for a model on the CPU alone.
+    ///
+    /// # Errors
+    /// [`crate::Error::OutOfDeviceMemory`] under [`DeviceOomPolicy::Error`] when the cache
+    /// does not fit (nothing stays allocated).
+    pub fn ensure_device_kv(&self, cache: &mut KvCache) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.gpu {
+            return offload::ensure_device_kv(g, cache, &self.metrics);
+        }
+        let _ = cache;
+        Ok(())
+    }
+
+    /// What a sequence whose KV cache does not fit on the GPU does (the load's choice).
+    pub fn on_device_oom(&self) -> DeviceOomPolicy {
+        self.placement.on_device_oom
     }
 
     /// Bytes of weights held on a GPU.

@@ -2,6 +2,14 @@
 //! [`crate::policy::placement`] over the devices the driver reports), the weights uploaded
 //! (offloading fewer layers when the device runs out of memory), and the forward pass split
 //! between the CPU's first layers and the GPU's last ones and the output.
+//!
+//! A sequence's KV cache for the GPU's layers is allocated on the devices at its first pass
+//! ([`ensure_device_kv`]). When it does not fit, the load's `on_device_oom`
+//! ([`placement::DeviceOomPolicy`]) decides: under `Error` the pass (or that engine request)
+//! fails with `OutOfDeviceMemory`; under `Cpu` the cache keeps every layer on the host and the
+//! sequence runs through `GpuPart::host`, all its layers and the output on the CPU (the GPU
+//! layers' weights read in place from the file's mapping). A batch holding both kinds runs as
+//! two passes, the logits merged in batch order.
 
 use crate::backend::cpu::{Cpu, CpuWeight};
 #[cfg(feature = "cuda")]
@@ -24,8 +32,24 @@ pub struct Scratch {
     gpu: Vec<crate::backend::cuda::ops::CudaScratch>,
     #[cfg(feature = "cuda")]
     handover: Vec<f32>,
-    /// Whether the last pass ended on the GPU (its logits are in the last stage's scratch).
-    on_gpu: bool,
+    /// Where the last pass left its logits.
+    from: LogitsIn,
+    /// The logits of a pass whose sequences ran partly on the GPU and partly on the CPU
+    /// alone, in batch order.
+    mixed: Vec<f32>,
+}
+
+/// Where a pass left its logits.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+enum LogitsIn {
+    /// The CPU's scratch.
+    #[default]
+    Cpu,
+    /// The last GPU stage's scratch.
+    Gpu,
+    /// [`Scratch::mixed`].
+    Mixed,
 }
 
 impl Scratch {
@@ -33,10 +57,13 @@ impl Scratch {
     /// batch order.
     pub fn logits(&self) -> &[f32] {
         #[cfg(feature = "cuda")]
-        if self.on_gpu {
+        if self.from == LogitsIn::Gpu {
             if let Some(g) = self.gpu.last() {
                 return &g.logits;
             }
+        }
+        if self.from == LogitsIn::Mixed {
+            return &self.mixed;
         }
         &self.cpu.logits
     }
@@ -44,10 +71,13 @@ impl Scratch {
     /// The logits, to be changed in place (by sampling).
     pub fn logits_mut(&mut self) -> &mut [f32] {
         #[cfg(feature = "cuda")]
-        if self.on_gpu {
+        if self.from == LogitsIn::Gpu {
             if let Some(g) = self.gpu.last_mut() {
                 return &mut g.logits;
             }
+        }
+        if self.from == LogitsIn::Mixed {
+            return &mut self.mixed;
         }
         &mut self.cpu.logits
     }
@@ -79,6 +109,14 @@ pub(crate) fn footprint(t: &Transformer<Matrix>, n_ctx: usize, batch: usize) -> 
 #[cfg(feature = "cuda")]
 pub(crate) struct GpuPart {
     pub(crate) stages: Vec<GpuStage>,
+    /// What a sequence whose KV cache does not fit on the devices does.
+    pub(crate) on_oom: placement::DeviceOomPolicy,
+    /// The whole model on the CPU, for those sequences under `DeviceOomPolicy::Cpu`: the CPU's
+    /// layers as prepared, the GPU's layers and the output read in place from the mapping (no
+    /// copy: the file's pages serve them). Set once the CPU's part is prepared.
+    pub(crate) host: Option<Transformer<CpuWeight>>,
+    /// Whether the log has said so once.
+    warned: std::sync::atomic::AtomicBool,
 }
 
 /// One device's run of layers.
@@ -93,6 +131,25 @@ impl GpuPart {
     /// Bytes of weights on the devices.
     pub(crate) fn device_bytes(&self) -> usize {
         self.stages.iter().map(|s| s.backend.prepared_bytes()).sum()
+    }
+
+    /// What its devices did so far, summed over the stages.
+    pub(crate) fn activity_source(&self) -> impl Fn() -> crate::metrics::GpuActivity + Send + Sync {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters: Vec<_> = self
+            .stages
+            .iter()
+            .map(|s| s.backend.gpu().counters.clone())
+            .collect();
+        move || {
+            let mut a = crate::metrics::GpuActivity::default();
+            for c in &counters {
+                a.busy_seconds += c.busy_ns.load(Relaxed) as f64 / 1e9;
+                a.graph_captures += c.graph_captures.load(Relaxed);
+                a.graph_replays += c.graph_replays.load(Relaxed);
+            }
+            a
+        }
     }
 }
 
@@ -110,6 +167,19 @@ impl std::fmt::Debug for GpuPart {
 /// saying so in the log and in the placement's reason. Returns the placement, the layers that
 /// stay on the CPU, and the GPU part.
 pub(crate) fn place(
+    file: &GgufFile,
+    described: Transformer<Matrix>,
+    params: &GpuParams,
+    n_ctx: usize,
+    batch: usize,
+) -> Result<(Placement, Transformer<Matrix>, Option<GpuPart>)> {
+    let (mut placement, described, gpu) = place_layers(file, described, params, n_ctx, batch)?;
+    // Echoed with the placement on every path (also when nothing runs on a GPU).
+    placement.on_device_oom = params.on_device_oom;
+    Ok((placement, described, gpu))
+}
+
+fn place_layers(
     file: &GgufFile,
     described: Transformer<Matrix>,
     params: &GpuParams,
@@ -215,7 +285,12 @@ fn prepare_gpu(
             transformer,
         });
     }
-    Ok(GpuPart { stages })
+    Ok(GpuPart {
+        stages,
+        on_oom: placement.on_device_oom,
+        host: None,
+        warned: Default::default(),
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -228,74 +303,220 @@ fn prepare_gpu(
 }
 
 /// The CPU's part of a placed model: its first `k` layers prepared on `backend`, with the
-/// output read in place from the mapping when the GPU computes it.
+/// output read in place from the mapping when the GPU computes it. With `whole`, also the
+/// whole model on the CPU (see [`GpuPart::host`]): the same first layers, then the others and
+/// the output read in place.
 pub(crate) fn prepare_cpu(
     backend: &mut Cpu,
     file: &GgufFile,
     described: Transformer<Matrix>,
     k: usize,
     output_on_gpu: bool,
+    whole: bool,
     progress: &dyn Fn(f32) -> Result<()>,
-) -> Result<Transformer<CpuWeight>> {
-    let (head, _) = described.split_at(k);
-    head.prepare_with_output(backend, file, progress, |b, m| {
+) -> Result<(Transformer<CpuWeight>, Option<Transformer<CpuWeight>>)> {
+    let (head, tail) = described.split_at(k);
+    let head = head.prepare_with_output(backend, file, progress, |b, m| {
         if output_on_gpu {
             Ok(Cpu::mapped(m))
         } else {
             b.prepare(file, m)
         }
-    })
+    })?;
+    if !whole {
+        return Ok((head, None));
+    }
+    let mut layers = head.layers.clone();
+    for l in tail.layers {
+        layers.push(l.try_map(|m| Ok(Cpu::mapped(&m)))?);
+    }
+    let all = Transformer {
+        config: head.config.clone(),
+        tok_embd: head.tok_embd,
+        layers,
+        output_norm: head.output_norm.clone(),
+        output: head.output.clone(),
+        rope_freqs: head.rope_freqs.clone(),
+    };
+    Ok((head, Some(all)))
+}
+
+/// Makes sure `cache` has its storage on every GPU stage, allocating it at a sequence's first
+/// pass. When it does not fit: under `DeviceOomPolicy::Cpu` the cache keeps every layer on the
+/// host instead (the sequence then runs on the CPU alone; a warning in the log the first time,
+/// and the model's `woolly_gpu_oom_fallbacks_total` counts it); under `DeviceOomPolicy::Error`
+/// this fails with [`crate::Error::OutOfDeviceMemory`] and nothing stays allocated. A new sequence in a cache that had moved to the host (emptied after its
+/// sequence ran) tries the devices again.
+#[cfg(feature = "cuda")]
+pub(crate) fn ensure_device_kv(
+    g: &GpuPart,
+    cache: &mut super::KvCache,
+    metrics: &crate::metrics::ModelMetrics,
+) -> Result<()> {
+    if cache.moved_to_host() > 0 {
+        if !cache.is_empty() || cache.moved_unused() {
+            // The sequence goes on where it is (also when it has not run yet).
+            return Ok(());
+        }
+        // A new sequence in a cache that moved: the devices may have room now.
+        cache.back_to_device();
+    }
+    let Err(e) = g
+        .stages
+        .iter()
+        .try_for_each(|st| st.backend.ensure_kv(cache))
+    else {
+        return Ok(());
+    };
+    let oom = e.kind() == crate::ErrorKind::OutOfDeviceMemory;
+    if cache.is_empty() {
+        // Give back what the other stages took.
+        cache.device.clear();
+        if oom && g.on_oom == placement::DeviceOomPolicy::Cpu && g.host.is_some() {
+            cache.move_to_host();
+            metrics.count_gpu_oom_fallback();
+            if !g.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                crate::log!(
+                    crate::log::Level::Warn,
+                    "{e}; this sequence runs all its layers on the CPU (on_device_oom cpu; \
+                     woolly_gpu_oom_fallbacks_total counts each one from now on)"
+                );
+            }
+            return Ok(());
+        }
+    }
+    Err(e)
 }
 
 /// One forward pass: the CPU's layers, then the GPU's and the logits when there is a GPU
-/// part (see [`super::Model::forward`]).
+/// part (see [`super::Model::forward`]). Each sequence's device KV cache is allocated first
+/// ([`ensure_device_kv`]); the sequences whose cache moved to the host run through the whole
+/// model on the CPU, in a pass of their own, and the logits come out in batch order.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     cpu: &Cpu,
     head: &Transformer<CpuWeight>,
     gpu: Option<&GpuPart>,
+    metrics: &crate::metrics::ModelMetrics,
     seqs: &mut [SeqBatch<'_>],
     s: &mut Scratch,
     pool: &ThreadPool,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<()> {
-    s.on_gpu = false;
+    s.from = LogitsIn::Cpu;
     let Some(_g) = gpu else {
+        let _ = metrics;
         return head.forward(cpu, seqs, &mut s.cpu, pool, cancelled);
     };
     #[cfg(feature = "cuda")]
     {
         let g = _g;
-        if !head.begin(cpu, &mut s.cpu, seqs)? {
-            return Ok(());
+        for b in seqs.iter_mut() {
+            ensure_device_kv(g, b.cache, metrics)?;
         }
-        if s.gpu.len() != g.stages.len() {
-            s.gpu.resize_with(g.stages.len(), Default::default);
+        let on_host: Vec<bool> = seqs.iter().map(|b| b.cache.moved_to_host() > 0).collect();
+        if !on_host.contains(&true) {
+            return gpu_pass(cpu, head, g, seqs, s, pool, cancelled);
         }
-        s.on_gpu = true;
-        let last = g.stages.len() - 1;
-        for (i, (stage, gs)) in g.stages.iter().zip(s.gpu.iter_mut()).enumerate() {
-            let (b, t) = (&stage.backend, &stage.transformer);
-            t.begin(b, gs, seqs)?;
-            if i > 0 {
-                b.upload_x(gs, &s.handover)?;
-            } else if head.layers.is_empty() {
-                b.embed(gs, seqs, &t.tok_embd, t.config.embd_scale)?;
+        let whole = g.host.as_ref().ok_or_else(|| {
+            crate::Error::Internal("a sequence on the CPU without the model there".into())
+        })?;
+        if !on_host.contains(&false) {
+            return whole.forward(cpu, seqs, &mut s.cpu, pool, cancelled);
+        }
+        // Both kinds: the GPU's sequences, then the CPU's; when the second pass fails, the
+        // first one's caches go back to where they were (as after any failed pass).
+        let (mut dev, mut host): (Vec<SeqBatch<'_>>, Vec<SeqBatch<'_>>) = (vec![], vec![]);
+        for (b, &h) in seqs.iter_mut().zip(&on_host) {
+            let r = SeqBatch {
+                cache: &mut *b.cache,
+                tokens: b.tokens,
+                want_logits: b.want_logits,
+            };
+            if h {
+                host.push(r);
             } else {
-                cpu.embed(&mut s.cpu, seqs, &head.tok_embd, head.config.embd_scale)?;
-                head.run_layers(cpu, &mut s.cpu, pool, seqs, cancelled)?;
-                b.upload_x(gs, s.cpu.act(Act::X))?;
-            }
-            t.run_layers(b, gs, &(), seqs, cancelled)?;
-            if i == last {
-                t.finish(b, gs, &(), seqs, cancelled)?;
-            } else {
-                b.download_x(gs, &mut s.handover)?;
+                dev.push(r);
             }
         }
+        let before: Vec<usize> = dev.iter().map(|b| b.cache.len()).collect();
+        gpu_pass(cpu, head, g, &mut dev, s, pool, cancelled)?;
+        if let Err(e) = whole.forward(cpu, &mut host, &mut s.cpu, pool, cancelled) {
+            for (b, len) in dev.iter_mut().zip(before) {
+                b.cache.truncate(len);
+            }
+            return Err(e);
+        }
+        drop((dev, host));
+        let n_vocab = head.config.n_vocab;
+        let from_gpu: &[f32] = match (s.from, s.gpu.last()) {
+            (LogitsIn::Gpu, Some(gs)) => &gs.logits,
+            _ => &[],
+        };
+        let (mut gi, mut ci) = (0, 0);
+        s.mixed.clear();
+        for (b, &h) in seqs.iter().zip(&on_host) {
+            if !b.want_logits || b.tokens.is_empty() {
+                continue;
+            }
+            let (src, at) = if h {
+                ci += 1;
+                (&s.cpu.logits[..], ci - 1)
+            } else {
+                gi += 1;
+                (from_gpu, gi - 1)
+            };
+            s.mixed
+                .extend_from_slice(&src[at * n_vocab..(at + 1) * n_vocab]);
+        }
+        s.from = LogitsIn::Mixed;
         Ok(())
     }
     #[cfg(not(feature = "cuda"))]
     unreachable!("no GPU part without CUDA")
+}
+
+/// A pass of `seqs` (whose device caches are allocated) over the CPU's first layers, then
+/// each GPU stage's; the logits come from the last stage.
+#[cfg(feature = "cuda")]
+fn gpu_pass(
+    cpu: &Cpu,
+    head: &Transformer<CpuWeight>,
+    g: &GpuPart,
+    seqs: &mut [SeqBatch<'_>],
+    s: &mut Scratch,
+    pool: &ThreadPool,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<()> {
+    s.from = LogitsIn::Cpu;
+    if !head.begin(cpu, &mut s.cpu, seqs)? {
+        return Ok(());
+    }
+    if s.gpu.len() != g.stages.len() {
+        s.gpu.resize_with(g.stages.len(), Default::default);
+    }
+    s.from = LogitsIn::Gpu;
+    let last = g.stages.len() - 1;
+    for (i, (stage, gs)) in g.stages.iter().zip(s.gpu.iter_mut()).enumerate() {
+        let (b, t) = (&stage.backend, &stage.transformer);
+        t.begin(b, gs, seqs)?;
+        if i > 0 {
+            b.upload_x(gs, &s.handover)?;
+        } else if head.layers.is_empty() {
+            b.embed(gs, seqs, &t.tok_embd, t.config.embd_scale)?;
+        } else {
+            cpu.embed(&mut s.cpu, seqs, &head.tok_embd, head.config.embd_scale)?;
+            head.run_layers(cpu, &mut s.cpu, pool, seqs, cancelled)?;
+            b.upload_x(gs, s.cpu.act(Act::X))?;
+        }
+        t.run_layers(b, gs, &(), seqs, cancelled)?;
+        if i == last {
+            t.finish(b, gs, &(), seqs, cancelled)?;
+        } else {
+            b.download_x(gs, &mut s.handover)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ pub struct Layer<W> {
 impl<W> Layer<W> {
     /// The same layer with each matrix mapped by `f`, in the order wq, wk, wv, wo, w_gate,
     /// w_up, w_down; the first error stops it.
-    fn try_map<U>(self, mut f: impl FnMut(W) -> Result<U>) -> Result<Layer<U>> {
+    pub(crate) fn try_map<U>(self, mut f: impl FnMut(W) -> Result<U>) -> Result<Layer<U>> {
         Ok(Layer {
             wq: f(self.wq)?,
             wk: f(self.wk)?,

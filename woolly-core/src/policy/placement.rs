@@ -89,6 +89,44 @@ impl SplitMode {
     }
 }
 
+/// What happens when a sequence's KV cache does not fit in device memory during generation
+/// (the load itself never fails for lack of device memory: it offloads fewer layers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceOomPolicy {
+    /// The sequence runs with all its layers on the CPU (a warning in the log, once, and
+    /// `woolly_gpu_oom_fallbacks_total` counts it); it produces the CPU's tokens.
+    #[default]
+    Cpu,
+    /// The generation (or the engine request) fails with
+    /// [`Error::OutOfDeviceMemory`]; other sequences go on.
+    Error,
+}
+
+impl DeviceOomPolicy {
+    /// The name every front end uses: `cpu` or `error`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceOomPolicy::Cpu => "cpu",
+            DeviceOomPolicy::Error => "error",
+        }
+    }
+
+    /// The policy called `name` (`cpu` or `error`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for any other name.
+    pub fn from_name(name: &str) -> Result<DeviceOomPolicy> {
+        match name {
+            "cpu" => Ok(DeviceOomPolicy::Cpu),
+            "error" => Ok(DeviceOomPolicy::Error),
+            _ => Err(Error::InvalidArgument(format!(
+                "on_device_oom must be cpu or error, not {name:?}"
+            ))),
+        }
+    }
+}
+
 /// Device memory the planner leaves free: the larger of `bytes` and `fraction` of the total.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Margin {
@@ -139,6 +177,8 @@ pub struct GpuParams {
     pub split: SplitMode,
     /// What the planner leaves free on each device.
     pub margin: Margin,
+    /// What a sequence does when its KV cache does not fit on the device.
+    pub on_device_oom: DeviceOomPolicy,
 }
 
 impl GpuParams {
@@ -210,6 +250,9 @@ pub struct Placement {
     pub devices: Vec<DeviceUse>,
     /// Why, in a sentence (as the thread policy's choice is reported).
     pub reason: String,
+    /// What a sequence whose KV cache does not fit on the device does (the load's
+    /// [`GpuParams::on_device_oom`]).
+    pub on_device_oom: DeviceOomPolicy,
 }
 
 impl Placement {
@@ -220,6 +263,7 @@ impl Placement {
             output: None,
             devices: Vec::new(),
             reason: reason.into(),
+            on_device_oom: DeviceOomPolicy::default(),
         }
     }
 
@@ -493,6 +537,7 @@ pub fn plan(devices: &[CudaDevice], fp: &Footprint, params: &GpuParams) -> Place
         output: Some(main_c.dev.index),
         devices: uses,
         reason,
+        on_device_oom: params.on_device_oom,
     }
 }
 
@@ -860,6 +905,24 @@ mod tests {
         assert_eq!(SplitMode::from_name("none").unwrap(), SplitMode::None);
         assert_eq!(SplitMode::from_name("layer").unwrap(), SplitMode::Layer);
         assert!(SplitMode::from_name("row").is_err());
+        for p in [DeviceOomPolicy::Cpu, DeviceOomPolicy::Error] {
+            assert_eq!(DeviceOomPolicy::from_name(p.name()).unwrap(), p);
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
+        assert_eq!(DeviceOomPolicy::default(), DeviceOomPolicy::Cpu);
+        let e = DeviceOomPolicy::from_name("abort").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("on_device_oom"), "{e}");
+        // The planner carries the policy into the placement it reports.
+        let p = GpuParams {
+            on_device_oom: DeviceOomPolicy::Error,
+            ..GpuParams::default()
+        };
+        let devs = [dev(0, "A", 24 * GIB, 20 * GIB, (9, 0))];
+        assert_eq!(
+            plan(&devs, &model(), &p).on_device_oom,
+            DeviceOomPolicy::Error
+        );
         assert_eq!(Margin::from_bytes(0), Margin::default());
         assert_eq!(Margin::from_bytes(5).on(100 * GIB), 5);
         assert_eq!(Margin::default().on(4 * GIB), GIB);

@@ -183,6 +183,7 @@ def _load_options(
     main_gpu: Optional[int] = None,
     split_mode: Optional[str] = None,
     gpu_margin_bytes: Optional[Size] = None,
+    on_device_oom: Optional[str] = None,
 ):
     """The native load options, checked (names and ranges in woolly-core; None: its
     default, and threads None or 0: its thread policy)."""
@@ -201,6 +202,7 @@ def _load_options(
         _maybe(_int, main_gpu, "main_gpu", 0, 1 << 16),
         _maybe(_text, split_mode, "split_mode"),
         _size(gpu_margin_bytes, "gpu_margin_bytes"),
+        _maybe(_text, on_device_oom, "on_device_oom"),
     )
 
 
@@ -304,6 +306,11 @@ class Model:
             proportion to its free memory) or ``"none"`` (one GPU).
         gpu_margin_bytes: device memory left free on each GPU, bytes or a size such as
             ``"2GiB"`` (None or 0: the larger of 1 GiB and 10% of the device).
+        on_device_oom: when a sequence's KV cache does not fit in GPU memory during generation:
+            ``"cpu"`` (default: it runs all its layers on the CPU, with a warning in the log, and
+            gives the CPU's tokens) or ``"error"`` (that generation raises
+            :class:`OutOfDeviceMemoryError`). The choice is echoed in
+            ``info["placement"]["on_device_oom"]``.
         progress: ``progress(fraction) -> bool`` during the load; returning False cancels it
             (:class:`CancelledError`).
     """
@@ -326,6 +333,7 @@ class Model:
         main_gpu: Optional[int] = None,
         split_mode: Optional[str] = None,
         gpu_margin_bytes: Optional[Size] = None,
+        on_device_oom: Optional[str] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ):
         path = _path(path)
@@ -345,6 +353,7 @@ class Model:
             main_gpu=main_gpu,
             split_mode=split_mode,
             gpu_margin_bytes=gpu_margin_bytes,
+            on_device_oom=on_device_oom,
         )
         self._native = _woolly.NativeModel(path, options, progress)
         self._info: Optional[Dict[str, Any]] = None
@@ -565,6 +574,7 @@ class ModelCache:
         main_gpu: Optional[int] = None,
         split_mode: Optional[str] = None,
         gpu_margin_bytes: Optional[Size] = None,
+        on_device_oom: Optional[str] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> Model:
         """The model ``id``, loaded from ``path`` (None: the default model) unless it already
@@ -585,6 +595,7 @@ class ModelCache:
             main_gpu=main_gpu,
             split_mode=split_mode,
             gpu_margin_bytes=gpu_margin_bytes,
+            on_device_oom=on_device_oom,
         )
         return Model._wrap(self._native.load(id, path, options, progress))
 

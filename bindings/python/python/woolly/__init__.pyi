@@ -37,6 +37,8 @@ KvPrecisionName = Literal["f16", "f32"]
 #: "auto" (as many layers as fit on the CUDA GPUs), 0 (CPU only) or a count of layers.
 GpuLayers = Union[Literal["auto"], int]
 SplitModeName = Literal["none", "layer"]
+#: What a sequence whose KV cache does not fit in GPU memory does: run on the CPU, or raise.
+DeviceOomName = Literal["cpu", "error"]
 #: Why a generation ended, as woolly-core serializes it (and the Node binding returns it).
 StopReason = Literal["max_tokens", "end_of_generation", "stop_string", "callback"]
 PriorityName = Literal["low", "normal", "high", "critical"]
@@ -61,6 +63,7 @@ class Model:
         main_gpu: Optional[int] = None,
         split_mode: Optional[SplitModeName] = None,
         gpu_margin_bytes: Optional[Size] = None,
+        on_device_oom: Optional[DeviceOomName] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> None: ...
     @classmethod
@@ -82,6 +85,7 @@ class Model:
         main_gpu: Optional[int] = None,
         split_mode: Optional[SplitModeName] = None,
         gpu_margin_bytes: Optional[Size] = None,
+        on_device_oom: Optional[DeviceOomName] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> Model: ...
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> List[int]: ...
@@ -159,6 +163,7 @@ def load(
     main_gpu: Optional[int] = None,
     split_mode: Optional[SplitModeName] = None,
     gpu_margin_bytes: Optional[Size] = None,
+    on_device_oom: Optional[DeviceOomName] = None,
     progress: Optional[Callable[[float], bool]] = None,
 ) -> Model: ...
 
@@ -185,6 +190,7 @@ class ModelCache:
         main_gpu: Optional[int] = None,
         split_mode: Optional[SplitModeName] = None,
         gpu_margin_bytes: Optional[Size] = None,
+        on_device_oom: Optional[DeviceOomName] = None,
         progress: Optional[Callable[[float], bool]] = None,
     ) -> Model: ...
     def get(self, id: str) -> Optional[Model]: ...
@@ -308,6 +314,7 @@ def estimate(
     main_gpu: Optional[int] = None,
     split_mode: Optional[SplitModeName] = None,
     gpu_margin_bytes: Optional[Size] = None,
+    on_device_oom: Optional[DeviceOomName] = None,
 ) -> Dict[str, Any]: ...
 def memory_report(
     memory_budget: Optional[Size] = None,

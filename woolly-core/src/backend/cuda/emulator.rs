@@ -137,3 +137,58 @@ impl HostKernels {
         }
     }
 }
+
+/// Emulated devices the memory bookkeeping below covers (more are not enforced).
+const MAX_DEVICES: usize = 64;
+
+/// Bytes of the buffers alive on each emulated device.
+static USED: [std::sync::atomic::AtomicU64; MAX_DEVICES] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; MAX_DEVICES];
+
+/// Bytes of buffers alive on emulated device `index` now.
+pub fn used_bytes(index: usize) -> u64 {
+    USED.get(index)
+        .map_or(0, |u| u.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// One buffer's share of an emulated device's memory, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Held {
+    index: usize,
+    bytes: u64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(u) = USED.get(self.index) {
+            u.fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Takes `bytes` of `device`'s memory for a buffer of `what`, as a GPU's allocator would: past
+/// the memory the device reports (`total_bytes`) it fails with [`Error::OutOfDeviceMemory`].
+pub(crate) fn hold(device: &CudaDevice, bytes: usize, what: &str) -> Result<Held> {
+    use std::sync::atomic::Ordering;
+    let bytes = bytes as u64;
+    let Some(used) = USED.get(device.index) else {
+        return Ok(Held {
+            index: device.index,
+            bytes: 0,
+        });
+    };
+    let total = device.total_bytes;
+    used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+        u.checked_add(bytes).filter(|&n| n <= total)
+    })
+    .map_err(|u| Error::OutOfDeviceMemory {
+        device: device.index,
+        what: what.to_string(),
+        required: bytes,
+        free: total.saturating_sub(u),
+    })?;
+    Ok(Held {
+        index: device.index,
+        bytes,
+    })
+}

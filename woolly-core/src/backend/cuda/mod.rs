@@ -13,7 +13,8 @@ pub mod emulator;
 pub mod ops;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
@@ -53,7 +54,7 @@ pub const WEIGHT_TYPES: [(GgmlType, &str); 13] = [
 pub const WEIGHT_FAMILIES: [&str; 4] = ["mmv", "mm", "dequant", "get_rows"];
 
 /// The kernels that do not depend on a weight type.
-pub const OTHER_KERNELS: [&str; 11] = [
+pub const OTHER_KERNELS: [&str; 12] = [
     "rms_norm",
     "add",
     "add_bias",
@@ -63,6 +64,7 @@ pub const OTHER_KERNELS: [&str; 11] = [
     "attention",
     "attention_partial",
     "attention_combine",
+    "attention_tiled",
     "gather_rows",
     "softmax_rows",
 ];
@@ -83,7 +85,7 @@ pub fn type_suffix(ty: GgmlType) -> Option<&'static str> {
 }
 
 /// One kernel parameter, passed by value.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Param {
     /// A device address (of a [`DevBuf`]), or 0 for none.
     Ptr(u64),
@@ -124,6 +126,8 @@ enum BufInner<T> {
         words: Vec<u64>,
         len: usize,
         _t: std::marker::PhantomData<T>,
+        /// Its share of the emulated device's memory.
+        _held: emulator::Held,
     },
 }
 
@@ -166,6 +170,108 @@ pub struct Gpu {
     /// What the driver reports of it.
     pub device: CudaDevice,
     rt: Runtime,
+    /// Passes' device time and graph use on this device (the model's metrics read them).
+    pub counters: Arc<DeviceCounters>,
+    /// Scratch sets (sessions, engines) now using the stream: a graph is captured only while
+    /// there is one, since a capture takes in whatever else the stream receives meanwhile.
+    users: AtomicUsize,
+    /// Held while capturing and while a user registers.
+    capture_lock: Mutex<()>,
+    /// Set when the driver refused a capture: passes launch kernel by kernel from then on.
+    no_graphs: AtomicBool,
+}
+
+/// What a device did for a model's passes, for its metrics.
+#[derive(Debug, Default)]
+pub struct DeviceCounters {
+    /// Device time of forward passes, in nanoseconds (from the first launch to the results).
+    pub busy_ns: AtomicU64,
+    /// Passes captured as a CUDA graph, and passes that replayed one.
+    pub graph_captures: AtomicU64,
+    pub graph_replays: AtomicU64,
+}
+
+/// One kernel launch, as a graph holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelCall {
+    /// The kernel's entry name.
+    pub name: String,
+    /// Blocks and threads per block.
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    /// Its parameters, in order.
+    pub params: Vec<Param>,
+}
+
+/// The launches of a forward pass captured once and replayed with one call: a CUDA graph on a
+/// GPU (on the host emulation, the recorded launches run again). Its parameters are fixed at
+/// capture, so everything that changes from step to step (positions, the cache) is read from
+/// device memory, and a pass replays a graph only when its launches equal the captured ones.
+pub struct Graph {
+    calls: Vec<KernelCall>,
+    exec: GraphExec,
+}
+
+enum GraphExec {
+    Cuda(cudarc::driver::CudaGraph),
+    #[cfg(feature = "cuda-emulator")]
+    Host,
+}
+
+// SAFETY: a graph is used by one thread at a time (through the `&mut` of the scratch set that
+// owns it), which is what the driver asks of graph objects; it holds no thread-bound state.
+unsafe impl Send for Graph {}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("launches", &self.calls.len())
+            .finish()
+    }
+}
+
+impl Graph {
+    /// The launches it replays.
+    pub fn calls(&self) -> &[KernelCall] {
+        &self.calls
+    }
+}
+
+/// A registered user of a [`Gpu`]'s stream (see [`Gpu::register`]); unregisters when dropped.
+pub struct GpuUser {
+    gpu: Arc<Gpu>,
+}
+
+impl std::fmt::Debug for GpuUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GpuUser")
+    }
+}
+
+impl GpuUser {
+    /// The device.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+}
+
+impl Drop for GpuUser {
+    fn drop(&mut self) {
+        self.gpu.users.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A point in a device's stream, for timing passes.
+pub enum Mark {
+    Event(cudarc::driver::CudaEvent),
+    #[cfg(feature = "cuda-emulator")]
+    Instant(std::time::Instant),
+}
+
+impl std::fmt::Debug for Mark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mark")
+    }
 }
 
 impl std::fmt::Debug for Gpu {
@@ -187,10 +293,7 @@ impl Gpu {
             let device = emulator::device(index).ok_or_else(|| {
                 Error::Unsupported(format!("no CUDA device {index}: not an emulated one"))
             })?;
-            return Ok(Gpu {
-                device,
-                rt: Runtime::Host(k),
-            });
+            return Ok(Gpu::with(device, Runtime::Host(k)));
         }
         let report = crate::platform::cuda::report();
         let Some(device) = report.devices.iter().find(|d| d.index == index).cloned() else {
@@ -210,6 +313,9 @@ impl Gpu {
         };
         let err = |e: DriverError| device_error(index, e);
         let ctx = CudaContext::new(index).map_err(err)?;
+        // SAFETY: every buffer of this context is used on its one stream, so the stream orders
+        // all uses and frees; without per-buffer events, a graph capture holds only launches.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(err)?;
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
@@ -224,15 +330,170 @@ impl Gpu {
             let f = module.load_function(&name).map_err(err)?;
             functions.insert(name, f);
         }
-        Ok(Gpu {
+        Ok(Gpu::with(
             device,
-            rt: Runtime::Driver {
+            Runtime::Driver {
                 ctx,
                 stream,
                 _module: module,
                 functions,
             },
-        })
+        ))
+    }
+
+    fn with(device: CudaDevice, rt: Runtime) -> Gpu {
+        Gpu {
+            device,
+            rt,
+            counters: Arc::default(),
+            users: AtomicUsize::new(0),
+            capture_lock: Mutex::new(()),
+            no_graphs: AtomicBool::new(false),
+        }
+    }
+
+    /// Registers a user of the stream (a scratch set, at its first pass); passes of a user
+    /// are captured as graphs only while it is the only one.
+    pub fn register(self: &Arc<Self>) -> GpuUser {
+        let _g = self.capture_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.users.fetch_add(1, Ordering::AcqRel);
+        GpuUser { gpu: self.clone() }
+    }
+
+    /// Runs `calls` in order and captures them as a graph to replay ([`Gpu::replay`]), or
+    /// only runs them (`None`) when the stream has other users or the driver refuses graphs.
+    ///
+    /// # Safety
+    /// As [`Gpu::launch`], for every call; and the buffers they address must outlive the
+    /// graph's replays.
+    pub unsafe fn capture(&self, calls: Vec<KernelCall>) -> Result<Option<Graph>> {
+        let run_all = |calls: &[KernelCall]| -> Result<()> {
+            for c in calls {
+                // SAFETY: the caller's promise, above.
+                unsafe { self.launch(&c.name, c.grid, c.block, &c.params)? };
+            }
+            Ok(())
+        };
+        let _g = self.capture_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.users.load(Ordering::Acquire) > 1 || self.no_graphs.load(Ordering::Relaxed) {
+            run_all(&calls)?;
+            return Ok(None);
+        }
+        match &self.rt {
+            Runtime::Driver { stream, .. } => {
+                use cudarc::driver::sys;
+                let dev = self.device.index;
+                if let Err(e) = stream
+                    .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                {
+                    self.refuse_graphs(&e);
+                    run_all(&calls)?;
+                    return Ok(None);
+                }
+                let launched = run_all(&calls);
+                let ended = stream.end_capture(sys::CUgraphInstantiate_flags(0));
+                launched?;
+                match ended {
+                    Ok(Some(g)) => {
+                        g.launch().map_err(|e| device_error(dev, e))?;
+                        self.counters.graph_captures.fetch_add(1, Ordering::Relaxed);
+                        Ok(Some(Graph {
+                            calls,
+                            exec: GraphExec::Cuda(g),
+                        }))
+                    }
+                    Ok(None) => {
+                        run_all(&calls)?;
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        self.refuse_graphs(&e);
+                        run_all(&calls)?;
+                        Ok(None)
+                    }
+                }
+            }
+            #[cfg(feature = "cuda-emulator")]
+            Runtime::Host(_) => {
+                run_all(&calls)?;
+                self.counters.graph_captures.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(Graph {
+                    calls,
+                    exec: GraphExec::Host,
+                }))
+            }
+        }
+    }
+
+    fn refuse_graphs(&self, e: &DriverError) {
+        if !self.no_graphs.swap(true, Ordering::Relaxed) {
+            crate::log!(
+                crate::log::Level::Warn,
+                "GPU {}: the driver refused a CUDA graph ({e}); launching kernel by kernel",
+                self.device.index
+            );
+        }
+    }
+
+    /// Runs `graph` again.
+    ///
+    /// # Errors
+    /// When the driver fails.
+    pub fn replay(&self, graph: &Graph) -> Result<()> {
+        self.counters.graph_replays.fetch_add(1, Ordering::Relaxed);
+        match &graph.exec {
+            GraphExec::Cuda(g) => g.launch().map_err(|e| device_error(self.device.index, e)),
+            #[cfg(feature = "cuda-emulator")]
+            GraphExec::Host => {
+                for c in &graph.calls {
+                    // SAFETY: the capture's promise: the same launches, their buffers alive.
+                    unsafe { self.launch(&c.name, c.grid, c.block, &c.params)? };
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The stream's position now, for [`Gpu::elapsed_since`].
+    ///
+    /// # Errors
+    /// When the driver fails.
+    pub fn mark(&self) -> Result<Mark> {
+        match &self.rt {
+            Runtime::Driver { ctx, stream, .. } => {
+                let e = ctx
+                    .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                    .and_then(|e| e.record(stream).map(|()| e))
+                    .map_err(|e| device_error(self.device.index, e))?;
+                Ok(Mark::Event(e))
+            }
+            #[cfg(feature = "cuda-emulator")]
+            Runtime::Host(_) => Ok(Mark::Instant(std::time::Instant::now())),
+        }
+    }
+
+    /// Counts the device time from `start` to now (after everything launched since has run)
+    /// as busy.
+    ///
+    /// # Errors
+    /// When the driver fails.
+    pub fn elapsed_since(&self, start: &Mark) -> Result<()> {
+        let ns = match (start, &self.rt) {
+            (Mark::Event(a), Runtime::Driver { stream, .. }) => {
+                let dev = self.device.index;
+                let b = stream
+                    .record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                    .map_err(|e| device_error(dev, e))?;
+                let ms = a.elapsed_ms(&b).map_err(|e| device_error(dev, e))?;
+                (f64::from(ms) * 1e6) as u64
+            }
+            #[cfg(feature = "cuda-emulator")]
+            (Mark::Instant(t), _) => t.elapsed().as_nanos() as u64,
+            #[cfg(feature = "cuda-emulator")]
+            _ => 0,
+        };
+        self.counters.busy_ns.fetch_add(ns, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Whether this runs on the host emulation of the kernels (tests), not a device.
@@ -294,7 +555,10 @@ impl Gpu {
                 Ok(free as u64)
             }
             #[cfg(feature = "cuda-emulator")]
-            Runtime::Host(_) => Ok(self.device.free_bytes),
+            Runtime::Host(_) => Ok(self
+                .device
+                .free_bytes
+                .saturating_sub(emulator::used_bytes(self.device.index))),
         }
     }
 
@@ -327,6 +591,7 @@ impl Gpu {
             #[cfg(feature = "cuda-emulator")]
             Runtime::Host(_) => {
                 let bytes = std::mem::size_of_val(src);
+                let _held = emulator::hold(&self.device, bytes, what)?;
                 let mut words = vec![0u64; bytes.div_ceil(8).max(1)];
                 // SAFETY: `words` holds at least `bytes` bytes; `T` is plain device data.
                 unsafe {
@@ -341,6 +606,7 @@ impl Gpu {
                         words,
                         len: src.len(),
                         _t: std::marker::PhantomData,
+                        _held,
                     },
                 })
             }
@@ -364,13 +630,18 @@ impl Gpu {
                 })
                 .map_err(|e| self.alloc_error(e, len * std::mem::size_of::<T>(), what)),
             #[cfg(feature = "cuda-emulator")]
-            Runtime::Host(_) => Ok(DevBuf {
-                inner: BufInner::Host {
-                    words: vec![0u64; (len * std::mem::size_of::<T>()).div_ceil(8).max(1)],
-                    len,
-                    _t: std::marker::PhantomData,
-                },
-            }),
+            Runtime::Host(_) => {
+                let bytes = len * std::mem::size_of::<T>();
+                let _held = emulator::hold(&self.device, bytes, what)?;
+                Ok(DevBuf {
+                    inner: BufInner::Host {
+                        words: vec![0u64; bytes.div_ceil(8).max(1)],
+                        len,
+                        _t: std::marker::PhantomData,
+                        _held,
+                    },
+                })
+            }
         }
     }
 

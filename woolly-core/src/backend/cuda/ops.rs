@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::DeviceRepr;
+use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 use memmap2::Mmap;
 
-use super::{type_suffix, DevBuf, Gpu, Param};
+use super::{type_suffix, DevBuf, Gpu, GpuUser, Graph, KernelCall, Mark, Param};
 use crate::backend::{Act, Activation, Backend, Matrix, Rope, SeqBatch};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::cpu::ops::RopeLayout;
@@ -18,6 +18,13 @@ use crate::{Error, Result};
 
 /// Products of up to this many tokens use the matrix-vector kernels.
 const MMV_MAX_TOKENS: usize = 8;
+
+/// Passes of up to this many tokens (decoding, alone or batched) run as CUDA graphs: captured
+/// the first time, replayed while their launches stay the same.
+const GRAPH_MAX_TOKENS: usize = MMV_MAX_TOKENS;
+
+/// Graphs a scratch set keeps (the most recently used), for batches of changing size.
+const GRAPHS_KEPT: usize = 4;
 
 /// The widest head the attention kernels take (`MAX_HEAD` in kernels/attention.cuh).
 pub const MAX_HEAD_DIM: usize = 256;
@@ -34,8 +41,10 @@ fn split_k(blocks: usize, keys: usize) -> Option<(usize, usize)> {
     if blocks >= 128 || keys <= 2 * SPLIT_KEYS {
         return None;
     }
-    let splits = keys.div_ceil(SPLIT_KEYS).min(MAX_SPLITS);
-    Some((splits, keys.div_ceil(splits)))
+    // Chunks in whole multiples of SPLIT_KEYS, so that the launch stays the same (and a
+    // decode graph replays) for SPLIT_KEYS steps at a time, not one.
+    let chunk = keys.div_ceil(MAX_SPLITS).div_ceil(SPLIT_KEYS).max(1) * SPLIT_KEYS;
+    Some((keys.div_ceil(chunk), chunk))
 }
 
 /// One token's place in its sequence's device cache (`TokMeta` in kernels/common.cuh).
@@ -51,6 +60,8 @@ pub(crate) struct TokMeta {
 
 // SAFETY: plain old data of the kernels' layout (32 bytes, no padding of its own).
 unsafe impl DeviceRepr for TokMeta {}
+// SAFETY: all integers: zero bits are a valid value.
+unsafe impl ValidAsZeroBits for TokMeta {}
 
 /// The keys and values of a sequence's layers that run on the device, half precision,
 /// `[layer][position][kv width]`, allocated for the whole context at the first pass.
@@ -97,10 +108,24 @@ pub struct CudaScratch {
     /// Values each buffer holds in this pass.
     lens: [usize; Act::Up as usize + 1],
     meta: Option<DevBuf<TokMeta>>,
+    /// This scratch set's registration with the device (from its first pass).
+    user: Option<GpuUser>,
+    /// Whether this pass's launches are collected (in `calls`) to run as a graph at its end.
+    deferring: bool,
+    calls: Vec<KernelCall>,
+    /// Buffers replaced while launches that address them wait in `calls`.
+    retired: Vec<DevBuf<f32>>,
+    /// The graphs of recent passes, the most recent first.
+    graphs: Vec<Graph>,
+    /// The start of this pass on the device, for its busy time.
+    mark: Option<Mark>,
     /// Keys the longest sequence of the pass attends over.
     max_keys: usize,
     /// Split-K attention's partial results.
     part: Option<DevBuf<f32>>,
+    /// Tiled attention's tiles: the token counts of the sequences they were built for, how
+    /// many tiles, and the table (each tile's first token and count).
+    tiles: Option<(Vec<usize>, usize, DevBuf<i32>)>,
     rows: Option<DevBuf<i32>>,
     logits_dev: Option<DevBuf<f32>>,
     host: Vec<f32>,
@@ -184,7 +209,11 @@ impl Cuda {
     fn ensure(&self, s: &mut CudaScratch, a: Act, len: usize) -> Result<u64> {
         let slot = &mut s.acts[a as usize];
         if slot.as_ref().is_none_or(|b| b.len() < len) {
-            *slot = None;
+            if let Some(old) = slot.take() {
+                if s.deferring {
+                    s.retired.push(old);
+                }
+            }
             *slot = Some(self.gpu.zeros::<f32>(len.max(1), "activations")?);
         }
         s.lens[a as usize] = len;
@@ -207,20 +236,64 @@ impl Cuda {
         }
     }
 
+    /// Launches kernel `name` for this pass: now, or at the pass's end as part of its graph
+    /// (see [`Cuda::flush`]).
     fn launch(
         &self,
+        s: &mut CudaScratch,
         name: &str,
         grid: (usize, usize, usize),
         block: (u32, u32, u32),
         args: &[Param],
     ) -> Result<()> {
         let g = (grid.0 as u32, grid.1 as u32, grid.2 as u32);
+        if s.deferring {
+            s.calls.push(KernelCall {
+                name: name.to_string(),
+                grid: g,
+                block,
+                params: args.to_vec(),
+            });
+            return Ok(());
+        }
         // SAFETY: every call passes the kernel's parameters in order with their types
         // (kernels/README.md), and device pointers to buffers of the sizes it reads and writes.
         unsafe { self.gpu.launch(name, g, block, args) }
     }
 
-    fn product(&self, w: &CudaWeight, x: u64, y: u64, n: usize) -> Result<()> {
+    /// Runs the launches this pass collected: by replaying the graph of an earlier pass with
+    /// the same launches, or by capturing a new one (kept for the next passes).
+    fn flush(&self, s: &mut CudaScratch) -> Result<()> {
+        if !s.deferring {
+            return Ok(());
+        }
+        s.deferring = false;
+        let calls = std::mem::take(&mut s.calls);
+        if let Some(k) = s.graphs.iter().position(|g| g.calls() == calls.as_slice()) {
+            let g = s.graphs.remove(k);
+            let r = self.gpu.replay(&g);
+            s.graphs.insert(0, g);
+            return r;
+        }
+        // SAFETY: the launches were built as for `Cuda::launch`; every buffer they address
+        // lives in this scratch set, the model or a sequence's cache, and a replay happens only
+        // for a later pass whose launches, buffers included, are the same.
+        if let Some(g) = unsafe { self.gpu.capture(calls)? } {
+            s.graphs.insert(0, g);
+            s.graphs.truncate(GRAPHS_KEPT);
+        }
+        Ok(())
+    }
+
+    /// Counts this pass's device time (after its results are back).
+    fn done(&self, s: &mut CudaScratch) -> Result<()> {
+        match s.mark.take() {
+            Some(m) => self.gpu.elapsed_since(&m),
+            None => Ok(()),
+        }
+    }
+
+    fn product(&self, s: &mut CudaScratch, w: &CudaWeight, x: u64, y: u64, n: usize) -> Result<()> {
         let (rows, cols, rb, ni) = (i(w.rows), i(w.cols), i(w.row_bytes), i(n));
         let wp = self.ptr(&w.data);
         let args: [Param; 7] = [
@@ -234,16 +307,27 @@ impl Cuda {
         ];
         if n <= MMV_MAX_TOKENS {
             let grid = (w.rows.div_ceil(4), n.div_ceil(8), 1);
-            self.launch(&format!("mmv_{}", w.suffix), grid, (32, 4, 1), &args)
+            self.launch(s, &format!("mmv_{}", w.suffix), grid, (32, 4, 1), &args)
         } else {
             let grid = (w.rows.div_ceil(64), n.div_ceil(64), 1);
-            self.launch(&format!("mm_{}", w.suffix), grid, (256, 1, 1), &args)
+            self.launch(s, &format!("mm_{}", w.suffix), grid, (256, 1, 1), &args)
         }
     }
 
-    fn norm_rows(&self, x: u64, y: u64, w: u64, width: usize, rows: usize, eps: f32) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn norm_rows(
+        &self,
+        s: &mut CudaScratch,
+        x: u64,
+        y: u64,
+        w: u64,
+        width: usize,
+        rows: usize,
+        eps: f32,
+    ) -> Result<()> {
         let wi = i(width);
         self.launch(
+            s,
             "rms_norm",
             (rows, 1, 1),
             (256, 1, 1),
@@ -294,21 +378,8 @@ impl Backend for Cuda {
         let mut meta = Vec::new();
         for b in seqs.iter_mut() {
             let cache = &mut *b.cache;
-            let (layers, kw, vw, cap) = (
-                self.layers,
-                cache.k_width(),
-                cache.v_width(),
-                cache.capacity(),
-            );
-            if cache.device.len() <= self.stage {
-                cache.device.resize_with(self.stage + 1, || None);
-            }
-            if cache.device[self.stage].is_none() {
-                cache.device[self.stage] = Some(DeviceKv {
-                    k: self.gpu.zeros::<u16>(layers * cap * kw, "the KV cache")?,
-                    v: self.gpu.zeros::<u16>(layers * cap * vw, "the KV cache")?,
-                });
-            }
+            let cap = cache.capacity();
+            self.ensure_kv(cache)?;
             let kv = cache.device[self.stage].as_ref().expect("allocated above");
             let (k, v) = (self.ptr(&kv.k), self.ptr(&kv.v));
             for t in 0..b.tokens.len() {
@@ -324,7 +395,24 @@ impl Backend for Cuda {
         s.n = meta.len();
         s.max_keys = meta.iter().map(|m| m.pos as usize + 1).max().unwrap_or(0);
         s.err = None;
-        s.meta = Some(self.gpu.upload(&meta, "token positions")?);
+        // Launches of a pass that failed before its end never run.
+        s.calls.clear();
+        s.retired.clear();
+        s.deferring = false;
+        // The positions in a buffer that keeps its address from pass to pass (graphs read it).
+        if s.meta.as_ref().is_none_or(|m| m.len() < meta.len()) {
+            s.meta = Some(
+                self.gpu
+                    .zeros::<TokMeta>(meta.len().max(GRAPH_MAX_TOKENS), "token positions")?,
+            );
+        }
+        let dst = s.meta.as_mut().expect("allocated above");
+        self.gpu.write(dst, &meta)?;
+        if s.user.is_none() {
+            s.user = Some(self.gpu.register());
+        }
+        s.deferring = s.n <= GRAPH_MAX_TOKENS;
+        s.mark = Some(self.gpu.mark()?);
         Ok(())
     }
 
@@ -362,7 +450,7 @@ impl Backend for Cuda {
             } else {
                 self.ensure(s, to, rows * width)?
             };
-            self.norm_rows(x, y, w, width, rows, eps)
+            self.norm_rows(s, x, y, w, width, rows, eps)
         })
     }
 
@@ -371,7 +459,7 @@ impl Backend for Cuda {
             let rows = s.lens[buf as usize] / weight.len();
             let w = self.constant(weight)?;
             let x = self.buf(s, buf)?;
-            self.norm_rows(x, x, w, weight.len(), rows, eps)
+            self.norm_rows(s, x, x, w, weight.len(), rows, eps)
         })
     }
 
@@ -381,6 +469,7 @@ impl Backend for Cuda {
             let (b, x) = (self.constant(bias)?, self.buf(s, buf)?);
             let (wi, ti) = (i(bias.len()), i(total));
             self.launch(
+                s,
                 "add_bias",
                 elems(total),
                 (256, 1, 1),
@@ -399,6 +488,7 @@ impl Backend for Cuda {
             let total = s.lens[to as usize];
             let (t, f, ti) = (self.buf(s, to)?, self.buf(s, from)?, i(total));
             self.launch(
+                s,
                 "add",
                 elems(total),
                 (256, 1, 1),
@@ -421,7 +511,7 @@ impl Backend for Cuda {
         }
         let x = self.buf(s, from)?;
         let y = self.ensure(s, to, n * w.rows)?;
-        self.product(w, x, y, n)
+        self.product(s, w, x, y, n)
     }
 
     fn rope_store(
@@ -461,7 +551,8 @@ impl Backend for Cuda {
                 Param::from(rope.freq_scale),
                 Param::from(freqs),
             ];
-            self.launch("rope_store", (s.n, 1, 1), (256, 1, 1), &args)
+            let n = s.n;
+            self.launch(s, "rope_store", (n, 1, 1), (256, 1, 1), &args)
         })
     }
 
@@ -469,17 +560,60 @@ impl Backend for Cuda {
         &self,
         s: &mut CudaScratch,
         _exec: &(),
-        _seqs: &[SeqBatch<'_>],
+        seqs: &[SeqBatch<'_>],
         il: usize,
         shape: AttnShape,
         window: Option<usize>,
     ) {
+        /// Queries of a tile of `attention_tiled` (`TILE_Q` in kernels/attention.cuh).
+        const TILE_Q: usize = 16;
+        /// Passes with a sequence of this many tokens (a prompt) run tiled attention.
+        const TILED_MIN_TOKENS: usize = TILE_Q;
         self.step(s, |s| {
             let n = s.n;
             let meta = s.meta.as_ref().map(|m| self.ptr(m)).unwrap_or(0);
             let q = self.buf(s, Act::Q)?;
             let out = self.ensure(s, Act::Attn, n * shape.n_head * shape.head_dim_v)?;
             let win = i(window.unwrap_or(0));
+            if seqs.iter().any(|b| b.tokens.len() >= TILED_MIN_TOKENS) {
+                // Tiles of up to TILE_Q consecutive tokens of one sequence; the table depends
+                // on the sequences' token counts only, so the first layer of a pass builds it.
+                let lens = seqs.iter().map(|b| b.tokens.len());
+                let built = s.tiles.as_ref();
+                if !built.is_some_and(|t| t.0.iter().copied().eq(lens.clone())) {
+                    let (mut table, mut first) = (Vec::new(), 0);
+                    for len in lens.clone() {
+                        for start in (0..len).step_by(TILE_Q) {
+                            table.extend([i(first + start), i((len - start).min(TILE_Q))]);
+                        }
+                        first += len;
+                    }
+                    s.tiles = None;
+                    let buf = self.gpu.upload(&table, "attention tiles")?;
+                    s.tiles = Some((lens.collect(), table.len() / 2, buf));
+                }
+                let (count, tiles) = s
+                    .tiles
+                    .as_ref()
+                    .map(|t| (t.1, self.ptr(&t.2)))
+                    .expect("built above");
+                let args: [Param; 12] = [
+                    Param::from(q),
+                    Param::from(out),
+                    Param::from(meta),
+                    Param::from(tiles),
+                    Param::from(i(count)),
+                    Param::from(i(il)),
+                    Param::from(i(shape.n_head)),
+                    Param::from(i(shape.n_head_kv)),
+                    Param::from(i(shape.head_dim_k)),
+                    Param::from(i(shape.head_dim_v)),
+                    Param::from(shape.kq_scale),
+                    Param::from(win),
+                ];
+                let grid = (shape.n_head, count, 1);
+                return self.launch(s, "attention_tiled", grid, (128, 1, 1), &args);
+            }
             // Keys the window lets the longest sequence see.
             let keys = window.map_or(s.max_keys, |w| w.min(s.max_keys));
             if let Some((splits, chunk)) = split_k(n * shape.n_head, keys) {
@@ -492,7 +626,11 @@ impl Backend for Cuda {
                 };
                 let len = n * shape.n_head * splits * (shape.head_dim_v + 2);
                 if s.part.as_ref().is_none_or(|b| b.len() < len) {
-                    s.part = None;
+                    if let Some(old) = s.part.take() {
+                        if s.deferring {
+                            s.retired.push(old);
+                        }
+                    }
                     s.part = Some(self.gpu.zeros::<f32>(len, "attention partials")?);
                 }
                 let part = s.part.as_ref().map(|b| self.ptr(b)).unwrap_or(0);
@@ -511,6 +649,7 @@ impl Backend for Cuda {
                     Param::from(i(chunk)),
                 ];
                 self.launch(
+                    s,
                     "attention_partial",
                     (shape.n_head, n, splits),
                     (128, 1, 1),
@@ -525,6 +664,7 @@ impl Backend for Cuda {
                     Param::from(i(splits)),
                 ];
                 return self.launch(
+                    s,
                     "attention_combine",
                     (shape.n_head, n, 1),
                     (128, 1, 1),
@@ -544,7 +684,7 @@ impl Backend for Cuda {
                 Param::from(shape.kq_scale),
                 Param::from(win),
             ];
-            self.launch("attention", (shape.n_head, n, 1), (128, 1, 1), &args)
+            self.launch(s, "attention", (shape.n_head, n, 1), (128, 1, 1), &args)
         })
     }
 
@@ -557,6 +697,7 @@ impl Backend for Cuda {
                 Activation::Silu => "swiglu",
             };
             self.launch(
+                s,
                 name,
                 elems(total),
                 (256, 1, 1),
@@ -592,18 +733,30 @@ impl Backend for Cuda {
             }
         }
         let m = rows.len();
+        // The pass's positions are committed: its launches run even when it stops here.
         if m == 0 {
-            return Ok(());
+            self.flush(s)?;
+            return self.done(s);
         }
         if cancelled() {
+            self.flush(s)?;
+            self.done(s)?;
             return Err(Error::Cancelled);
         }
-        s.rows = Some(self.gpu.upload(&rows, "token rows")?);
+        if s.rows.as_ref().is_none_or(|r| r.len() < m) {
+            s.rows = Some(
+                self.gpu
+                    .zeros::<i32>(m.max(GRAPH_MAX_TOKENS), "token rows")?,
+            );
+        }
+        self.gpu
+            .write(s.rows.as_mut().expect("allocated above"), &rows)?;
         let idx = s.rows.as_ref().map(|r| self.ptr(r)).unwrap_or(0);
         let x = self.buf(s, Act::X)?;
         let xn = self.ensure(s, Act::Xn, m * width)?;
         let (wi, mi) = (i(width), i(m));
         self.launch(
+            s,
             "gather_rows",
             (m, 1, 1),
             (256, 1, 1),
@@ -615,21 +768,66 @@ impl Backend for Cuda {
                 Param::from(mi),
             ],
         )?;
-        self.norm_rows(xn, xn, self.constant(norm)?, width, m, eps)?;
+        let nw = self.constant(norm)?;
+        self.norm_rows(s, xn, xn, nw, width, m, eps)?;
         let len = m * output.rows;
         if s.logits_dev.as_ref().is_none_or(|b| b.len() < len) {
-            s.logits_dev = None;
+            if let Some(old) = s.logits_dev.take() {
+                if s.deferring {
+                    s.retired.push(old);
+                }
+            }
             s.logits_dev = Some(self.gpu.zeros::<f32>(len, "logits")?);
         }
         let y = s.logits_dev.as_ref().map(|b| self.ptr(b)).unwrap_or(0);
-        self.product(output, xn, y, m)?;
+        self.product(s, output, xn, y, m)?;
+        self.flush(s)?;
         let dev = s.logits_dev.as_ref().expect("allocated above");
         s.logits.resize(len, 0.0);
-        self.gpu.read(dev, &mut s.logits[..len])
+        self.gpu.read(dev, &mut s.logits[..len])?;
+        self.done(s)
     }
 }
 
 impl Cuda {
+    /// Allocates this stage's part of `cache` on the device unless it has it (for the whole
+    /// context: a sequence's device storage never grows after its first pass).
+    ///
+    /// # Errors
+    /// [`Error::OutOfDeviceMemory`] when it does not fit (nothing stays allocated then).
+    pub fn ensure_kv(&self, cache: &mut crate::backend::kv_cache::KvCache) -> Result<()> {
+        if cache.device.len() <= self.stage {
+            cache.device.resize_with(self.stage + 1, || None);
+        }
+        if cache.device[self.stage].is_none() {
+            let (kw, vw, cap) = (cache.k_width(), cache.v_width(), cache.capacity());
+            let what = format!(
+                "the KV cache of a {cap}-token sequence ({} layers)",
+                self.layers
+            );
+            let alloc = || -> Result<DeviceKv> {
+                Ok(DeviceKv {
+                    k: self.gpu.zeros::<u16>(self.layers * cap * kw, &what)?,
+                    v: self.gpu.zeros::<u16>(self.layers * cap * vw, &what)?,
+                })
+            };
+            match alloc() {
+                Ok(kv) => cache.device[self.stage] = Some(kv),
+                // Said of the whole cache (keys and values), with what is free without it.
+                Err(Error::OutOfDeviceMemory { device, what, .. }) => {
+                    return Err(Error::OutOfDeviceMemory {
+                        device,
+                        what,
+                        required: (self.layers * cap * (kw + vw) * 2) as u64,
+                        free: self.gpu.free_bytes().unwrap_or(0),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// A stand-in for the output projection of a stage that does not compute the logits (a
     /// later stage does): nothing on the device.
     pub fn unused_output(&self, m: &Matrix) -> Result<CudaWeight> {
@@ -645,13 +843,18 @@ impl Cuda {
 
     /// `out` = [`Act::X`], the residual stream after this stage's layers (for the next stage,
     /// on another device).
-    pub fn download_x(&self, s: &CudaScratch, out: &mut Vec<f32>) -> Result<()> {
+    pub fn download_x(&self, s: &mut CudaScratch, out: &mut Vec<f32>) -> Result<()> {
+        if let Some(e) = s.err.take() {
+            return Err(e);
+        }
+        self.flush(s)?;
         let len = s.lens[Act::X as usize];
         let buf = s.acts[Act::X as usize]
             .as_ref()
             .ok_or_else(|| Error::Internal("CUDA buffer X read before it was written".into()))?;
         out.resize(len, 0.0);
-        self.gpu.read(buf, out)
+        self.gpu.read(buf, out)?;
+        self.done(s)
     }
 
     /// [`Act::X`] = `x` (the residual stream the CPU's layers computed, or the embeddings).
