@@ -92,7 +92,7 @@ pub struct KvCache {
     /// device the model's last layers run on, in layer order.
     device_layers: usize,
     #[cfg(feature = "cuda")]
-    pub(crate) device: Vec<Option<super::cuda::ops::DeviceKv>>,
+    pub(crate) device: Vec<Option<DeviceKv>>,
     /// Layers that would be on a GPU but are kept here, because their device storage did not
     /// fit (see [`KvCache::move_to_host`]); 0 normally.
     moved_to_host: usize,
@@ -295,6 +295,23 @@ impl KvCache {
     pub(crate) fn write(&mut self, il: usize, pos: usize, k: &[f32], v: &[f32]) {
         self.k.write(il, pos * self.k_width, &k[..self.k_width]);
         self.v.write(il, pos * self.v_width, &v[..self.v_width]);
+    }
+}
+
+/// The keys and values of a sequence's layers that run on one device, half precision,
+/// `[layer][position][kv width]`, allocated for the whole context at the first pass.
+#[cfg(feature = "cuda")]
+#[derive(Debug)]
+pub struct DeviceKv {
+    pub(crate) k: super::cuda::DevBuf<u16>,
+    pub(crate) v: super::cuda::DevBuf<u16>,
+}
+
+#[cfg(feature = "cuda")]
+impl DeviceKv {
+    /// Bytes it holds on the device.
+    pub fn bytes(&self) -> usize {
+        (self.k.len() + self.v.len()) * 2
     }
 }
 

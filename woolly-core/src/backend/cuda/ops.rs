@@ -10,6 +10,7 @@ use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 use memmap2::Mmap;
 
 use super::{type_suffix, DevBuf, Gpu, GpuUser, Graph, KernelCall, Mark, Param};
+use crate::backend::kv_cache::DeviceKv;
 use crate::backend::{Act, Activation, Backend, Matrix, Rope, SeqBatch};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::cpu::ops::RopeLayout;
@@ -62,21 +63,6 @@ pub(crate) struct TokMeta {
 unsafe impl DeviceRepr for TokMeta {}
 // SAFETY: all integers: zero bits are a valid value.
 unsafe impl ValidAsZeroBits for TokMeta {}
-
-/// The keys and values of a sequence's layers that run on the device, half precision,
-/// `[layer][position][kv width]`, allocated for the whole context at the first pass.
-#[derive(Debug)]
-pub struct DeviceKv {
-    k: DevBuf<u16>,
-    v: DevBuf<u16>,
-}
-
-impl DeviceKv {
-    /// Bytes it holds on the device.
-    pub fn bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * 2
-    }
-}
 
 /// A weight matrix in device memory, as the file stores it.
 #[derive(Debug)]
@@ -795,7 +781,7 @@ impl Cuda {
     ///
     /// # Errors
     /// [`Error::OutOfDeviceMemory`] when it does not fit (nothing stays allocated then).
-    pub fn ensure_kv(&self, cache: &mut crate::backend::kv_cache::KvCache) -> Result<()> {
+    pub fn ensure_kv(&self, cache: &mut crate::backend::KvCache) -> Result<()> {
         if cache.device.len() <= self.stage {
             cache.device.resize_with(self.stage + 1, || None);
         }
