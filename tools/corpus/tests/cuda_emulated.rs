@@ -8,17 +8,10 @@
 
 mod common;
 
-use common::{engine_tokens, greedy, load, max_rel, session, write, PROMPTS};
+use common::{engine_tokens, greedy, load, max_rel, on, session, write, PROMPTS};
 use woolly_core::backend::cuda::emulator;
-use woolly_core::policy::placement::{GpuLayers, GpuParams};
+use woolly_core::policy::placement::GpuLayers;
 use woolly_corpus::{synthetic_gemma3, synthetic_llama, with_layers};
-
-fn on(layers: GpuLayers) -> GpuParams {
-    GpuParams {
-        layers,
-        ..Default::default()
-    }
-}
 
 #[test]
 fn models_on_the_emulated_gpu_compute_the_cpus_logits_and_tokens() {

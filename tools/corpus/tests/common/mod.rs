@@ -8,7 +8,7 @@ use std::sync::Arc;
 use woolly_core::engine::{Engine, EngineParams, Request};
 use woolly_core::generate::{GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::model::{Model, ModelParams};
-use woolly_core::policy::placement::GpuParams;
+use woolly_core::policy::placement::{GpuLayers, GpuParams};
 use woolly_corpus::Parts;
 
 /// The contexts of the models and sessions these tests run.
@@ -22,6 +22,14 @@ pub fn write(name: &str, p: Parts) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.gguf"));
     std::fs::write(&path, p.to_bytes()).unwrap();
     path
+}
+
+/// GPU params offloading `layers` (split by layer across the devices, the default).
+pub fn on(layers: GpuLayers) -> GpuParams {
+    GpuParams {
+        layers,
+        ..Default::default()
+    }
 }
 
 /// The model at `path` with `gpu`.
