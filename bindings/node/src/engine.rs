@@ -169,7 +169,9 @@ impl NativeEngine {
         let on_event = Arc::new(on_event);
         let on_refused = on_event.clone();
         let sink = Box::new(move |ev: EngineEvent| match ev {
-            EngineEvent::Token { id, text, index } => {
+            EngineEvent::Token {
+                id, text, index, ..
+            } => {
                 if stream && !text.is_empty() {
                     send(
                         &on_event,

@@ -317,9 +317,13 @@ impl Engine {
                 context: self.shared.n_ctx,
             });
         }
-        // The sampler's params are checked now, not on the worker.
-        crate::generate::Sampler::new(request.params.sampling.clone())?;
+        // The sampler's params are checked and a constraint compiled now, not on the worker.
+        let out = crate::generate::output::Output::new(
+            crate::generate::output::ModelTokenizer(self.model.clone()),
+            &request.params,
+        )?;
         Ok(Prepared {
+            out: Some(out),
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             prompt_ids,
             priority: request.priority,

@@ -121,6 +121,8 @@ pub enum Event {
         id: TokenId,
         text: String,
         index: usize,
+        /// Its log probabilities, when the request asked for them.
+        logprob: Option<crate::generate::TokenLogprob>,
     },
     /// The request finished; `timings.queue_ms` says how long it waited to start.
     Done(Generation),
@@ -142,6 +144,9 @@ pub struct Prepared {
     pub(super) priority: Priority,
     pub(super) latency_sensitive: bool,
     pub(super) deadline: Option<Instant>,
+    /// The output, built (its constraint compiled, the first mask started) off the worker.
+    pub(super) out:
+        Option<crate::generate::output::Output<crate::generate::output::ModelTokenizer>>,
 }
 
 impl Prepared {

@@ -171,8 +171,12 @@ impl Worker {
                             .new_kv_cache(self.n_ctx, self.params.kv_precision)
                     }
                 };
-                let w = q.waiting.swap_remove(best);
-                let out = match Output::new(ModelTokenizer(self.model.clone()), &w.req.params) {
+                let mut w = q.waiting.swap_remove(best);
+                let prepared = w.req.out.take();
+                let out = match prepared.map_or_else(
+                    || Output::new(ModelTokenizer(self.model.clone()), &w.req.params),
+                    Ok,
+                ) {
                     Ok(o) => o,
                     Err(e) => {
                         self.free_caches.push(cache);

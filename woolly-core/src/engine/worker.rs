@@ -159,6 +159,7 @@ impl Worker {
                         id: ev.id,
                         text: ev.text.to_string(),
                         index: ev.index,
+                        logprob: ev.logprob.cloned(),
                     });
                     true
                 });
@@ -173,6 +174,7 @@ impl Worker {
                     generated_ids: std::mem::take(&mut a.out.generated),
                     text: std::mem::take(&mut a.out.text),
                     stop_reason: a.out.stop_reason,
+                    logprobs: std::mem::take(&mut a.out.logprobs),
                     timings: Timings {
                         prompt_tokens,
                         cached_tokens: 0,
@@ -371,6 +373,7 @@ impl Worker {
                     id: ev.id,
                     text: ev.text.to_string(),
                     index: ev.index,
+                    logprob: ev.logprob.cloned(),
                 });
                 true
             };

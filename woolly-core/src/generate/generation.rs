@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::logprobs::TokenLogprob;
 use crate::tokenizer::TokenId;
 
 /// Why generation ended.
@@ -44,6 +45,11 @@ pub struct Generation {
     pub text: String,
     pub stop_reason: StopReason,
     pub timings: Timings,
+    /// Each generated token's log probabilities, when [`GenerateParams::logprobs`] asked for
+    /// them (else empty).
+    ///
+    /// [`GenerateParams::logprobs`]: super::GenerateParams::logprobs
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// One step of a generation, as the token callback sees it.
@@ -55,4 +61,6 @@ pub struct TokenEvent<'a> {
     pub text: &'a str,
     /// Index of this token among the generated ones.
     pub index: usize,
+    /// The token's log probabilities, when the generation asked for them.
+    pub logprob: Option<&'a TokenLogprob>,
 }

@@ -5,11 +5,13 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
+use super::constraint::Guide;
 use super::generation::{StopReason, TokenEvent};
+use super::logprobs::{logprobs, TokenLogprob, MAX_TOP_LOGPROBS};
 use super::params::GenerateParams;
 use super::sampler::Sampler;
 use crate::tokenizer::{StreamDecoder, TokenId, Tokenizer};
-use crate::Result;
+use crate::{Error, Result};
 
 /// A model's tokenizer, owned through the model (for outputs that outlive a borrow).
 #[derive(Clone)]
@@ -34,11 +36,34 @@ pub(crate) struct Output<T: Borrow<Tokenizer>> {
     emitted: usize,
     pub(crate) generated: Vec<TokenId>,
     pub(crate) stop_reason: StopReason,
+    /// The constraint the output must match, a step ahead on its own thread.
+    guide: Option<Guide>,
+    /// Alternatives to report per step, when log probabilities were asked for.
+    top_logprobs: Option<usize>,
+    /// The logits as the model gave them, kept for the log probabilities.
+    raw: Vec<f32>,
+    pub(crate) logprobs: Vec<TokenLogprob>,
 }
 
 impl<T: Borrow<Tokenizer>> Output<T> {
+    /// Checks the parameters and compiles the constraint (the error for an unsupported schema
+    /// comes from here, before any work), then starts computing its first mask.
     pub(crate) fn new(tok: T, params: &GenerateParams) -> Result<Output<T>> {
+        if params.logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+            return Err(Error::InvalidArgument(format!(
+                "top logprobs {} is more than {MAX_TOP_LOGPROBS}",
+                params.logprobs.unwrap_or_default()
+            )));
+        }
+        let guide = match &params.constraint {
+            Some(c) => Some(Guide::new(c, tok.borrow())?),
+            None => None,
+        };
         Ok(Output {
+            guide,
+            top_logprobs: params.logprobs,
+            raw: Vec::new(),
+            logprobs: Vec::new(),
             sampler: Sampler::new(params.sampling.clone())?,
             decoder: StreamDecoder::new(tok, false),
             stop: params
@@ -74,10 +99,30 @@ impl<T: Borrow<Tokenizer>> Output<T> {
         if self.is_full() {
             return Ok(None);
         }
+        if self.top_logprobs.is_some() {
+            self.raw.clear();
+            self.raw.extend_from_slice(logits);
+        }
+        if let Some(guide) = &mut self.guide {
+            if !guide.apply(logits)? {
+                // The output is complete: nothing may follow it.
+                self.stop_reason = StopReason::EndOfGeneration;
+                return Ok(None);
+            }
+        }
         let id = self.sampler.sample(logits, history);
-        if !self.ignore_eos && self.decoder.tokenizer().is_eog(id) {
+        let tok = self.decoder.tokenizer();
+        // Under a constraint, end-of-generation is allowed only where the output may end, and
+        // then it ends it (also with `ignore_eos`).
+        if (!self.ignore_eos || self.guide.is_some()) && tok.is_eog(id) {
             self.stop_reason = StopReason::EndOfGeneration;
             return Ok(None);
+        }
+        if let Some(top) = self.top_logprobs {
+            self.logprobs.push(logprobs(tok, &self.raw, id, top));
+        }
+        if let Some(guide) = &mut self.guide {
+            guide.commit(id);
         }
         self.generated.push(id);
         let piece = self.decoder.push(id)?;
@@ -107,6 +152,7 @@ impl<T: Borrow<Tokenizer>> Output<T> {
             id,
             text: &self.text[self.emitted..safe_end],
             index: self.generated.len() - 1,
+            logprob: self.logprobs.last().filter(|_| self.top_logprobs.is_some()),
         });
         self.emitted = safe_end;
         if hit.is_some() {
@@ -140,6 +186,7 @@ impl<T: Borrow<Tokenizer>> Output<T> {
                             id: last,
                             text: &self.text[self.emitted..],
                             index: self.generated.len() - 1,
+                            logprob: None,
                         });
                     }
                     self.emitted = self.text.len();

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::constraint::Constraint;
 use super::sampler::SamplingParams;
 use crate::model::KvPrecision;
 use crate::policy::ThreadPolicy;
@@ -87,6 +88,12 @@ pub struct GenerateParams {
     /// generation starts (it then fails at once), unlike `Session::cancel_handle`, which stops
     /// whatever runs at that moment.
     pub cancel: Option<CancelToken>,
+    /// What the output must match (a JSON schema, a grammar, a regular expression, a choice);
+    /// generation ends when the output is complete. Checked before the prompt is read.
+    pub constraint: Option<Constraint>,
+    /// Report each generated token's log probability and this many of the most likely
+    /// alternatives (0..=20); `None` reports nothing.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateParams {
@@ -100,6 +107,8 @@ impl Default for GenerateParams {
             parse_special: true,
             parse_special_in_messages: false,
             cancel: None,
+            constraint: None,
+            logprobs: None,
         }
     }
 }

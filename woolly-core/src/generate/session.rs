@@ -428,6 +428,11 @@ impl Session {
             )));
         }
 
+        // The output's checks (a constraint compiled, its first mask started) come before the
+        // prompt is read.
+        let model = self.model.clone();
+        let mut out = super::output::Output::new(model.tokenizer(), params)?;
+
         // Reuse the cached prefix shared with the previous conversation (at least one prompt token
         // is always evaluated, to get fresh logits).
         let common = self
@@ -448,8 +453,6 @@ impl Session {
         }
         let prompt_ms = t_prompt.elapsed().as_secs_f64() * 1e3;
 
-        let model = self.model.clone();
-        let mut out = super::output::Output::new(model.tokenizer(), params)?;
         let mut ttft_ms = 0.0;
         let t_gen = Instant::now();
         while !out.is_full() {
@@ -482,6 +485,7 @@ impl Session {
             generated_ids: std::mem::take(&mut out.generated),
             text: std::mem::take(&mut out.text),
             stop_reason: out.stop_reason,
+            logprobs: std::mem::take(&mut out.logprobs),
         })
     }
 }

@@ -482,6 +482,7 @@ impl Tokenizer {
             add_eos,
             add_space_prefix,
             eog,
+            derived: Default::default(),
         })
     }
 }

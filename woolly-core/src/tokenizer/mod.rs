@@ -84,6 +84,9 @@ pub struct Tokenizer {
     add_space_prefix: bool,
     /// End-of-generation tokens, sorted.
     eog: Vec<TokenId>,
+    /// What a layer above derives from the vocabulary once and keeps with it (the constrained
+    /// decoder's token trie), built on first use.
+    derived: std::sync::Mutex<Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl fmt::Debug for Tokenizer {
@@ -101,6 +104,21 @@ impl fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
+    /// The value `init` builds from this tokenizer, built on the first call and shared by later
+    /// ones (one kind of value per tokenizer: a call asking for another type builds it again).
+    pub(crate) fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce(&Tokenizer) -> Result<T>,
+    ) -> Result<std::sync::Arc<T>> {
+        let mut slot = self.derived.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = slot.as_ref().and_then(|v| v.clone().downcast::<T>().ok()) {
+            return Ok(v);
+        }
+        let v = std::sync::Arc::new(init(self)?);
+        *slot = Some(v.clone());
+        Ok(v)
+    }
+
     /// Tokenizes `text`.
     ///
     /// `add_special` adds BOS (and EOS) where the model's flags say (`tokenizer.ggml.add_bos_token`,
@@ -357,6 +375,12 @@ impl Tokenizer {
     /// Whether [`encode`](Self::encode) with `add_special` ends with EOS.
     pub fn add_eos(&self) -> bool {
         self.add_eos
+    }
+
+    /// Whether `id` is a control (or unknown) token: text renders it only when asked to.
+    pub fn is_control(&self, id: TokenId) -> bool {
+        (id as usize) < self.vocab.len()
+            && self.vocab.attrs[id as usize] & (attr::UNKNOWN | attr::CONTROL) != 0
     }
 
     /// Whether `id` ends generation: EOS, EOT, EOM, and the tokens llama.cpp recognises by their
