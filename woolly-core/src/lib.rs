@@ -32,6 +32,7 @@ pub mod kernels;
 pub mod log;
 pub mod metrics;
 pub mod model;
+pub mod openai;
 pub mod panics;
 pub mod platform;
 pub mod policy;

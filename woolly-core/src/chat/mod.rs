@@ -78,6 +78,20 @@ impl ChatTemplate {
         eos: &str,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<String> {
+        self.render_with_tools(messages, None, add_generation_prompt, bos, eos, cancelled)
+    }
+
+    /// [`render_cancellable`](Self::render_cancellable) with `tools` as the template's `tools`
+    /// variable. The built-in templates have no place for tools: with some, they are an error.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+        bos: &str,
+        eos: &str,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<String> {
         if messages.is_empty() {
             return Err(Error::InvalidArgument(
                 "a chat needs at least one message".into(),
@@ -95,12 +109,16 @@ impl ChatTemplate {
                 jinja::Job {
                     source: src.clone(),
                     messages: messages.to_vec(),
+                    tools: tools.cloned(),
                     add_generation_prompt,
                     bos: bos.to_string(),
                     eos: eos.to_string(),
                 },
                 cancelled,
             ),
+            ChatTemplate::Builtin(_) if tools.is_some() => Err(Error::Unsupported(
+                "this model's built-in chat template has no place for tools".into(),
+            )),
             ChatTemplate::Builtin(b) => render_builtin(*b, messages, add_generation_prompt),
         }
     }

@@ -28,6 +28,6 @@ pub use generation::{Generation, StopReason, Timings, TokenEvent};
 pub use logprobs::{TokenLogprob, TopLogprob};
 pub use params::{CancelToken, GenerateParams, SessionParams};
 pub use pool::{PooledSession, SessionPool};
-pub use prompt::{chat_prompt, chat_tokens, Prompt};
+pub use prompt::{chat_prompt, chat_tokens, chat_tokens_with_tools, Prompt};
 pub use sampler::{Sampler, SamplingParams};
 pub use session::{CancelHandle, Session};

@@ -78,9 +78,22 @@ pub fn chat_tokens(
     params: &GenerateParams,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Vec<TokenId>> {
+    chat_tokens_with_tools(model, messages, None, params, cancelled)
+}
+
+/// [`chat_tokens`] with `tools` (OpenAI's list of `{"type": "function", "function": {...}}`)
+/// given to the template as its `tools` variable; their text is kept apart from control
+/// tokens as the messages' is.
+pub fn chat_tokens_with_tools(
+    model: &Model,
+    messages: &[ChatMessage],
+    tools: Option<&serde_json::Value>,
+    params: &GenerateParams,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<TokenId>> {
     let tok = model.tokenizer();
     if params.parse_special_in_messages {
-        let prompt = model.apply_chat_template_cancellable(messages, cancelled)?;
+        let prompt = model.apply_chat_template_with_tools(messages, tools, cancelled)?;
         let prompt = strip_bos(model, prompt, params.add_special);
         return tok.encode_cancellable(&prompt, params.add_special, true, cancelled);
     }
@@ -88,10 +101,16 @@ pub fn chat_tokens(
         ChatTemplate::Jinja(s) => s.as_str(),
         ChatTemplate::Builtin(_) => "",
     };
+    let extra: String = messages
+        .iter()
+        .filter_map(|m| m.tool_calls.as_ref())
+        .chain(tools)
+        .map(|v| v.to_string())
+        .collect();
     let texts = messages
         .iter()
         .flat_map(|m| [m.role.as_str(), m.content.as_str()])
-        .chain([source]);
+        .chain([source, extra.as_str()]);
     let mark = tok.special_mark(texts).ok_or_else(|| {
         Error::InvalidArgument(
             "the messages use every Unicode noncharacter; set parse_special_in_messages".into(),
@@ -102,9 +121,34 @@ pub fn chat_tokens(
         .map(|m| ChatMessage {
             role: tok.mark_special(&m.role, mark),
             content: tok.mark_special(&m.content, mark),
+            tool_calls: m.tool_calls.as_ref().map(|v| mark_value(tok, v, mark)),
+            tool_call_id: m.tool_call_id.as_ref().map(|t| tok.mark_special(t, mark)),
+            name: m.name.as_ref().map(|t| tok.mark_special(t, mark)),
         })
         .collect();
-    let prompt = model.apply_chat_template_cancellable(&marked, cancelled)?;
+    let tools = tools.map(|v| mark_value(tok, v, mark));
+    let prompt = model.apply_chat_template_with_tools(&marked, tools.as_ref(), cancelled)?;
     let prompt = strip_bos(model, prompt, params.add_special);
     tok.encode_marked(&prompt, params.add_special, mark, cancelled)
+}
+
+/// `value` with every string in it (keys too) marked as [`Tokenizer::mark_special`] marks text.
+///
+/// [`Tokenizer::mark_special`]: crate::tokenizer::Tokenizer::mark_special
+fn mark_value(
+    tok: &crate::tokenizer::Tokenizer,
+    value: &serde_json::Value,
+    mark: char,
+) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(tok.mark_special(s, mark)),
+        Value::Array(a) => Value::Array(a.iter().map(|v| mark_value(tok, v, mark)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (tok.mark_special(k, mark), mark_value(tok, v, mark)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

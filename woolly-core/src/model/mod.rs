@@ -658,13 +658,25 @@ impl Model {
         messages: &[ChatMessage],
         cancelled: &dyn Fn() -> bool,
     ) -> Result<String> {
+        self.apply_chat_template_with_tools(messages, None, cancelled)
+    }
+
+    /// [`apply_chat_template_cancellable`](Self::apply_chat_template_cancellable) with `tools`
+    /// as the template's `tools` variable (templates that do not use it ignore it).
+    pub fn apply_chat_template_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<String> {
         let text = |id: Option<TokenId>| {
             id.and_then(|i| self.tokenizer.piece(i, true).ok())
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default()
         };
-        self.chat_template.render_cancellable(
+        self.chat_template.render_with_tools(
             messages,
+            tools,
             true,
             &text(self.tokenizer.bos()),
             &text(self.tokenizer.eos()),

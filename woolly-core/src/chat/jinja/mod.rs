@@ -75,6 +75,8 @@ fn raise_exception(msg: String) -> std::result::Result<String, JinjaError> {
 pub(crate) struct Job {
     pub source: String,
     pub messages: Vec<ChatMessage>,
+    /// The template's `tools` variable (undefined when `None`).
+    pub tools: Option<serde_json::Value>,
     pub add_generation_prompt: bool,
     pub bos: String,
     pub eos: String,
@@ -86,8 +88,14 @@ fn render_here(job: &Job, abandoned: Arc<AtomicBool>) -> Result<String> {
     let input: u64 = job
         .messages
         .iter()
-        .map(|m| (m.role.len() + m.content.len()) as u64)
+        .map(|m| {
+            (m.role.len() + m.content.len()) as u64
+                + m.tool_calls
+                    .as_ref()
+                    .map_or(0, |v| v.to_string().len() as u64)
+        })
         .sum::<u64>()
+        + job.tools.as_ref().map_or(0, |v| v.to_string().len() as u64)
         + (job.bos.len() + job.eos.len()) as u64;
     let total = BASE_BUDGET.saturating_add(input.saturating_mul(INPUT_FACTOR));
     let budget = Arc::new(Budget {
@@ -138,6 +146,7 @@ fn render_here(job: &Job, abandoned: Arc<AtomicBool>) -> Result<String> {
         .collect();
     let ctx = minijinja::context! {
         messages => &job.messages,
+        tools => job.tools.as_ref().map(Value::from_serialize),
         add_generation_prompt => job.add_generation_prompt,
         bos_token => &job.bos,
         eos_token => &job.eos,
