@@ -10,7 +10,7 @@ DEMO_PROMPT ?= The capital of France is
 DEMO_STORY ?= Once upon a time, in a small village,
 
 PHONY_GPU := gpu-check gpu-check-pack
-.PHONY: $(PHONY_GPU) fuzz soak leaks repeat all deps build model demo test test-rust test-arm test-c test-python test-node header check-header kernels check-kernels check-platforms install lint fmt clean bench bench-llama
+.PHONY: $(PHONY_GPU) fuzz soak leaks repeat all deps build model demo test test-rust test-arm test-c test-python test-node test-serve bench-constrained header check-header kernels check-kernels check-platforms install lint fmt clean bench bench-llama
 
 all: build
 
@@ -101,12 +101,16 @@ test-python: deps model
 test-node: deps model
 	@bash scripts/test-node.sh
 
+# `woolly serve` against the official `openai` Python client and curl (a real server process).
+test-serve: build model
+	@bash scripts/test-serve.sh
+
 # The native parts of the Python and Node packages under valgrind (their installs from
 # test-python and test-node): no leak or memory error of Woolly's own.
 leaks: test-python test-node
 	@bash scripts/leaks.sh
 
-test: lint check-header check-kernels test-rust test-c test-python test-node leaks test-arm
+test: lint check-header check-kernels test-rust test-c test-python test-node test-serve leaks test-arm
 	@echo "make test: all suites passed"
 
 # Coverage-guided fuzzing (cargo fuzz, nightly): each target for FUZZ_SECONDS (default 60); a crash
@@ -130,6 +134,12 @@ repeat: deps model
 # Woolly's own figures (no comparison).
 bench: build model
 	$(WOOLLY) bench --model "$(MODEL)" -p 512 -n 128 -t 1,2 -r 3
+
+# Generation with a JSON schema against the same generation unconstrained (1 and 2 threads).
+bench-constrained: model
+	$(CARGO) build --release -q -p woolly-core --example constrained_bench
+	target/release/examples/constrained_bench "$(MODEL)" 1 5
+	target/release/examples/constrained_bench "$(MODEL)" 2 5
 
 # Side by side with llama.cpp, built from source by llama-cpp-python into $(LLAMA_VENV).
 LLAMA_VENV ?= /tmp/llamavenv

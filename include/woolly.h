@@ -44,7 +44,7 @@
 
 // Version of the C ABI: raised only when a change breaks binaries built against an older
 // header (never within a major version).
-#define WOOLLY_ABI_VERSION 4
+#define WOOLLY_ABI_VERSION 5
 
 // `woolly_generate_params.seed` value that asks for a fresh random seed.
 #define WOOLLY_SEED_RANDOM UINT64_MAX
@@ -329,12 +329,50 @@ typedef struct {
   // tokenized as text, so untrusted content cannot forge a turn; the chat template's own
   // markup is always parsed. (Added in ABI 3.)
   bool parse_special_in_messages;
+  // What the output must match, as the JSON every front end spells a constraint with (one
+  // NUL-terminated UTF-8 string): `{"json_schema": {...}}` (a JSON Schema), `"json_object"`
+  // (any JSON object), `{"gbnf": "root ::= ..."}` (a grammar in llama.cpp's GBNF),
+  // `{"lark": "start: ..."}`, `{"regex": "[0-9]+"}` (the whole output matches it) or
+  // `{"choice": ["yes", "no"]}` (exactly one of them). Generation ends when the output is
+  // complete. NULL (the default): no constraint. JSON that is not one of these, an
+  // unsupported schema keyword or a malformed grammar or expression is
+  // `WOOLLY_ERR_INVALID_ARGUMENT` (with a message) before anything is generated. Read during
+  // the call only. (Added in ABI 5.)
+  const char *constraint_json;
+  // -1 (the default): no log probabilities; 0 to 20: each generated token's log probability
+  // and this many of the most likely alternatives, read with [`woolly_current_logprobs`]
+  // in the token callback (or from `woolly_event.logprobs`). Other values:
+  // `WOOLLY_ERR_INVALID_ARGUMENT`. (Added in ABI 5.)
+  int32_t logprobs;
 } woolly_generate_params;
+
+// One token and its log probability. (Added in ABI 5.)
+typedef struct {
+  int32_t id;
+  // Natural logarithm of the token's probability in the model's distribution (a softmax of
+  // the raw logits, before sampling filters, penalties or a constraint).
+  float logprob;
+  // The token's bytes, `bytes_len` of them, not NUL-terminated and not always valid UTF-8 on
+  // their own (a character may span tokens); a valid empty string, never NULL, when empty.
+  const char *bytes;
+  size_t bytes_len;
+} woolly_logprob;
+
+// The log probabilities of one generated token: the token chosen, and the `n_top_logprobs`
+// most likely tokens of that step, best first (as many as the params' `logprobs` asked for).
+// (Added in ABI 5.)
+typedef struct {
+  woolly_logprob chosen;
+  // NULL when `n_top_logprobs` is 0.
+  const woolly_logprob *top_logprobs;
+  size_t n_top_logprobs;
+} woolly_token_logprobs;
 
 // Receives each piece of generated text (`piece[0..len]`, UTF-8, not NUL-terminated; a piece
 // may be empty while a character or a possible stop string is incomplete, and `piece` then
 // points to a valid empty string, never NULL) with the token id. `piece` is valid only during
-// the call.
+// the call. When the params asked for `logprobs`, [`woolly_current_logprobs`] gives this
+// token's log probabilities during the call.
 // Return false to stop generating. Called on the thread that called the generate function.
 typedef bool (*woolly_token_callback)(const char *piece, size_t len, int32_t id, void *user_data);
 
@@ -415,7 +453,8 @@ typedef struct {
   uint32_t timeout_ms;
 } woolly_request_params;
 
-// One event of a request, valid only during the callback (copy what you keep).
+// One event of a request, valid only during the callback (copy what you keep). Woolly
+// writes it and passes it by pointer, so fields are added only at its end.
 typedef struct {
   woolly_event_kind kind;
   uint64_t request_id;
@@ -429,6 +468,10 @@ typedef struct {
   const char *message;
   // The figures of a DONE event.
   woolly_result result;
+  // A TOKEN event's log probabilities when the request asked for them (`logprobs` 0 to 20
+  // in its params), else NULL; what [`woolly_current_logprobs`] returns during the callback.
+  // Valid only during the callback. (Added in ABI 5.)
+  const woolly_token_logprobs *logprobs;
 } woolly_event;
 
 // Receives a request's events: tokens, then exactly one DONE or ERROR. Called on the engine's
@@ -571,8 +614,16 @@ woolly_status woolly_detokenize(const woolly_model *model,
                                 size_t *len);
 
 // Defaults: 256 tokens, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty, a
-// random seed, no stop strings.
+// random seed, no stop strings, no constraint (`constraint_json` NULL), no log probabilities
+// (`logprobs` -1).
 woolly_generate_params woolly_generate_default_params(void);
+
+// The log probabilities of the token being delivered, called from inside a token callback
+// (`woolly_token_callback`, also `woolly_engine_generate`'s) or an engine's TOKEN event: the
+// chosen token and its most likely alternatives. NULL when the generation did not ask for
+// them (`logprobs` -1) or outside such a callback. Owned by Woolly and valid only until the
+// callback returns (copy what you keep); only on the thread that runs the callback.
+const woolly_token_logprobs *woolly_current_logprobs(void);
 
 // Generates a reply to the UTF-8 `prompt` on a session the model keeps for these calls
 // (threads as the model was loaded with; concurrent calls each get their own), calling `on_token` (may be NULL) for each piece. Blocks until done. To cancel,

@@ -16,7 +16,7 @@ fi
 (cd "$root/bindings/python" && "$build/tools/bin/maturin" build --release --quiet -o "$build/wheels")
 
 "$py" -m venv "$build/venv"
-"$build/venv/bin/pip" install -q --disable-pip-version-check "$build"/wheels/woolly-*.whl "pytest>=7"
+"$build/venv/bin/pip" install -q --disable-pip-version-check "$build"/wheels/woolly-*.whl "pytest>=7" "jsonschema>=4"
 cd "$root/bindings/python/tests"
 "$build/venv/bin/python" -c 'import woolly, sys; assert "site-packages" in woolly.__file__, woolly.__file__; print("testing", woolly.__file__)'
 "$build/venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

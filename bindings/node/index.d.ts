@@ -231,8 +231,56 @@ export interface GenerateOptions {
    * cannot forge a turn; the chat template's own markup is always parsed.
    */
   parseSpecialInMessages?: boolean;
+  /**
+   * What the output must match, as every front end spells it (at most one of `constraint`,
+   * `jsonSchema`, `grammar`, `regex` and `choices`); generation ends when the output is
+   * complete. An unsupported schema keyword or a malformed grammar rejects with
+   * WOOLLY_ERR_INVALID_ARGUMENT before anything is generated.
+   */
+  constraint?: Constraint;
+  /** Shorthand for `constraint: { json_schema }`: a JSON Schema (or its JSON text). */
+  jsonSchema?: JsonSchema | string;
+  /** Shorthand for `constraint: { gbnf }`: a grammar in llama.cpp's GBNF syntax, from `root`. */
+  grammar?: string;
+  /** Shorthand for `constraint: { regex }`: the whole output matches this regular expression. */
+  regex?: string;
+  /** Shorthand for `constraint: { choice }`: the output is exactly one of these strings. */
+  choices?: string[];
+  /**
+   * Each generated token's log probability and this many of the most likely alternatives
+   * (0 to 20; absent: none): in the result's `logprobs` (and an engine's `onToken`).
+   */
+  logprobs?: number;
   /** Cancels the generation: it rejects with a WoollyError, code WOOLLY_ERR_CANCELLED, name 'AbortError'. */
   signal?: AbortSignal;
+}
+
+/** A JSON Schema (as in OpenAI's strict `json_schema` response format), or true/false. */
+export type JsonSchema = { [keyword: string]: unknown } | boolean;
+
+/** What the output must match: woolly-core's JSON spelling, the same in C, Python and the CLI. */
+export type Constraint =
+  | 'json_object'
+  | { json_schema: JsonSchema }
+  | { gbnf: string }
+  | { lark: string }
+  | { regex: string }
+  | { choice: string[] };
+
+/** A token and its log probability. */
+export interface TopLogprob {
+  id: number;
+  /** The token's text (bytes that are not UTF-8 on their own as U+FFFD). */
+  token: string;
+  /** The token's bytes exactly. */
+  bytes: number[];
+  /** Natural log of its probability in the model's distribution (before sampling filters and the constraint). */
+  logprob: number;
+}
+
+/** A generated token's log probability, and the most likely tokens of that step, best first. */
+export interface TokenLogprob extends TopLogprob {
+  topLogprobs: TopLogprob[];
 }
 
 export interface ChatMessage {
@@ -260,6 +308,8 @@ export interface GenerationResult {
   generatedIds: number[];
   stopReason: 'max_tokens' | 'end_of_generation' | 'stop_string' | 'callback';
   timings: Timings;
+  /** One per generated token, when the options asked for `logprobs`. */
+  logprobs?: TokenLogprob[];
 }
 
 /** `for await (const piece of stream)`; leaving the loop early cancels the generation. */
@@ -383,7 +433,7 @@ export interface StreamRequestOptions extends GenerateOptions {
 
 export interface SubmitOptions extends StreamRequestOptions {
   /** Each piece of text as it is generated (a throw cancels the request and rejects with it). */
-  onToken?: (text: string, token: { id: number; index: number }) => void;
+  onToken?: (text: string, token: { id: number; index: number; logprob?: TokenLogprob }) => void;
 }
 
 /** An engine's counters and state (snake_case, as in every front end). */

@@ -152,6 +152,10 @@ const checks = {
     }
     return v;
   },
+  string: (name, v) => {
+    if (typeof v !== 'string') throw invalid(`${name} must be a string, got ${describe(v)}`);
+    return v;
+  },
   stop: (name, v) => {
     const list = typeof v === 'string' ? [v] : v;
     if (!Array.isArray(list) || list.some((s) => typeof s !== 'string')) {
@@ -235,8 +239,52 @@ const generateSchema = {
   addSpecial: checks.bool,
   parseSpecial: checks.bool,
   parseSpecialInMessages: checks.bool,
+  constraint: (name, v) => {
+    if (typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v))) return v;
+    throw invalid(`${name} must be an object such as { regex: '[0-9]+' } or the string 'json_object', got ${describe(v)}`);
+  },
+  jsonSchema: (name, v) => {
+    if (typeof v === 'string') {
+      try {
+        return JSON.parse(v);
+      } catch (e) {
+        throw invalid(`${name} is not valid JSON: ${e.message}`);
+      }
+    }
+    if (typeof v === 'boolean' || (typeof v === 'object' && v !== null && !Array.isArray(v))) return v;
+    throw invalid(`${name} must be a JSON Schema object (or its JSON text), got ${describe(v)}`);
+  },
+  grammar: checks.string,
+  regex: checks.string,
+  choices: (name, v) => {
+    if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) {
+      throw invalid(`${name} must be an array of strings, got ${describe(v)}`);
+    }
+    return v;
+  },
+  logprobs: checks.int(0, U32_MAX),
   signal: checks.signal,
 };
+
+/** The spelling of each shorthand in the `constraint` every front end uses (woolly-core's JSON). */
+const CONSTRAINT_SHORTHANDS = { jsonSchema: 'json_schema', grammar: 'gbnf', regex: 'regex', choices: 'choice' };
+
+/**
+ * Checked generation options for the native side: `jsonSchema`, `grammar`, `regex` or `choices`
+ * (at most one of them, or `constraint`) become `constraint`; woolly-core checks the rest.
+ */
+function withConstraint(options) {
+  const given = ['constraint', ...Object.keys(CONSTRAINT_SHORTHANDS)].filter((k) => options[k] !== undefined);
+  if (given.length > 1) {
+    throw invalid(`give at most one of constraint, jsonSchema, grammar, regex and choices, not ${given.join(', ')}`);
+  }
+  const out = { ...options };
+  for (const [key, spelled] of Object.entries(CONSTRAINT_SHORTHANDS)) {
+    if (out[key] !== undefined) out.constraint = { [spelled]: out[key] };
+    delete out[key];
+  }
+  return out;
+}
 
 /** Checks `options` against `schema`: unknown keys and wrong types throw WOOLLY_ERR_INVALID_ARGUMENT. */
 function checkOptions(what, options, schema) {
@@ -257,7 +305,7 @@ function checkOptions(what, options, schema) {
 
 function splitGenerateOptions(options) {
   const { signal, ...rest } = checkOptions('options', options, generateSchema);
-  return { signal, nativeOptions: rest };
+  return { signal, nativeOptions: withConstraint(rest) };
 }
 
 /** `(path?, options?)` or `(options)`: the path (a string, or undefined for the default model). */
@@ -449,13 +497,15 @@ class TokenStream {
 }
 
 function toResult(ev) {
-  return {
+  const result = {
     text: ev.text,
     promptIds: ev.promptIds,
     generatedIds: ev.generatedIds,
     stopReason: ev.stopReason,
     timings: ev.timings,
   };
+  if (ev.logprobs !== undefined) result.logprobs = ev.logprobs;
+  return result;
 }
 
 // ---- the API -----------------------------------------------------------------------------------
@@ -493,7 +543,10 @@ class Model {
     return { start, signal };
   }
 
-  /** The whole generation: { text, promptIds, generatedIds, stopReason, timings }. */
+  /**
+   * The whole generation: { text, promptIds, generatedIds, stopReason, timings }, and
+   * `logprobs` (one per generated token) when the options ask for them.
+   */
   async complete(prompt, options) {
     const { start, signal } = this.#start(checkPrompt(prompt), options, false);
     return toResult(await runTask(start, { signal }).promise);
@@ -657,7 +710,8 @@ class Engine {
   }
 
   #start(input, options, schema, stream) {
-    const { signal, onToken, priority, latencySensitive, timeoutMs, ...gen } = checkOptions('options', options, schema);
+    const { signal, onToken, priority, latencySensitive, timeoutMs, ...checked } = checkOptions('options', options, schema);
+    const gen = withConstraint(checked);
     const request = {};
     if (priority !== undefined) request.priority = priority;
     if (latencySensitive !== undefined) request.latencySensitive = latencySensitive;
@@ -677,7 +731,8 @@ class Engine {
    * generatedIds, stopReason, timings }; `timings.queueMs` is how long it waited to start).
    * Options: the generation options, `priority` ('low' | 'normal' | 'high' | 'critical'),
    * `latencySensitive`, `timeoutMs` (rejects with WOOLLY_ERR_DEADLINE_EXCEEDED unless finished
-   * by then), `signal` (AbortSignal) and `onToken(text, { id, index })`. The prompt is tokenized
+   * by then), `signal` (AbortSignal) and `onToken(text, { id, index, logprob })` (`logprob` when
+   * the options ask for `logprobs`). The prompt is tokenized
    * off the JS thread, then queued (requests in submission order); rejects without queueing with
    * WOOLLY_ERR_BUSY when the queue is full (or for a context overflow, a tokenizer error).
    */
@@ -685,7 +740,11 @@ class Engine {
     const { start, signal, onToken } = this.#start(checkInput(input), options, submitSchema, false);
     const onEvent = onToken
       ? (ev) => {
-          if (ev.kind === 'token') onToken(ev.text, { id: ev.id, index: ev.index });
+          if (ev.kind === 'token') {
+            const token = { id: ev.id, index: ev.index };
+            if (ev.logprob !== undefined) token.logprob = ev.logprob;
+            onToken(ev.text, token);
+          }
         }
       : undefined;
     return toResult(await runTask(start, { signal, onEvent }).promise);

@@ -12,9 +12,11 @@ macro_rules! outln {
 }
 
 mod bench;
+mod constrain;
 mod doctor;
 mod gpu;
 mod kernel_check;
+mod serve;
 mod synth;
 
 use std::io::{Read, Write};
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use woolly_core::generate::logprobs::MAX_TOP_LOGPROBS;
 use woolly_core::generate::{ChatMessage, GenerateParams, SamplingParams, Session, SessionParams};
 use woolly_core::gguf::GgufFile;
 use woolly_core::model::{resolve_model_path, Model, ModelParams, ModelSummary};
@@ -64,6 +67,8 @@ enum Command {
     Run(RunArgs),
     /// Measure prompt processing and generation speed (as llama-bench does).
     Bench(bench::BenchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (on 127.0.0.1 unless --host).
+    Serve(serve::ServeArgs),
     /// Print this machine's hardware and the tuning Woolly chooses on it, as JSON.
     Hardware,
     /// Check this machine: CPU, memory, GPU, measured generation speed at batch sizes 1 to 16,
@@ -126,9 +131,20 @@ struct RunArgs {
     /// Context size in tokens (0 = min(4096, the model's)).
     #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
     ctx_size: usize,
-    /// Print one JSON line at the end (ids, text, timings) instead of streaming text.
+    /// Print one JSON line at the end (ids, text, timings; `logprobs` with --logprobs)
+    /// instead of streaming text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    constraint: constrain::ConstraintArgs,
+    /// Report each generated token's log probability and the N most likely alternatives
+    /// (0 to 20): in the --json line, else on standard error after the text.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(0..=MAX_TOP_LOGPROBS as u64)
+    )]
+    logprobs: Option<u64>,
     /// The most memory the model and its session may use, e.g. `512MB` or `2GB` (0: no budget,
     /// as in the C API); a model that does not fit is refused with the required and available
     /// figures.
@@ -236,6 +252,8 @@ fn read_text(text: Option<&str>) -> Result<String, Box<dyn std::error::Error>> {
 }
 
 fn run_generate(a: RunArgs) -> CliResult {
+    // A file that cannot be read (or a schema that is not JSON) fails before the model loads.
+    let constraint = a.constraint.constraint()?;
     let prompt = read_text(a.prompt.as_deref())?;
     let path = resolve_model_path(a.model.model.as_deref())?;
     let model = Model::load(
@@ -251,6 +269,9 @@ fn run_generate(a: RunArgs) -> CliResult {
             ..Default::default()
         },
     )?;
+    if let Some(c) = &constraint {
+        a.constraint.check(c, model.tokenizer())?;
+    }
     let mut session = Session::new(
         model.clone(),
         &SessionParams {
@@ -272,6 +293,8 @@ fn run_generate(a: RunArgs) -> CliResult {
             ..Default::default()
         },
         stop: a.stop,
+        constraint,
+        logprobs: a.logprobs.map(|n| n as usize),
         ..Default::default()
     };
     if !a.json {
@@ -337,7 +360,7 @@ fn run_generate(a: RunArgs) -> CliResult {
     let t = &g.timings;
     let load_ms = model.load_time().as_secs_f64() * 1e3;
     if a.json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "prompt_ids": g.prompt_ids,
             "generated_ids": g.generated_ids,
             "text": g.text,
@@ -356,9 +379,15 @@ fn run_generate(a: RunArgs) -> CliResult {
                 "prompt_threads": session.threads().0,
             },
         });
+        if a.logprobs.is_some() {
+            v["logprobs"] = g.logprobs.iter().map(constrain::logprob_json).collect();
+        }
         writeln!(out, "{v}").map_err(stdout_error)?;
     } else {
         writeln!(out).map_err(stdout_error)?;
+        for lp in &g.logprobs {
+            eprintln!("{}", constrain::logprob_line(lp));
+        }
         eprintln!(
             "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s; first token after {:.0} ms; load {:.0} ms; {} threads; stop: {:?}]",
             t.prompt_tokens, t.prompt_tok_s, t.generated_tokens, t.gen_tok_s, t.ttft_ms, load_ms,
@@ -372,6 +401,7 @@ fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Run(args) => run_generate(args)?,
         Command::Bench(args) => bench::run(args)?,
+        Command::Serve(args) => serve::run(args)?,
         Command::Doctor(args) => doctor::run(args)?,
         Command::GpuCheck(args) => {
             if !kernel_check::run(args)? {

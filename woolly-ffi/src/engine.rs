@@ -12,8 +12,8 @@ use crate::boundary::{
     required_str, status_of, text_ptr, write_optional, write_string, Failure, UserData,
 };
 use crate::generate::{
-    generate_params, woolly_generate_default_params, woolly_generate_params, woolly_result,
-    woolly_token_callback,
+    generate_params, with_logprobs, woolly_generate_default_params, woolly_generate_params,
+    woolly_result, woolly_token_callback, woolly_token_logprobs,
 };
 use crate::model::woolly_model;
 use crate::session::woolly_kv_precision;
@@ -104,7 +104,8 @@ pub enum woolly_event_kind {
     WOOLLY_EVENT_ERROR = 2,
 }
 
-/// One event of a request, valid only during the callback (copy what you keep).
+/// One event of a request, valid only during the callback (copy what you keep). Woolly
+/// writes it and passes it by pointer, so fields are added only at its end.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct woolly_event {
@@ -120,6 +121,10 @@ pub struct woolly_event {
     pub message: *const c_char,
     /// The figures of a DONE event.
     pub result: woolly_result,
+    /// A TOKEN event's log probabilities when the request asked for them (`logprobs` 0 to 20
+    /// in its params), else NULL; what [`woolly_current_logprobs`] returns during the callback.
+    /// Valid only during the callback. (Added in ABI 5.)
+    pub logprobs: *const woolly_token_logprobs,
 }
 
 /// Receives a request's events: tokens, then exactly one DONE or ERROR. Called on the engine's
@@ -221,13 +226,24 @@ fn deliver(cb: woolly_event_callback, ud: &UserData, id: u64, ev: &Event) {
         status: WOOLLY_OK,
         message: empty.as_ptr(),
         result: woolly_result::none(),
+        logprobs: std::ptr::null(),
     };
     let message;
     match ev {
-        Event::Token { id: tok, text, .. } => {
+        Event::Token {
+            id: tok,
+            text,
+            logprob,
+            ..
+        } => {
             out.token = *tok as i32;
             out.text = text_ptr(text);
             out.text_len = text.len();
+            with_logprobs(logprob.as_ref(), |lp| {
+                out.logprobs = lp;
+                f(&out, ud.get())
+            });
+            return;
         }
         Event::Done(g) => {
             out.kind = woolly_event_kind::WOOLLY_EVENT_DONE;
@@ -341,10 +357,17 @@ pub unsafe extern "C" fn woolly_engine_generate(
         let ud = UserData(user_data);
         let sink = Box::new(move |ev: Event| {
             let end = match ev {
-                Event::Token { id: tok, text, .. } => {
+                Event::Token {
+                    id: tok,
+                    text,
+                    logprob,
+                    ..
+                } => {
                     if let Some(f) = on_token {
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            f(text_ptr(&text), text.len(), tok as i32, ud.get())
+                            with_logprobs(logprob.as_ref(), |_| {
+                                f(text_ptr(&text), text.len(), tok as i32, ud.get())
+                            })
                         }));
                     }
                     return;

@@ -1,21 +1,29 @@
-//! Generation: what to generate (`woolly_generate_params`), how it ended (`woolly_stop_reason`,
-//! `woolly_result`), and `woolly_generate` on the sessions a model keeps for it.
+//! Generation: what to generate (`woolly_generate_params`, with its constraint and log
+//! probabilities), how it ended (`woolly_stop_reason`, `woolly_result`), each token's log
+//! probabilities (`woolly_token_logprobs`, `woolly_current_logprobs`), and `woolly_generate` on
+//! the sessions a model keeps for it.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 
 use woolly_core::generate::{
-    ChatMessage, GenerateParams, Generation, Prompt, SamplingParams, Session, StopReason,
+    ChatMessage, Constraint, GenerateParams, Generation, Prompt, SamplingParams, Session,
+    StopReason, TokenLogprob, TopLogprob,
 };
 
-use crate::boundary::{guard, required, required_array, required_str, text_ptr, Failure};
+use crate::boundary::{
+    fail, guard, optional_str, required, required_array, required_str, text_ptr, Failure,
+};
 use crate::model::woolly_model;
 use crate::status::woolly_status;
+use crate::status::woolly_status::WOOLLY_ERR_INVALID_ARGUMENT;
 use crate::status::WOOLLY_SEED_RANDOM;
 
 /// Receives each piece of generated text (`piece[0..len]`, UTF-8, not NUL-terminated; a piece
 /// may be empty while a character or a possible stop string is incomplete, and `piece` then
 /// points to a valid empty string, never NULL) with the token id. `piece` is valid only during
-/// the call.
+/// the call. When the params asked for `logprobs`, [`woolly_current_logprobs`] gives this
+/// token's log probabilities during the call.
 /// Return false to stop generating. Called on the thread that called the generate function.
 pub type woolly_token_callback = Option<
     extern "C" fn(piece: *const c_char, len: usize, id: i32, user_data: *mut c_void) -> bool,
@@ -57,10 +65,26 @@ pub struct woolly_generate_params {
     /// tokenized as text, so untrusted content cannot forge a turn; the chat template's own
     /// markup is always parsed. (Added in ABI 3.)
     pub parse_special_in_messages: bool,
+    /// What the output must match, as the JSON every front end spells a constraint with (one
+    /// NUL-terminated UTF-8 string): `{"json_schema": {...}}` (a JSON Schema), `"json_object"`
+    /// (any JSON object), `{"gbnf": "root ::= ..."}` (a grammar in llama.cpp's GBNF),
+    /// `{"lark": "start: ..."}`, `{"regex": "[0-9]+"}` (the whole output matches it) or
+    /// `{"choice": ["yes", "no"]}` (exactly one of them). Generation ends when the output is
+    /// complete. NULL (the default): no constraint. JSON that is not one of these, an
+    /// unsupported schema keyword or a malformed grammar or expression is
+    /// `WOOLLY_ERR_INVALID_ARGUMENT` (with a message) before anything is generated. Read during
+    /// the call only. (Added in ABI 5.)
+    pub constraint_json: *const c_char,
+    /// -1 (the default): no log probabilities; 0 to 20: each generated token's log probability
+    /// and this many of the most likely alternatives, read with [`woolly_current_logprobs`]
+    /// in the token callback (or from `woolly_event.logprobs`). Other values:
+    /// `WOOLLY_ERR_INVALID_ARGUMENT`. (Added in ABI 5.)
+    pub logprobs: i32,
 }
 
 /// Defaults: 256 tokens, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty, a
-/// random seed, no stop strings.
+/// random seed, no stop strings, no constraint (`constraint_json` NULL), no log probabilities
+/// (`logprobs` -1).
 #[no_mangle]
 pub extern "C" fn woolly_generate_default_params() -> woolly_generate_params {
     let s = SamplingParams::default();
@@ -80,7 +104,26 @@ pub extern "C" fn woolly_generate_default_params() -> woolly_generate_params {
         ignore_eos: false,
         chat: false,
         parse_special_in_messages: false,
+        constraint_json: std::ptr::null(),
+        logprobs: -1,
     }
+}
+
+/// The constraint `constraint_json` spells (NULL: none).
+fn constraint(p: *const c_char) -> Result<Option<Constraint>, Failure> {
+    let Some(text) = optional_str(p, "constraint_json")? else {
+        return Ok(None);
+    };
+    serde_json::from_str(text).map(Some).map_err(|e| {
+        Failure(
+            WOOLLY_ERR_INVALID_ARGUMENT,
+            format!(
+                "constraint_json is not a constraint ({e}); expected {{\"json_schema\": {{...}}}}, \
+                 \"json_object\", {{\"gbnf\": \"...\"}}, {{\"lark\": \"...\"}}, \
+                 {{\"regex\": \"...\"}} or {{\"choice\": [\"...\"]}}"
+            ),
+        )
+    })
 }
 
 pub(crate) fn generate_params(p: &woolly_generate_params) -> Result<GenerateParams, Failure> {
@@ -95,6 +138,16 @@ pub(crate) fn generate_params(p: &woolly_generate_params) -> Result<GeneratePara
     for (i, &s) in ptrs.iter().enumerate() {
         stop.push(required_str(s, &format!("stop[{i}]"))?.to_string());
     }
+    let logprobs = match p.logprobs {
+        -1 => None,
+        n if n >= 0 => Some(n as usize),
+        n => {
+            return fail(
+                WOOLLY_ERR_INVALID_ARGUMENT,
+                format!("logprobs = {n}: -1 turns them off, 0 to 20 asks for them"),
+            )
+        }
+    };
     Ok(GenerateParams {
         max_tokens: p.max_tokens as usize,
         sampling: SamplingParams {
@@ -112,8 +165,96 @@ pub(crate) fn generate_params(p: &woolly_generate_params) -> Result<GeneratePara
         stop,
         ignore_eos: p.ignore_eos,
         parse_special_in_messages: p.parse_special_in_messages,
+        constraint: constraint(p.constraint_json)?,
+        logprobs,
         ..Default::default()
     })
+}
+
+/// One token and its log probability. (Added in ABI 5.)
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct woolly_logprob {
+    pub id: i32,
+    /// Natural logarithm of the token's probability in the model's distribution (a softmax of
+    /// the raw logits, before sampling filters, penalties or a constraint).
+    pub logprob: f32,
+    /// The token's bytes, `bytes_len` of them, not NUL-terminated and not always valid UTF-8 on
+    /// their own (a character may span tokens); a valid empty string, never NULL, when empty.
+    pub bytes: *const c_char,
+    pub bytes_len: usize,
+}
+
+/// The log probabilities of one generated token: the token chosen, and the `n_top_logprobs`
+/// most likely tokens of that step, best first (as many as the params' `logprobs` asked for).
+/// (Added in ABI 5.)
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct woolly_token_logprobs {
+    pub chosen: woolly_logprob,
+    /// NULL when `n_top_logprobs` is 0.
+    pub top_logprobs: *const woolly_logprob,
+    pub n_top_logprobs: usize,
+}
+
+thread_local! {
+    /// The log probabilities of the token whose callback runs on this thread now.
+    static CURRENT: Cell<*const woolly_token_logprobs> = const { Cell::new(std::ptr::null()) };
+}
+
+fn logprob(t: &TopLogprob) -> woolly_logprob {
+    woolly_logprob {
+        id: t.id as i32,
+        logprob: t.logprob,
+        bytes: if t.bytes.is_empty() {
+            c"".as_ptr()
+        } else {
+            t.bytes.as_ptr() as *const c_char
+        },
+        bytes_len: t.bytes.len(),
+    }
+}
+
+/// Runs `f` (which calls the host's callback) with `lp` as C sees it: the pointer `f` gets
+/// (NULL without `lp`), and [`woolly_current_logprobs`] on this thread, both valid until `f`
+/// returns.
+pub(crate) fn with_logprobs<R>(
+    lp: Option<&TokenLogprob>,
+    f: impl FnOnce(*const woolly_token_logprobs) -> R,
+) -> R {
+    let top: Vec<woolly_logprob> =
+        lp.map_or_else(Vec::new, |lp| lp.top.iter().map(logprob).collect());
+    let view = lp.map(|lp| woolly_token_logprobs {
+        chosen: logprob(&lp.chosen),
+        top_logprobs: if top.is_empty() {
+            std::ptr::null()
+        } else {
+            top.as_ptr()
+        },
+        n_top_logprobs: top.len(),
+    });
+    let ptr = view
+        .as_ref()
+        .map_or(std::ptr::null(), |v| v as *const woolly_token_logprobs);
+    /// Puts back what was current before (a callback may run a generation of its own).
+    struct Restore(*const woolly_token_logprobs);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CURRENT.with(|c| c.replace(ptr)));
+    f(ptr)
+}
+
+/// The log probabilities of the token being delivered, called from inside a token callback
+/// (`woolly_token_callback`, also `woolly_engine_generate`'s) or an engine's TOKEN event: the
+/// chosen token and its most likely alternatives. NULL when the generation did not ask for
+/// them (`logprobs` -1) or outside such a callback. Owned by Woolly and valid only until the
+/// callback returns (copy what you keep); only on the thread that runs the callback.
+#[no_mangle]
+pub extern "C" fn woolly_current_logprobs() -> *const woolly_token_logprobs {
+    CURRENT.with(|c| c.get())
 }
 
 /// How a generation ended.
@@ -201,7 +342,9 @@ pub(crate) fn run(
 ) -> Result<Generation, Failure> {
     let gp = generate_params(params)?;
     let mut cb = |ev: &woolly_core::generate::TokenEvent<'_>| match on_token {
-        Some(f) => f(text_ptr(ev.text), ev.text.len(), ev.id as i32, user_data),
+        Some(f) => with_logprobs(ev.logprob, |_| {
+            f(text_ptr(ev.text), ev.text.len(), ev.id as i32, user_data)
+        }),
         None => true,
     };
     let prompt = match prompt {

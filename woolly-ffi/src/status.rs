@@ -11,7 +11,7 @@ pub const WOOLLY_VERSION_MINOR: u32 = 1;
 pub const WOOLLY_VERSION_PATCH: u32 = 0;
 /// Version of the C ABI: raised only when a change breaks binaries built against an older
 /// header (never within a major version).
-pub const WOOLLY_ABI_VERSION: u32 = 4;
+pub const WOOLLY_ABI_VERSION: u32 = 5;
 /// `woolly_generate_params.seed` value that asks for a fresh random seed.
 pub const WOOLLY_SEED_RANDOM: u64 = u64::MAX;
 

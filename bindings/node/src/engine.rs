@@ -9,7 +9,7 @@ use woolly_core::engine::{Engine, Event as EngineEvent, Prompt, Request};
 use woolly_core::generate::CancelToken;
 
 use crate::error::{js_error, to_event, to_js};
-use crate::model::{done_event, NativeModel};
+use crate::model::{done_event, token_event, NativeModel};
 use crate::options::{
     self, chat_messages, EngineOptions, GenerateOptions, Message, RequestOptions,
 };
@@ -168,18 +168,19 @@ impl NativeEngine {
         // Node's loop alive) goes with the sink after the last event.
         let on_event = Arc::new(on_event);
         let on_refused = on_event.clone();
+        let with_logprobs = request.params.logprobs.is_some();
         let sink = Box::new(move |ev: EngineEvent| match ev {
             EngineEvent::Token {
-                id, text, index, ..
+                id,
+                text,
+                index,
+                logprob,
             } => {
                 if stream && !text.is_empty() {
-                    send(
-                        &on_event,
-                        json!({ "kind": "token", "text": text, "id": id, "index": index }),
-                    );
+                    send(&on_event, token_event(&text, id, index, logprob.as_ref()));
                 }
             }
-            EngineEvent::Done(g) => send(&on_event, done_event(&g)),
+            EngineEvent::Done(g) => send(&on_event, done_event(&g, with_logprobs)),
             EngineEvent::Error(e) => send(&on_event, to_event(&e)),
         });
         let prepare = Box::new(move || {

@@ -7,7 +7,8 @@ use std::sync::{Arc, RwLock};
 use napi_derive::napi;
 use serde_json::{json, Value};
 use woolly_core::generate::{
-    CancelToken, GenerateParams, Generation, Prompt, SessionParams, SessionPool,
+    CancelToken, GenerateParams, Generation, Prompt, SessionParams, SessionPool, TokenLogprob,
+    TopLogprob,
 };
 use woolly_core::model::{Model, ModelParams, ProgressFn};
 
@@ -36,7 +37,42 @@ impl Loaded {
     }
 }
 
-pub(crate) fn done_event(g: &Generation) -> Value {
+fn logprob_entry(t: &TopLogprob) -> Value {
+    json!({ "id": t.id, "token": t.token, "bytes": t.bytes, "logprob": t.logprob })
+}
+
+/// One token's log probabilities as every front end spells them, in this API's camelCase:
+/// `id`, `token`, `bytes`, `logprob` and `topLogprobs` (the alternatives, best first).
+pub(crate) fn logprob_json(lp: &TokenLogprob) -> Value {
+    let mut v = logprob_entry(&lp.chosen);
+    v["topLogprobs"] = lp.top.iter().map(logprob_entry).collect();
+    v
+}
+
+/// A `token` event: its text, id and index, and its log probabilities when asked for.
+pub(crate) fn token_event(
+    text: &str,
+    id: u32,
+    index: usize,
+    logprob: Option<&TokenLogprob>,
+) -> Value {
+    let mut ev = json!({ "kind": "token", "text": text, "id": id, "index": index });
+    if let Some(lp) = logprob {
+        ev["logprob"] = logprob_json(lp);
+    }
+    ev
+}
+
+/// A `done` event; `logprobs` (one per generated token) when the generation asked for them.
+pub(crate) fn done_event(g: &Generation, with_logprobs: bool) -> Value {
+    let mut ev = finished(g);
+    if with_logprobs {
+        ev["logprobs"] = g.logprobs.iter().map(logprob_json).collect();
+    }
+    ev
+}
+
+fn finished(g: &Generation) -> Value {
     let t = &g.timings;
     json!({
         "kind": "done",
@@ -74,10 +110,7 @@ fn run_generation(
     };
     let on_token = |ev: &woolly_core::generate::TokenEvent<'_>| {
         if stream && !ev.text.is_empty() {
-            send(
-                cb,
-                json!({ "kind": "token", "text": ev.text, "id": ev.id, "index": ev.index }),
-            );
+            send(cb, token_event(ev.text, ev.id, ev.index, ev.logprob));
         }
         true
     };
@@ -85,7 +118,7 @@ fn run_generation(
     // during the prompt or the generation stops it within a layer's work.
     let result = session.run(input, params, on_token);
     match result {
-        Ok(g) => done_event(&g),
+        Ok(g) => done_event(&g, params.logprobs.is_some()),
         Err(e) => to_event(&e),
     }
 }

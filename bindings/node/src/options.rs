@@ -8,7 +8,7 @@ use napi::bindgen_prelude::Either;
 use napi_derive::napi;
 use woolly_core::engine::{EngineParams, Priority};
 use woolly_core::generate::{
-    ChatMessage, GenerateParams, KvPrecision, SamplingParams, SessionParams,
+    ChatMessage, Constraint, GenerateParams, KvPrecision, SamplingParams, SessionParams,
 };
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::policy::memory::{parse_size, MemoryPolicy};
@@ -256,6 +256,13 @@ pub struct GenerateOptions {
     pub parse_special: Option<bool>,
     /// In a chat, also parse special-token text inside the messages (default false).
     pub parse_special_in_messages: Option<bool>,
+    /// What the output must match, in the spelling every front end uses (`index.js` turns
+    /// `jsonSchema`, `grammar`, `regex` and `choices` into it): `{ json_schema: {...} }`,
+    /// `'json_object'`, `{ gbnf: '...' }`, `{ lark: '...' }`, `{ regex: '...' }` or
+    /// `{ choice: [...] }`.
+    pub constraint: Option<serde_json::Value>,
+    /// Each token's log probability and this many alternatives (0 to 20; absent: none).
+    pub logprobs: Option<u32>,
 }
 
 impl GenerateOptions {
@@ -303,8 +310,24 @@ impl GenerateOptions {
                 .parse_special_in_messages
                 .unwrap_or(d.parse_special_in_messages),
             cancel: None,
+            constraint: match &self.constraint {
+                Some(v) => Some(constraint(v)?),
+                None => d.constraint,
+            },
+            logprobs: self.logprobs.map(|n| n as usize).or(d.logprobs),
         })
     }
+}
+
+/// The constraint `value` spells (woolly-core's JSON spelling of `Constraint`).
+fn constraint(value: &serde_json::Value) -> Result<Constraint> {
+    serde_json::from_value(value.clone()).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "constraint {value} is not a constraint ({e}); expected {{ json_schema: {{...}} }}, \
+             'json_object', {{ gbnf: '...' }}, {{ lark: '...' }}, {{ regex: '...' }} or \
+             {{ choice: [...] }}"
+        ))
+    })
 }
 
 /// One chat message as JavaScript passes it.

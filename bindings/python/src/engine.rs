@@ -87,8 +87,10 @@ impl NativeEngine {
         let priority = options::priority(py, priority)?;
         let deadline = options::deadline(py, deadline_s)?;
         let cancel = CancelToken::new();
+        let (tx, rx) = channel();
         let mut params = options.params.clone();
         params.cancel = Some(cancel.clone());
+        let job = Job::new(rx, cancel, &params);
         let request = Request {
             prompt,
             params,
@@ -97,7 +99,6 @@ impl NativeEngine {
             deadline,
         };
         let engine = self.engine(py)?;
-        let (tx, rx) = channel();
         // On the engine's thread: pieces and the end go to the job's channel (a send fails
         // only once the job is gone, which has cancelled the request).
         let sink = Box::new(move |ev: EngineEvent| {
@@ -110,7 +111,7 @@ impl NativeEngine {
         });
         // Tokenizing (and a chat template) runs here, without the GIL.
         let id = py.detach(|| engine.submit_with(request, sink)).py_err(py)?;
-        Ok((id, Job::new(rx, cancel)))
+        Ok((id, job))
     }
 
     /// The engine's counters and state, as JSON.

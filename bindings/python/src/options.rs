@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use woolly_core::engine::{EngineParams, Priority};
 use woolly_core::generate::{
-    ChatMessage, GenerateParams, KvPrecision, Prompt, SamplingParams, SessionParams,
+    ChatMessage, Constraint, GenerateParams, KvPrecision, Prompt, SamplingParams, SessionParams,
 };
 use woolly_core::model::{ModelParams, Preload};
 use woolly_core::policy::memory::MemoryPolicy;
@@ -169,8 +169,26 @@ impl LoadOptions {
     }
 }
 
+/// The constraint spelled by `json` (the JSON every front end uses: `{"json_schema": {...}}`,
+/// `"json_object"`, `{"gbnf": "..."}`, `{"lark": "..."}`, `{"regex": "..."}`,
+/// `{"choice": [...]}`), compiled for nothing yet: the model's tokenizer compiles it when a
+/// generation starts.
+fn constraint(py: Python<'_>, json: &str) -> PyResult<Constraint> {
+    serde_json::from_str(json).map_err(|e| {
+        invalid(
+            py,
+            format!(
+                "constraint {json} is not a constraint ({e}); expected {{\"json_schema\": {{...}}}}, \
+                 \"json_object\", {{\"gbnf\": \"...\"}}, {{\"lark\": \"...\"}}, \
+                 {{\"regex\": \"...\"}} or {{\"choice\": [...]}}"
+            ),
+        )
+    })
+}
+
 /// Generation options, checked once (bad ones fail in the caller's thread, before anything
-/// starts); each None is woolly-core's default.
+/// starts); each None is woolly-core's default. `constraint` is the constraint's JSON text
+/// (`woolly/__init__.py` writes it from the keyword arguments).
 #[pyclass(frozen, module = "woolly._woolly")]
 pub struct GenerateOptions {
     pub params: GenerateParams,
@@ -181,7 +199,8 @@ impl GenerateOptions {
     #[new]
     #[pyo3(signature = (*, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None,
         repeat_penalty=None, frequency_penalty=None, presence_penalty=None, penalty_last_n=None,
-        seed=None, stop=None, ignore_eos=None, parse_special_in_messages=None))]
+        seed=None, stop=None, ignore_eos=None, parse_special_in_messages=None, constraint=None,
+        logprobs=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -198,6 +217,8 @@ impl GenerateOptions {
         stop: Option<Vec<String>>,
         ignore_eos: Option<bool>,
         parse_special_in_messages: Option<bool>,
+        constraint: Option<&str>,
+        logprobs: Option<usize>,
     ) -> PyResult<Self> {
         let d = GenerateParams::default();
         let s = d.sampling.clone();
@@ -221,6 +242,11 @@ impl GenerateOptions {
             ignore_eos: ignore_eos.unwrap_or(d.ignore_eos),
             parse_special_in_messages: parse_special_in_messages
                 .unwrap_or(d.parse_special_in_messages),
+            constraint: match constraint {
+                Some(json) => Some(self::constraint(py, json)?),
+                None => d.constraint.clone(),
+            },
+            logprobs: logprobs.or(d.logprobs),
             ..d
         };
         Ok(GenerateOptions { params })

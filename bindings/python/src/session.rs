@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use woolly_core::generate::{CancelToken, GenerateParams, Generation, Prompt, SessionPool};
+use woolly_core::generate::{
+    CancelToken, GenerateParams, Generation, Prompt, SessionPool, TokenLogprob, TopLogprob,
+};
 use woolly_core::Error;
 
 use crate::errors;
@@ -17,17 +19,32 @@ pub enum Event {
     Done(Result<Generation, Error>),
 }
 
+fn logprob_entry(t: &TopLogprob) -> serde_json::Value {
+    serde_json::json!({ "id": t.id, "token": t.token, "bytes": t.bytes, "logprob": t.logprob })
+}
+
+/// One token's log probabilities as every front end spells them: `id`, `token`, `bytes`,
+/// `logprob` and `top_logprobs` (the alternatives, best first, with the same keys).
+fn logprob_json(lp: &TokenLogprob) -> serde_json::Value {
+    let mut v = logprob_entry(&lp.chosen);
+    v["top_logprobs"] = lp.top.iter().map(logprob_entry).collect();
+    v
+}
+
 /// A finished generation as the JSON Python reads: `stop_reason` spelled as woolly-core
 /// serializes it (`max_tokens`, `end_of_generation`, `stop_string`, `callback`), as the other
-/// front ends give it.
-pub fn result_json(g: &Generation) -> Result<String, serde_json::Error> {
-    let v = serde_json::json!({
+/// front ends give it; `logprobs` (one entry per generated token) when `with_logprobs`.
+pub fn result_json(g: &Generation, with_logprobs: bool) -> Result<String, serde_json::Error> {
+    let mut v = serde_json::json!({
         "text": g.text,
         "prompt_ids": g.prompt_ids,
         "generated_ids": g.generated_ids,
         "stop_reason": serde_json::to_value(g.stop_reason)?,
         "timings": serde_json::to_value(&g.timings)?,
     });
+    if with_logprobs {
+        v["logprobs"] = g.logprobs.iter().map(logprob_json).collect();
+    }
     Ok(v.to_string())
 }
 
@@ -37,14 +54,18 @@ pub fn result_json(g: &Generation) -> Result<String, serde_json::Error> {
 pub struct Job {
     events: Mutex<Receiver<Event>>,
     cancel: CancelToken,
+    /// Whether the result carries `logprobs` (the params asked for them).
+    logprobs: bool,
 }
 
 impl Job {
-    /// A job for events that arrive on `events`, stopped by `cancel`.
-    pub fn new(events: Receiver<Event>, cancel: CancelToken) -> Job {
+    /// A job for events that arrive on `events`, stopped by `cancel`, of a generation run with
+    /// `params`.
+    pub fn new(events: Receiver<Event>, cancel: CancelToken, params: &GenerateParams) -> Job {
         Job {
             events: Mutex::new(events),
             cancel,
+            logprobs: params.logprobs.is_some(),
         }
     }
 
@@ -53,6 +74,7 @@ impl Job {
         let (tx, rx) = channel();
         let cancel = CancelToken::new();
         params.cancel = Some(cancel.clone());
+        let job = Job::new(rx, cancel, &params);
         let tx_fail = tx.clone();
         let spawned = std::thread::Builder::new()
             .name("woolly-generate".into())
@@ -66,7 +88,7 @@ impl Job {
                 "cannot start a generation thread: {e}"
             )))));
         }
-        Job::new(rx, cancel)
+        job
     }
 }
 
@@ -98,7 +120,7 @@ impl Job {
         match got {
             Ok(Event::Piece(p)) => Ok((1, Some(p))),
             Ok(Event::Done(Ok(g))) => {
-                let json = result_json(&g).map_err(|e| errors::internal(py, e))?;
+                let json = result_json(&g, self.logprobs).map_err(|e| errors::internal(py, e))?;
                 Ok((2, Some(json)))
             }
             Ok(Event::Done(Err(e))) => Err(errors::to_py(py, &e)),

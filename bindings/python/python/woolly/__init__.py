@@ -229,6 +229,62 @@ def _messages(messages: Any) -> List[tuple]:
     return out
 
 
+def _constraint(
+    constraint: Any, json_schema: Any, grammar: Any, regex: Any, choices: Any
+) -> Optional[str]:
+    """The JSON text of the constraint the keyword arguments give (at most one of them), in the
+    spelling every front end uses: ``{"json_schema": {...}}``, ``"json_object"``,
+    ``{"gbnf": "..."}``, ``{"lark": "..."}``, ``{"regex": "..."}`` or ``{"choice": [...]}``.
+    woolly-core checks the rest (an unknown key, a malformed grammar, an unsupported schema)."""
+    given = {
+        k: v
+        for k, v in (
+            ("constraint", constraint),
+            ("json_schema", json_schema),
+            ("grammar", grammar),
+            ("regex", regex),
+            ("choices", choices),
+        )
+        if v is not None
+    }
+    if len(given) > 1:
+        raise InvalidArgumentError(
+            f"give at most one of constraint, json_schema, grammar, regex and choices, not {', '.join(given)}"
+        )
+    if not given:
+        return None
+    if constraint is not None:
+        if not isinstance(constraint, (str, Mapping)):
+            raise InvalidArgumentError(
+                'constraint must be a dict such as {"regex": "[0-9]+"} or the str "json_object", '
+                f"not {type(constraint).__name__}"
+            )
+        value: Any = constraint if isinstance(constraint, str) else dict(constraint)
+    elif json_schema is not None:
+        if isinstance(json_schema, str):
+            try:
+                json_schema = json.loads(json_schema)
+            except ValueError as e:
+                raise InvalidArgumentError(f"json_schema is not valid JSON: {e}") from None
+        elif not isinstance(json_schema, (bool, Mapping)):
+            raise InvalidArgumentError(
+                f"json_schema must be a dict (or its JSON text), not {type(json_schema).__name__}"
+            )
+        value = {"json_schema": json_schema}
+    elif grammar is not None:
+        value = {"gbnf": _text(grammar, "grammar")}
+    elif regex is not None:
+        value = {"regex": _text(regex, "regex")}
+    else:
+        if isinstance(choices, (str, bytes)) or not isinstance(choices, Iterable):
+            raise InvalidArgumentError(f"choices must be a list of str, not {type(choices).__name__}")
+        value = {"choice": [_text(c, "choices[]") for c in choices]}
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgumentError(f"the constraint is not JSON: {e}") from None
+
+
 def _options(
     max_tokens: Optional[int] = None,
     temperature: Optional[float] = None,
@@ -243,6 +299,12 @@ def _options(
     stop: Union[None, str, Sequence[str]] = None,
     ignore_eos: Optional[bool] = None,
     parse_special_in_messages: Optional[bool] = None,
+    constraint: Union[None, str, Mapping[str, Any]] = None,
+    json_schema: Union[None, bool, str, Mapping[str, Any]] = None,
+    grammar: Optional[str] = None,
+    regex: Optional[str] = None,
+    choices: Optional[Sequence[str]] = None,
+    logprobs: Optional[int] = None,
 ):
     """The native generation options, checked; each None is woolly-core's default (its
     ``GenerateParams`` and ``SamplingParams``), so that no default is spelled twice."""
@@ -250,6 +312,8 @@ def _options(
         stop = [stop]
     stops = [_text(s, "stop") for s in (stop or [])]
     return _woolly.GenerateOptions(
+        constraint=_constraint(constraint, json_schema, grammar, regex, choices),
+        logprobs=_maybe(_int, logprobs, "logprobs", 0, 1 << 16),
         max_tokens=_maybe(_int, max_tokens, "max_tokens", 0, 1 << 24),
         temperature=_maybe(_float, temperature, "temperature"),
         top_k=_maybe(_int, top_k, "top_k", 0, 1 << 31),
@@ -430,6 +494,21 @@ class Model:
         messages that spells special tokens such as ``<end_of_turn>`` is tokenized as text, so
         untrusted content cannot forge a turn; True turns it into control tokens, as the
         template's own markup always is).
+
+        What the output must match (at most one; generation ends when the output is complete):
+        ``constraint`` (the form every front end spells: ``{"json_schema": {...}}``,
+        ``"json_object"``, ``{"gbnf": "..."}``, ``{"lark": "..."}``, ``{"regex": "..."}`` or
+        ``{"choice": [...]}``), or one of its shorthands ``json_schema`` (a JSON Schema dict, or
+        its JSON text), ``grammar`` (llama.cpp's GBNF, from ``root``), ``regex`` (the whole
+        output matches it), ``choices`` (exactly one of these strings). An unsupported schema
+        keyword or a malformed grammar raises :class:`InvalidArgumentError` before generating.
+
+        ``logprobs`` (None: off; 0 to 20): :meth:`generate_details` and :meth:`Request.result`
+        then carry ``logprobs``, one dict per generated token: ``id``, ``token``, ``bytes`` (a
+        list of ints: a token's bytes need not be UTF-8 alone), ``logprob`` (the natural log of
+        its probability in the model's distribution, before sampling filters and the
+        constraint) and ``top_logprobs`` (that many alternatives, best first, with the same
+        keys).
         """
         return self._iterate(self._start(_text(prompt, "prompt"), None, options))
 
@@ -447,7 +526,7 @@ class Model:
         """Like :meth:`generate`, returning a dict with ``text``, ``prompt_ids``,
         ``generated_ids``, ``stop_reason`` (``"max_tokens"``, ``"end_of_generation"``,
         ``"stop_string"`` or ``"callback"``, as woolly-core and the other front ends spell it)
-        and ``timings``."""
+        and ``timings``; ``logprobs`` when the options ask for them (see :meth:`stream`)."""
         result: Dict[str, Any] = {}
         for _ in self._iterate(self._start(_text(prompt, "prompt"), None, options), result):
             pass
@@ -859,7 +938,8 @@ class Request:
     def result(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Waits for the end (with the GIL released) and returns the generation: ``text``,
         ``prompt_ids``, ``generated_ids``, ``stop_reason`` and ``timings`` (with ``queue_ms``,
-        the wait before it started, and ``ttft_ms``, from submission to the first token).
+        the wait before it started, and ``ttft_ms``, from submission to the first token);
+        ``logprobs`` when the request asked for them (see :meth:`Model.stream`).
         Raises the request's error (:class:`CancelledError`, :class:`DeadlineExceededError`,
         ...); :class:`TimeoutError` when ``timeout`` seconds pass first (the request goes on).
         Ctrl-C cancels the request."""

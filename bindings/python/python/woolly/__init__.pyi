@@ -42,6 +42,9 @@ DeviceOomName = Literal["cpu", "error"]
 #: Why a generation ended, as woolly-core serializes it (and the Node binding returns it).
 StopReason = Literal["max_tokens", "end_of_generation", "stop_string", "callback"]
 PriorityName = Literal["low", "normal", "high", "critical"]
+#: What the output must match, as every front end spells it: {"json_schema": {...}},
+#: "json_object", {"gbnf": "..."}, {"lark": "..."}, {"regex": "..."} or {"choice": [...]}.
+Constraint = Union[Literal["json_object"], Mapping[str, Any]]
 PRIORITIES: tuple[str, ...]
 
 class Model:
@@ -108,6 +111,12 @@ class Model:
         stop: Stop = None,
         ignore_eos: Optional[bool] = None,
         parse_special_in_messages: Optional[bool] = None,
+        constraint: Optional[Constraint] = None,
+        json_schema: Union[None, bool, str, Mapping[str, Any]] = None,
+        grammar: Optional[str] = None,
+        regex: Optional[str] = None,
+        choices: Optional[Sequence[str]] = None,
+        logprobs: Optional[int] = None,
     ) -> str: ...
     def stream(
         self,
@@ -126,6 +135,12 @@ class Model:
         stop: Stop = None,
         ignore_eos: Optional[bool] = None,
         parse_special_in_messages: Optional[bool] = None,
+        constraint: Optional[Constraint] = None,
+        json_schema: Union[None, bool, str, Mapping[str, Any]] = None,
+        grammar: Optional[str] = None,
+        regex: Optional[str] = None,
+        choices: Optional[Sequence[str]] = None,
+        logprobs: Optional[int] = None,
     ) -> Iterator[str]: ...
     def generate_details(self, prompt: str, **options: Any) -> GenerationResult: ...
     @overload
@@ -215,12 +230,29 @@ class Timings(TypedDict):
     #: How long an engine's request waited before it started (0 for Model's generations).
     queue_ms: float
 
-class GenerationResult(TypedDict):
+class TopLogprob(TypedDict):
+    id: int
+    #: The token's text (bytes that are not UTF-8 on their own as U+FFFD).
+    token: str
+    #: The token's bytes exactly.
+    bytes: List[int]
+    #: Natural log of its probability in the model's distribution.
+    logprob: float
+
+class TokenLogprob(TopLogprob):
+    #: The most likely tokens of that step, best first (``logprobs`` of them).
+    top_logprobs: List[TopLogprob]
+
+class _GenerationResult(TypedDict):
     text: str
     prompt_ids: List[int]
     generated_ids: List[int]
     stop_reason: StopReason
     timings: Timings
+
+class GenerationResult(_GenerationResult, total=False):
+    #: One per generated token, when the options asked for ``logprobs``.
+    logprobs: List[TokenLogprob]
 
 class EngineStats(TypedDict):
     submitted: int
@@ -274,6 +306,12 @@ class Engine:
         stop: Stop = None,
         ignore_eos: Optional[bool] = None,
         parse_special_in_messages: Optional[bool] = None,
+        constraint: Optional[Constraint] = None,
+        json_schema: Union[None, bool, str, Mapping[str, Any]] = None,
+        grammar: Optional[str] = None,
+        regex: Optional[str] = None,
+        choices: Optional[Sequence[str]] = None,
+        logprobs: Optional[int] = None,
     ) -> Request: ...
     def generate(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> str: ...
     def generate_details(self, prompt_or_messages: Union[str, Iterable[Message]], **kwargs: Any) -> GenerationResult: ...
