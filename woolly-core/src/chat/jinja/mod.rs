@@ -274,6 +274,7 @@ mod tests {
         let job = |src: &str| Job {
             source: src.into(),
             messages: vec![ChatMessage::new("user", "hi")],
+            tools: None,
             add_generation_prompt: true,
             bos: String::new(),
             eos: String::new(),
@@ -325,6 +326,7 @@ mod tests {
             let job = Job {
                 source: src.into(),
                 messages: messages.clone(),
+                tools: None,
                 add_generation_prompt: true,
                 bos: "<s>".into(),
                 eos: "</s>".into(),
@@ -332,5 +334,24 @@ mod tests {
             let got = render_here(&job, Arc::new(AtomicBool::new(false))).unwrap();
             assert_eq!(got, want, "{src}");
         }
+    }
+
+    #[test]
+    fn tools_and_tool_calls_reach_the_template() {
+        let mut call = ChatMessage::new("assistant", "");
+        call.tool_calls = Some(serde_json::json!([{"id": "c1", "type": "function",
+            "function": {"name": "f", "arguments": {"x": 1}}}]));
+        let mut result = ChatMessage::new("tool", "42");
+        result.tool_call_id = Some("c1".into());
+        let job = Job {
+            source: "{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}{{ m.role }}:{% if m.tool_calls %}{{ m.tool_calls[0].function.arguments | tojson }}{% endif %}{% if m.tool_call_id %}{{ m.tool_call_id }}={% endif %}{{ m.content }};{% endfor %}".into(),
+            messages: vec![ChatMessage::new("user", "hi"), call, result],
+            tools: Some(serde_json::json!([{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "g"}}])),
+            add_generation_prompt: true,
+            bos: String::new(),
+            eos: String::new(),
+        };
+        let got = render_here(&job, Arc::new(AtomicBool::new(false))).unwrap();
+        assert_eq!(got, "[f][g]user:hi;assistant:{\"x\":1};tool:c1=42;");
     }
 }
