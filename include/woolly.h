@@ -197,6 +197,14 @@ typedef enum {
   WOOLLY_EVENT_ERROR = 2,
 } woolly_event_kind;
 
+// Which OpenAI endpoint a request body is for.
+typedef enum {
+  // `/v1/chat/completions`: `messages`, `tools`, `tool_choice`, `response_format`, ...
+  WOOLLY_OPENAI_CHAT = 0,
+  // `/v1/completions`: `prompt`.
+  WOOLLY_OPENAI_COMPLETION = 1,
+} woolly_openai_endpoint;
+
 // How Woolly trades speed for power (process-wide: every session and engine follows it).
 // Python, Node and JSON name these `balanced`, `high_performance`, `power_saver` and
 // `adaptive`.
@@ -480,6 +488,11 @@ typedef struct {
 // `WOOLLY_ERR_BUSY` (it would wait for itself), and [`woolly_engine_free`] of the same engine
 // returns at once, the engine stopping when the callback returns.
 typedef void (*woolly_event_callback)(const woolly_event *event, void *user_data);
+
+// Receives one JSON object: NUL-terminated UTF-8, owned by Woolly and valid only during the
+// call. Return false to stop (the reply then ends as it stands, and the function returns
+// `WOOLLY_OK`). Called on the thread that called the function.
+typedef bool (*woolly_json_callback)(const char *json, void *user_data);
 
 // What a model needs in memory, estimated from its file's header (see [`woolly_model_estimate`]).
 typedef struct {
@@ -789,6 +802,42 @@ woolly_status woolly_engine_stats_json(const woolly_engine *engine,
                                        char *buf,
                                        size_t capacity,
                                        size_t *len);
+
+// Runs an OpenAI-shaped request (`request_json`, the body a client would POST) on `session`.
+// Not streaming, `on_json` receives the response object once (`chat.completion` or
+// `text_completion`, with `usage`, `finish_reason`, `tool_calls`, `logprobs`); with
+// `"stream": true` it receives each chunk (`chat.completion.chunk` / `text_completion`), the
+// closing one with `finish_reason`, then the `usage` chunk when
+// `stream_options.include_usage`. The request's fields and Woolly's extensions are those of
+// `woolly serve` (see the README). An invalid body is `WOOLLY_ERR_INVALID_ARGUMENT` (its
+// message in [`woolly_last_error`](crate::woolly_last_error)) before any work;
+// [`woolly_abort`](crate::woolly_abort) cancels. The session's cache keeps the shared prefix
+// between calls.
+//
+// # Safety
+// `session` a live handle; `request_json` NUL-terminated; `on_json` safe to call on this
+// thread with `user_data`.
+woolly_status woolly_session_openai(const woolly_session *session,
+                                    woolly_openai_endpoint endpoint,
+                                    const char *request_json,
+                                    woolly_json_callback on_json,
+                                    void *user_data);
+
+// [`woolly_session_openai`] through `engine`: the request is batched with the engine's others
+// (its `priority`, `deadline_ms` and `latency_sensitive` fields are honoured). The call waits
+// for the reply, passing the chunks (or the response) to `on_json` on this thread; returning
+// false cancels the request. A full queue is `WOOLLY_ERR_BUSY`, a passed deadline
+// `WOOLLY_ERR_DEADLINE_EXCEEDED`. Not from an engine's own event callback (that would wait for
+// itself: `WOOLLY_ERR_BUSY`).
+//
+// # Safety
+// `engine` a live handle; `request_json` NUL-terminated; `on_json` safe to call on this
+// thread with `user_data`.
+woolly_status woolly_engine_openai(const woolly_engine *engine,
+                                   woolly_openai_endpoint endpoint,
+                                   const char *request_json,
+                                   woolly_json_callback on_json,
+                                   void *user_data);
 
 // Estimates what loading `path` (NULL: the default model) with `params` takes, from the
 // file's header alone, into `*out`.

@@ -138,7 +138,7 @@ pub type woolly_event_callback =
 /// One model serving many requests (opaque). Thread-safe: submit and cancel from any thread;
 /// a long prompt being prepared (tokenized, its template rendered) holds up no other call.
 pub struct woolly_engine {
-    engine: Engine,
+    pub(crate) engine: Engine,
 }
 
 /// Starts an engine on `model` into `*out_engine` (NULL on failure). The engine keeps the

@@ -63,6 +63,8 @@ mod session;
 
 mod engine;
 
+mod openai;
+
 mod memory;
 
 mod cache;
@@ -83,6 +85,7 @@ pub use memory::*;
 pub use memory_policy::*;
 pub use metrics::*;
 pub use model::*;
+pub use openai::*;
 pub use power::*;
 pub use session::*;
 pub use status::*;

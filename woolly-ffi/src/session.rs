@@ -191,16 +191,15 @@ pub unsafe extern "C" fn woolly_session_free(session: *mut woolly_session) {
     unsafe { free_handle(session) }
 }
 
-/// Runs `prompt` on a session handle and records the result.
-fn session_run(
+/// Runs `f` on a session handle's session, marked as running on this thread (so that a call
+/// from inside its own callbacks is refused instead of waiting for itself).
+pub(crate) fn with_session<T>(
     session: *const woolly_session,
-    prompt: impl FnOnce() -> Result<Prompt, Failure>,
-    params: &woolly_generate_params,
-    on_token: woolly_token_callback,
-    user_data: *mut c_void,
-) -> Result<(), Failure> {
+    what: &str,
+    f: impl FnOnce(&woolly_session, &mut Session) -> Result<T, Failure>,
+) -> Result<T, Failure> {
     let s = required(session, "session")?;
-    s.refuse_reentry("woolly_session_generate (or _chat)")?;
+    s.refuse_reentry(what)?;
     let mut state = s.lock();
     /// Marks the session as running on this thread while it lives.
     struct Running<'a>(&'a std::sync::atomic::AtomicU64);
@@ -212,11 +211,28 @@ fn session_run(
     s.running_on
         .store(thread_number(), std::sync::atomic::Ordering::SeqCst);
     let _running = Running(&s.running_on);
-    s.set_last(woolly_result::none());
-    let prompt = prompt()?;
-    let g = run(&mut state.session, prompt, params, on_token, user_data)?;
-    s.set_last(woolly_result::from(&g));
-    Ok(())
+    f(s, &mut state.session)
+}
+
+/// Runs `prompt` on a session handle and records the result.
+fn session_run(
+    session: *const woolly_session,
+    prompt: impl FnOnce() -> Result<Prompt, Failure>,
+    params: &woolly_generate_params,
+    on_token: woolly_token_callback,
+    user_data: *mut c_void,
+) -> Result<(), Failure> {
+    with_session(
+        session,
+        "woolly_session_generate (or _chat)",
+        |s, session| {
+            s.set_last(woolly_result::none());
+            let prompt = prompt()?;
+            let g = run(session, prompt, params, on_token, user_data)?;
+            s.set_last(woolly_result::from(&g));
+            Ok(())
+        },
+    )
 }
 
 /// Generates on `session` (its cache keeps the conversation's shared prefix between calls),

@@ -587,17 +587,22 @@ pub fn run_session(
     mut on_chunk: impl FnMut(Value) -> bool,
 ) -> Result<Value> {
     let mut r = plan.responder();
+    // Once the callback says stop, it gets nothing more.
     let mut go = true;
     let g = session.generate_from_tokens(&plan.prompt_ids, &plan.params, |ev| {
         for c in r.token(ev.text, ev.logprob) {
-            go &= on_chunk(c);
+            if go {
+                go = on_chunk(c);
+            }
         }
         go
     })?;
     let mut out = r.finish(&g);
     if plan.stream {
         for c in out {
-            on_chunk(c);
+            if go {
+                go = on_chunk(c);
+            }
         }
         Ok(Value::Null)
     } else {
