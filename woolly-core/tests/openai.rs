@@ -426,3 +426,83 @@ fn bad_requests_get_clear_errors() {
     );
     assert_eq!(openai::http_status(ErrorKind::Busy), 429);
 }
+
+/// Tools and earlier calls in a template of Qwen 2.5's form (the Hermes family): the tools'
+/// signatures, the call written back in `<tool_call>` tags and the result in
+/// `<tool_response>`, as the template itself spells them.
+#[test]
+fn a_hermes_template_gets_tools_calls_and_results() {
+    use woolly_core::chat::ChatTemplate;
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/qwen25_tools.jinja"
+    ))
+    .unwrap();
+    let tools: Vec<woolly_core::openai::request::Tool> =
+        serde_json::from_value(json!([weather_tool()])).unwrap();
+    let plan = ToolPlan {
+        format: ToolFormat::Hermes,
+        tools,
+        choice: Choice::Auto,
+    };
+    let messages: Vec<woolly_core::openai::Message> = serde_json::from_value(json!([
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"}]))
+    .unwrap();
+    let chat = plan.messages(&messages).unwrap();
+    let text = ChatTemplate::Jinja(src)
+        .render_with_tools(&chat, plan.template_tools().as_ref(), true, "", "", &|| {
+            false
+        })
+        .unwrap();
+    assert!(
+        text.contains("<tools>\n{") && text.contains("\"name\":\"get_weather\""),
+        "{text}"
+    );
+    assert!(text.contains("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\"}}\n</tool_call>"), "{text}");
+    assert!(
+        text.contains("<|im_start|>user\n<tool_response>\nsunny, 21 C\n</tool_response><|im_end|>"),
+        "{text}"
+    );
+    assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
+}
+
+/// Each family's call form, required, generated on the default model under its constraint
+/// and parsed back: one call to the named tool with arguments valid for its schema.
+#[test]
+fn each_family_form_generates_a_valid_call() {
+    let tools: Vec<woolly_core::openai::request::Tool> =
+        serde_json::from_value(json!([weather_tool()])).unwrap();
+    let validator = jsonschema::validator_for(&weather_tool()["function"]["parameters"]).unwrap();
+    let mut s = session();
+    for format in [ToolFormat::Hermes, ToolFormat::Llama3, ToolFormat::Generic] {
+        let plan = ToolPlan {
+            format,
+            tools: tools.clone(),
+            choice: Choice::Required,
+        };
+        let params = woolly_core::generate::GenerateParams {
+            max_tokens: 200,
+            sampling: woolly_core::generate::SamplingParams::greedy(),
+            constraint: plan.constraint(None).unwrap(),
+            ..Default::default()
+        };
+        let g = s
+            .chat(
+                &[woolly_core::chat::ChatMessage::new(
+                    "user",
+                    "Call get_weather for Oslo.",
+                )],
+                &params,
+                |_| true,
+            )
+            .unwrap();
+        let (_, calls) = plan.parse(&g.text);
+        assert_eq!(calls.len(), 1, "{format:?}: {:?}", g.text);
+        assert_eq!(calls[0].function.name, "get_weather");
+        let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
+        assert!(validator.is_valid(&args), "{format:?}: {args}");
+    }
+}
