@@ -421,6 +421,16 @@ pub fn run(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|| "model".into())
     });
     let model = Model::load(Some(&path), &ModelParams::default())?;
+    // The constrained decoder's token trie for this vocabulary (some hundreds of milliseconds),
+    // built in the background now rather than by the first request with a schema or tools.
+    {
+        let model = model.clone();
+        std::thread::Builder::new()
+            .name("woolly-warm-constraints".into())
+            .spawn(move || {
+                let _ = woolly_core::generate::Constraint::JsonObject.check(model.tokenizer());
+            })?;
+    }
     let engine = Engine::new(
         model,
         EngineParams {
