@@ -319,6 +319,267 @@ export interface TokenStream extends AsyncIterableIterator<string> {
   cancel(): void;
 }
 
+// ---- OpenAI-shaped requests and responses (snake_case, as OpenAI's API and JS SDK) -----------
+
+/** A text part of a message's content (the only kind of part Woolly reads). */
+export interface ChatCompletionContentPartText {
+  type: 'text';
+  text: string;
+}
+
+export type ChatCompletionContent = string | ChatCompletionContentPartText[];
+
+/** A tool call: in an assistant message of a request, and in a response. */
+export interface ChatCompletionMessageToolCall {
+  /** `call_...` in responses. */
+  id: string;
+  type: 'function';
+  function: {
+    name: string;
+    /** The arguments as JSON text (valid against the tool's `parameters` schema). */
+    arguments: string;
+  };
+}
+
+/** A tool call in a stream chunk's delta (the whole call, in one chunk). */
+export interface ChatCompletionChunkToolCall extends ChatCompletionMessageToolCall {
+  index: number;
+}
+
+export type ChatCompletionMessageParam =
+  | { role: 'system' | 'developer'; content: ChatCompletionContent; name?: string }
+  | { role: 'user'; content: ChatCompletionContent; name?: string }
+  | {
+      role: 'assistant';
+      content?: ChatCompletionContent | null;
+      tool_calls?: ChatCompletionMessageToolCall[];
+      name?: string;
+    }
+  | { role: 'tool'; content: ChatCompletionContent; tool_call_id: string };
+
+export interface ChatCompletionTool {
+  type: 'function';
+  function: {
+    name: string;
+    description?: string;
+    /** A JSON Schema (an object) for the arguments; absent: none. */
+    parameters?: Record<string, unknown>;
+    strict?: boolean;
+  };
+}
+
+/** 'auto' with tools is the default; 'required' or a named function constrains the reply to a call. */
+export type ChatCompletionToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | {
+      type: 'json_schema';
+      json_schema: { name?: string; description?: string; schema: Record<string, unknown> | boolean; strict?: boolean };
+    };
+
+/** The fields both requests share; those Woolly does not know are ignored (as by `woolly serve`). */
+export interface CompletionCreateParamsBase {
+  /** The name the response reports (default: the model file's name without `.gguf`). */
+  model?: string;
+  stop?: string | string[] | null;
+  seed?: number | null;
+  /** Default: what the context leaves after the prompt. */
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  /** In [0, 2]; 0 is greedy. */
+  temperature?: number | null;
+  top_p?: number | null;
+  frequency_penalty?: number | null;
+  presence_penalty?: number | null;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+  /** Must be 1 (one choice per request). */
+  n?: number | null;
+  user?: string;
+  response_format?: ResponseFormat | null;
+  /** Woolly: the engine's priority (default 'normal'). */
+  priority?: Priority;
+  /** Woolly: fails with WOOLLY_ERR_DEADLINE_EXCEEDED unless finished this many ms after it arrives. */
+  deadline_ms?: number;
+  /** Woolly: someone waits for the first token (ahead of others of the same priority). */
+  latency_sensitive?: boolean;
+  top_k?: number;
+  min_p?: number;
+  repeat_penalty?: number;
+  /** Woolly: a GBNF grammar (llama.cpp's) the reply follows. */
+  grammar?: string;
+  /** Woolly: a regular expression the whole reply matches. */
+  regex?: string;
+  /** Woolly: the reply is exactly one of these. */
+  choices?: string[];
+  /** The request's AbortSignal, as `options.signal` (not part of the body sent). */
+  signal?: AbortSignal;
+}
+
+export interface ChatCompletionCreateParams extends CompletionCreateParamsBase {
+  messages: ChatCompletionMessageParam[];
+  tools?: ChatCompletionTool[] | null;
+  tool_choice?: ChatCompletionToolChoice | null;
+  logprobs?: boolean | null;
+  /** 0 to 20 alternatives per token; needs `logprobs: true`. */
+  top_logprobs?: number | null;
+}
+export interface ChatCompletionCreateParamsStreaming extends ChatCompletionCreateParams {
+  stream: true;
+}
+export interface ChatCompletionCreateParamsNonStreaming extends ChatCompletionCreateParams {
+  stream?: false | null;
+}
+
+export interface CompletionCreateParams extends CompletionCreateParamsBase {
+  /** One prompt (a string, or an array holding one string); no chat template is applied. */
+  prompt: string | [string];
+  /** The number of alternatives per token to report (0 to 20); absent: no log probabilities. */
+  logprobs?: number | null;
+  /** The response's text starts with the prompt. */
+  echo?: boolean | null;
+}
+export interface CompletionCreateParamsStreaming extends CompletionCreateParams {
+  stream: true;
+}
+export interface CompletionCreateParamsNonStreaming extends CompletionCreateParams {
+  stream?: false | null;
+}
+
+/** The second argument of createChatCompletion and createCompletion. */
+export interface RequestOptions {
+  /** Aborting it cancels the request: it rejects (or its stream throws) with an 'AbortError'. */
+  signal?: AbortSignal;
+}
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** `cached_tokens`: prompt tokens a reused session already had in its KV cache. */
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+export interface TopLogprobEntry {
+  token: string;
+  /** Natural log of the token's probability in the model's distribution. */
+  logprob: number;
+  /** The token's bytes exactly (its text need not be UTF-8 alone). */
+  bytes: number[] | null;
+}
+
+export interface ChatCompletionTokenLogprob extends TopLogprobEntry {
+  /** The most likely tokens of that step, best first (`top_logprobs` of them). */
+  top_logprobs: TopLogprobEntry[];
+}
+
+export interface ChatCompletionLogprobs {
+  content: ChatCompletionTokenLogprob[] | null;
+  refusal: null;
+}
+
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
+
+export interface ChatCompletionMessage {
+  role: 'assistant';
+  /** Null when the reply is only tool calls. */
+  content: string | null;
+  refusal: null;
+  tool_calls?: ChatCompletionMessageToolCall[];
+}
+
+/** The response of createChatCompletion. */
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  /** Seconds since the epoch. */
+  created: number;
+  model: string;
+  system_fingerprint: string | null;
+  choices: {
+    index: number;
+    message: ChatCompletionMessage;
+    /** When the request asked for `logprobs`. */
+    logprobs: ChatCompletionLogprobs | null;
+    finish_reason: FinishReason;
+  }[];
+  usage: CompletionUsage;
+}
+
+/** One chunk of a streamed chat completion; with `stream_options.include_usage`, a last one has no choices and the usage. */
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  system_fingerprint: string | null;
+  choices: {
+    index: number;
+    delta: { role?: 'assistant'; content?: string | null; tool_calls?: ChatCompletionChunkToolCall[] };
+    logprobs: ChatCompletionLogprobs | null;
+    finish_reason: FinishReason | null;
+  }[];
+  usage?: CompletionUsage;
+}
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  /** Per token, the alternatives' texts and log probabilities. */
+  top_logprobs: Record<string, number>[];
+  text_offset: number[];
+}
+
+/** The response of createCompletion, and each of its stream chunks (which have no usage but the last with include_usage). */
+export interface Completion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  system_fingerprint: string | null;
+  choices: {
+    index: number;
+    text: string;
+    logprobs: CompletionLogprobs | null;
+    finish_reason: 'stop' | 'length' | null;
+  }[];
+  usage?: CompletionUsage;
+}
+
+/** `for await (const chunk of stream)`; leaving the loop early cancels the request. */
+export interface CompletionStream<T> extends AsyncIterableIterator<T> {
+  cancel(): void;
+}
+
+/** Resolves with the stream once the request is planned (a bad request rejects); also iterable itself. */
+export type CompletionStreamPromise<T> = Promise<CompletionStream<T>> & AsyncIterable<T>;
+
+/** The OpenAI-shaped methods of a Model and an Engine. */
+export interface OpenAICompletions {
+  /**
+   * A chat completion of OpenAI's body (the model's chat template; tools, tool_choice,
+   * response_format, logprobs, ...); planned and generated off the JS thread.
+   */
+  createChatCompletion(body: ChatCompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<ChatCompletion>;
+  createChatCompletion(
+    body: ChatCompletionCreateParamsStreaming,
+    options?: RequestOptions,
+  ): CompletionStreamPromise<ChatCompletionChunk>;
+  createChatCompletion(
+    body: ChatCompletionCreateParams,
+    options?: RequestOptions,
+  ): Promise<ChatCompletion> | CompletionStreamPromise<ChatCompletionChunk>;
+  /** A completion of `body.prompt` (no chat template). */
+  createCompletion(body: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Completion>;
+  createCompletion(body: CompletionCreateParamsStreaming, options?: RequestOptions): CompletionStreamPromise<Completion>;
+  createCompletion(
+    body: CompletionCreateParams,
+    options?: RequestOptions,
+  ): Promise<Completion> | CompletionStreamPromise<Completion>;
+}
+
 /** The model's facts; the same report as C's woolly_model_info_json and Python's Model.info. */
 export interface ModelInfo {
   path: string;
@@ -370,7 +631,7 @@ export interface ModelMetrics {
   generation_tok_s: number;
 }
 
-export declare class Model {
+export declare class Model implements OpenAICompletions {
   private constructor();
   /** Loads a GGUF model off the JS thread; no path = the default model. */
   static load(path?: string | URL | null, options?: LoadOptions): Promise<Model>;
@@ -380,6 +641,23 @@ export declare class Model {
   stream(prompt: string, options?: GenerateOptions): TokenStream;
   chat(messages: ChatMessage[], options?: GenerateOptions): Promise<string>;
   chatStream(messages: ChatMessage[], options?: GenerateOptions): TokenStream;
+  /** OpenAI's chat completion of `body` (see OpenAICompletions). */
+  createChatCompletion(body: ChatCompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<ChatCompletion>;
+  createChatCompletion(
+    body: ChatCompletionCreateParamsStreaming,
+    options?: RequestOptions,
+  ): CompletionStreamPromise<ChatCompletionChunk>;
+  createChatCompletion(
+    body: ChatCompletionCreateParams,
+    options?: RequestOptions,
+  ): Promise<ChatCompletion> | CompletionStreamPromise<ChatCompletionChunk>;
+  /** OpenAI's completion of `body.prompt` (see OpenAICompletions). */
+  createCompletion(body: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Completion>;
+  createCompletion(body: CompletionCreateParamsStreaming, options?: RequestOptions): CompletionStreamPromise<Completion>;
+  createCompletion(
+    body: CompletionCreateParams,
+    options?: RequestOptions,
+  ): Promise<Completion> | CompletionStreamPromise<Completion>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): number[];
   /** Ids as an array or a typed array. */
   detokenize(ids: readonly number[] | (ArrayBufferView & ArrayLike<number>)): string;
@@ -459,12 +737,29 @@ export interface EngineStats {
  * One model serving many requests at once (continuous batching on a worker thread of its own).
  * Requests start by priority, then latency sensitivity, then size, then arrival.
  */
-export declare class Engine {
+export declare class Engine implements OpenAICompletions {
   constructor(model: Model, options?: EngineOptions);
   /** Tokenizes off the JS thread, then queues; rejects without queueing with WOOLLY_ERR_BUSY when the queue is full. */
   submit(input: string | ChatMessage[], options?: SubmitOptions): Promise<GenerationResult>;
   generate(input: string | ChatMessage[], options?: SubmitOptions): Promise<string>;
   stream(input: string | ChatMessage[], options?: StreamRequestOptions): TokenStream;
+  /** OpenAI's chat completion of `body` as a request of this engine, batched; `priority`, `deadline_ms` and `latency_sensitive` place it. */
+  createChatCompletion(body: ChatCompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<ChatCompletion>;
+  createChatCompletion(
+    body: ChatCompletionCreateParamsStreaming,
+    options?: RequestOptions,
+  ): CompletionStreamPromise<ChatCompletionChunk>;
+  createChatCompletion(
+    body: ChatCompletionCreateParams,
+    options?: RequestOptions,
+  ): Promise<ChatCompletion> | CompletionStreamPromise<ChatCompletionChunk>;
+  /** OpenAI's completion of `body.prompt` as a request of this engine, batched; `priority`, `deadline_ms` and `latency_sensitive` place it. */
+  createCompletion(body: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Completion>;
+  createCompletion(body: CompletionCreateParamsStreaming, options?: RequestOptions): CompletionStreamPromise<Completion>;
+  createCompletion(
+    body: CompletionCreateParams,
+    options?: RequestOptions,
+  ): Promise<Completion> | CompletionStreamPromise<Completion>;
   stats(): EngineStats;
   /** Milliseconds a request of this priority submitted now would wait to start (an estimate). */
   estimatedWait(priority?: Priority): number;

@@ -421,13 +421,19 @@ class TokenStream {
   #finished = false;
   #task = null;
 
-  constructor(start, signal) {
+  /**
+   * `pick(ev)` is the value an event adds to the stream (undefined: none; default: a token's
+   * text), `finish(ev)` what `result` resolves with, and `onEvent` sees every other event too.
+   */
+  constructor(start, signal, { pick = tokenText, finish = toResult, onEvent } = {}) {
     let run;
     try {
       run = runTask((cb) => start(cb), {
         signal,
         onEvent: (ev) => {
-          if (ev.kind === 'token') this.#push(ev.text);
+          const value = pick(ev);
+          if (value !== undefined) this.#push(value);
+          if (onEvent) onEvent(ev);
         },
       });
     } catch (e) {
@@ -435,7 +441,7 @@ class TokenStream {
     }
     this.#task = run.task;
     /** The finished generation ({ text, generatedIds, stopReason, timings, ... }). */
-    this.result = run.promise.then(toResult);
+    this.result = run.promise.then(finish);
     this.result.catch(() => {}); // rejections are reported through next(); this one is optional
     run.promise.then(
       () => this.#finish(null),
@@ -496,6 +502,10 @@ class TokenStream {
   }
 }
 
+function tokenText(ev) {
+  return ev.kind === 'token' ? ev.text : undefined;
+}
+
 function toResult(ev) {
   const result = {
     text: ev.text,
@@ -506,6 +516,81 @@ function toResult(ev) {
   };
   if (ev.logprobs !== undefined) result.logprobs = ev.logprobs;
   return result;
+}
+
+// ---- OpenAI-shaped requests --------------------------------------------------------------------
+
+const requestSchema = { signal: checks.signal };
+
+/** Numbers JSON can hold (NaN and Infinity would silently become null) and safe bigints. */
+function jsonValue(key, v) {
+  if (typeof v === 'number' && !Number.isFinite(v)) {
+    throw invalid(`the request body's ${key || 'value'} is ${v}, which JSON cannot hold`);
+  }
+  if (typeof v === 'bigint') {
+    if (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+    throw invalid(`the request body's ${key || 'value'} (${v}n) is beyond what JSON numbers hold exactly`);
+  }
+  return v;
+}
+
+/**
+ * The JSON text of an OpenAI-shaped body (snake_case, as OpenAI's SDK sends it; woolly-core
+ * reads it) and the request's AbortSignal: `options.signal`, or a `signal` in the body.
+ */
+function openaiArgs(body, options) {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw invalid(`the request body must be an object, got ${describe(body)}`);
+  }
+  let { signal } = checkOptions('options', options, requestSchema);
+  let fields = body;
+  if (body.signal !== undefined) {
+    const { signal: inBody, ...rest } = body;
+    if (signal === undefined) signal = checks.signal('body.signal', inBody);
+    fields = rest;
+  }
+  let json;
+  try {
+    json = JSON.stringify(fields, jsonValue);
+  } catch (e) {
+    throw e instanceof WoollyError ? e : invalid(`the request body is not JSON: ${e.message}`);
+  }
+  return { json, signal, stream: fields.stream === true };
+}
+
+/**
+ * Runs an OpenAI-shaped request through `start(json, cb)` (a native createCompletion): a
+ * promise of the response object, or with `stream: true` of the stream of chunks (once the
+ * request is planned, so that a bad request rejects it), which is also iterable directly.
+ */
+function openaiCall(start, body, options) {
+  let promise;
+  try {
+    const { json, signal, stream } = openaiArgs(body, options);
+    promise = stream
+      ? openaiStream((cb) => start(json, cb), signal)
+      : runTask((cb) => start(json, cb), { signal }).promise.then((ev) => ev.response);
+  } catch (e) {
+    promise = Promise.reject(e);
+  }
+  if (typeof body === 'object' && body !== null && body.stream === true) {
+    promise[Symbol.asyncIterator] = async function* iterate() {
+      yield* await promise;
+    };
+  }
+  return promise;
+}
+
+function openaiStream(start, signal) {
+  return new Promise((resolve, reject) => {
+    const chunks = new TokenStream(start, signal, {
+      pick: (ev) => (ev.kind === 'chunk' ? ev.chunk : undefined),
+      finish: () => undefined,
+      // Planned, or (from an engine) its first chunk came first.
+      onEvent: () => resolve(chunks),
+    });
+    chunks.result.then(() => resolve(chunks), reject);
+  });
 }
 
 // ---- the API -----------------------------------------------------------------------------------
@@ -585,6 +670,25 @@ class Model {
         throw e;
       });
     }
+  }
+
+  /**
+   * An OpenAI chat completion (`POST /v1/chat/completions`) of `body`, the object OpenAI's JS SDK
+   * sends (snake_case: `messages`, `tools`, `tool_choice`, `response_format`, `logprobs`,
+   * `top_logprobs`, `stop`, `seed`, `max_tokens`, `temperature`, `top_p`, `stream`,
+   * `stream_options`, and Woolly's `top_k`, `min_p`, `repeat_penalty`, `grammar`, `regex`,
+   * `choices`, `priority`, `deadline_ms`, `latency_sensitive`). Resolves with the response
+   * object; with `stream: true`, with an async iterator of chunks (leaving the loop cancels).
+   * `options.signal` (an AbortSignal) cancels it. Planning and generation run off the JS
+   * thread; a bad request rejects before anything is generated.
+   */
+  createChatCompletion(body, options) {
+    return openaiCall((json, cb) => this.#native.createCompletion(true, json, cb), body, options);
+  }
+
+  /** An OpenAI completion (`POST /v1/completions`) of `body.prompt`; as createChatCompletion. */
+  createCompletion(body, options) {
+    return openaiCall((json, cb) => this.#native.createCompletion(false, json, cb), body, options);
   }
 
   /** Token ids of `text` (BOS as the model asks, special-token text parsed, by default). */
@@ -765,6 +869,25 @@ class Engine {
         throw e;
       });
     }
+  }
+
+  /**
+   * Model.createChatCompletion as a request of this engine (batched with the others; the body's
+   * `priority`, `deadline_ms` and `latency_sensitive` place it). Planned off the JS thread, then
+   * queued; a full queue rejects with WOOLLY_ERR_BUSY.
+   */
+  createChatCompletion(body, options) {
+    return openaiCall(this.#openai(true), body, options);
+  }
+
+  /** Model.createCompletion as a request of this engine. */
+  createCompletion(body, options) {
+    return openaiCall(this.#openai(false), body, options);
+  }
+
+  #openai(chat) {
+    // The callback holds the engine: it lives as long as its requests.
+    return (json, cb) => this.#native.createCompletion(chat, json, (ev) => cb.call(this, ev));
   }
 
   /**

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use woolly_core::engine::{Engine, EngineParams};
 use woolly_core::model::{resolve_model_path, Model, ModelParams};
-use woolly_core::openai::{self, ChatCompletionRequest, CompletionRequest, Plan};
+use woolly_core::openai::{self, Plan};
 use woolly_core::{Error, ErrorKind};
 
 #[derive(clap::Args)]
@@ -186,19 +186,12 @@ async fn complete(
     let plan = tokio::task::spawn_blocking(move || -> woolly_core::Result<Plan> {
         let model = planner.engine.model();
         let ctx = planner.engine.context_size();
-        let bytes = value.to_string();
-        match which {
-            Endpoint::Chat => ChatCompletionRequest::from_json(bytes.as_bytes())?.plan(
-                model,
-                &planner.model_name,
-                ctx,
-            ),
-            Endpoint::Completion => CompletionRequest::from_json(bytes.as_bytes())?.plan(
-                model,
-                &planner.model_name,
-                ctx,
-            ),
-        }
+        let kind = match which {
+            Endpoint::Chat => openai::Kind::Chat,
+            Endpoint::Completion => openai::Kind::Completion,
+        };
+        let body = value.to_string();
+        openai::plan_json(kind, body.as_bytes(), model, Some(&planner.model_name), ctx)
     })
     .await;
     let plan = match plan {
@@ -415,12 +408,11 @@ pub fn router(
 
 pub fn run(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let path: PathBuf = resolve_model_path(a.model.model.as_deref())?;
-    let model_name = a.model_name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into())
-    });
     let model = Model::load(Some(&path), &ModelParams::default())?;
+    let model_name = a
+        .model_name
+        .clone()
+        .unwrap_or_else(|| openai::default_model_name(&model));
     // The constrained decoder's token trie for this vocabulary (some hundreds of milliseconds),
     // built in the background now rather than by the first request with a schema or tools.
     {

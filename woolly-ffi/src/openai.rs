@@ -4,7 +4,7 @@
 
 use std::ffi::{c_char, c_void, CString};
 
-use woolly_core::openai::{self, ChatCompletionRequest, CompletionRequest, Plan};
+use woolly_core::openai::{self, Plan};
 
 use crate::boundary::{check_enum, fail, guard, required, required_str, Failure};
 use crate::engine::woolly_engine;
@@ -34,24 +34,17 @@ fn plan(
     model: &woolly_core::model::Model,
     context: usize,
 ) -> Result<Plan, Failure> {
-    let name = model_name(model);
-    Ok(match endpoint {
-        woolly_openai_endpoint::WOOLLY_OPENAI_CHAT => {
-            ChatCompletionRequest::from_json(body.as_bytes())?.plan(model, &name, context)?
-        }
-        woolly_openai_endpoint::WOOLLY_OPENAI_COMPLETION => {
-            CompletionRequest::from_json(body.as_bytes())?.plan(model, &name, context)?
-        }
-    })
-}
-
-/// The name a response reports when the request names none: the model file's stem.
-fn model_name(model: &woolly_core::model::Model) -> String {
-    model
-        .file()
-        .path()
-        .file_stem()
-        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
+    let kind = match endpoint {
+        woolly_openai_endpoint::WOOLLY_OPENAI_CHAT => openai::Kind::Chat,
+        woolly_openai_endpoint::WOOLLY_OPENAI_COMPLETION => openai::Kind::Completion,
+    };
+    Ok(openai::plan_json(
+        kind,
+        body.as_bytes(),
+        model,
+        None,
+        context,
+    )?)
 }
 
 fn send(

@@ -68,6 +68,23 @@ impl NativeEngine {
             .ok_or_else(|| js_error("WOOLLY_ERR_INVALID_ARGUMENT", "the engine is closed"))
     }
 
+    /// Runs `job` on the preparer's thread, after those submitted before it.
+    fn prepare(&self, job: PrepJob) -> napi::Result<()> {
+        let preparer = self.preparer.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = match preparer.as_ref() {
+            Some(p) => p.jobs.send(job).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(js_error(
+                "WOOLLY_ERR_INVALID_ARGUMENT",
+                "the engine is closed",
+            ))
+        }
+    }
+
     fn take(&self) -> (Option<Arc<Engine>>, Option<Preparer>) {
         (
             self.engine.lock().unwrap_or_else(|e| e.into_inner()).take(),
@@ -192,17 +209,29 @@ impl NativeEngine {
                 send(&on_refused, to_event(&e));
             }
         });
-        let preparer = self.preparer.lock().unwrap_or_else(|e| e.into_inner());
-        let sent = match preparer.as_ref() {
-            Some(p) => p.jobs.send(prepare).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err(js_error(
-                "WOOLLY_ERR_INVALID_ARGUMENT",
-                "the engine is closed",
-            ));
-        }
+        self.prepare(prepare)?;
+        Ok(NativeTask { token })
+    }
+
+    /// An OpenAI-shaped request whose JSON body is `body` (a chat completion when `chat`, else
+    /// a completion): planned off the JavaScript thread (in submission order), then queued.
+    /// Events: `planned` (once queued; the first `chunk`s may come before it), `chunk` (when
+    /// the body streams), then `done` (with `response`) or `error` (also for a refusal: a bad
+    /// body, a full queue, a context overflow).
+    #[napi(catch_unwind)]
+    pub fn create_completion(
+        &self,
+        chat: bool,
+        body: String,
+        on_event: EventFn,
+    ) -> napi::Result<NativeTask> {
+        let engine = self.engine()?;
+        let token = CancelToken::new();
+        let cancel = token.clone();
+        let on_event = Arc::new(on_event);
+        self.prepare(Box::new(move || {
+            crate::openai::submit_to_engine(&engine, chat, &body, &cancel, on_event)
+        }))?;
         Ok(NativeTask { token })
     }
 

@@ -8,9 +8,9 @@
 //! ABI; `details` holds an error's figures, such as the bytes of an InsufficientMemory error).
 //!
 //! One module per concept: `task` (worker threads, events, cancellation), `model`, `engine`,
-//! `cache` (the model cache), `memory`, `power`, `metrics`, `diagnostics`; `options` turns
-//! JavaScript option bags into woolly-core's parameters and `error` its errors into JavaScript
-//! ones. This file registers the module and holds the few facts about the library itself.
+//! `cache` (the model cache), `openai` (OpenAI-shaped requests), `memory`, `power`, `metrics`,
+//! `diagnostics`; `options` turns JavaScript option bags into woolly-core's parameters and
+//! `error` its errors into JavaScript ones. This file registers the module and holds the few facts about the library itself.
 
 mod cache;
 mod diagnostics;
@@ -19,6 +19,7 @@ mod error;
 mod memory;
 mod metrics;
 mod model;
+mod openai;
 mod options;
 mod power;
 mod task;

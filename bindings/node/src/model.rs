@@ -299,6 +299,25 @@ impl NativeModel {
         )
     }
 
+    /// An OpenAI-shaped request whose JSON body is `body` (a chat completion when `chat`, else
+    /// a completion), planned and run on a session of the pool on a new thread. Events:
+    /// `planned`, `chunk` (when the body streams), then `done` (with `response`) or `error`.
+    #[napi(catch_unwind)]
+    pub fn create_completion(
+        &self,
+        chat: bool,
+        body: String,
+        on_event: EventFn,
+    ) -> napi::Result<NativeTask> {
+        let loaded = self.loaded()?;
+        let token = CancelToken::new();
+        let cancel = token.clone();
+        spawn_worker("woolly-openai", Arc::new(on_event), move |cb| {
+            crate::openai::run_on_session(&loaded.pool, chat, &body, &cancel, cb)
+        })?;
+        Ok(NativeTask { token })
+    }
+
     #[napi(catch_unwind)]
     pub fn tokenize(
         &self,

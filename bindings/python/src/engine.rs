@@ -10,6 +10,7 @@ use woolly_core::generate::CancelToken;
 
 use crate::errors::{self, invalid, IntoPy};
 use crate::model::NativeModel;
+use crate::openai::CompletionJob;
 use crate::options::{self, GenerateOptions};
 use crate::session::{Event, Job};
 
@@ -112,6 +113,18 @@ impl NativeEngine {
         // Tokenizing (and a chat template) runs here, without the GIL.
         let id = py.detach(|| engine.submit_with(request, sink)).py_err(py)?;
         Ok((id, job))
+    }
+
+    /// Starts an OpenAI-shaped request whose JSON body is `body` (a chat completion when
+    /// `chat`, else a completion): planned on a new thread, then submitted. A refusal (full
+    /// queue, deadline passed, context overflow) is the job's error.
+    fn create_completion(
+        &self,
+        py: Python<'_>,
+        chat: bool,
+        body: String,
+    ) -> PyResult<CompletionJob> {
+        Ok(CompletionJob::on_engine(self.engine(py)?, chat, body))
     }
 
     /// The engine's counters and state, as JSON.

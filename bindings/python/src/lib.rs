@@ -9,6 +9,7 @@ mod errors;
 mod memory;
 mod metrics;
 mod model;
+mod openai;
 mod options;
 mod power;
 mod session;
@@ -39,6 +40,7 @@ fn _woolly(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<options::GenerateOptions>()?;
     m.add_class::<session::Job>()?;
     m.add_class::<engine::NativeEngine>()?;
+    m.add_class::<openai::CompletionJob>()?;
     m.add_class::<metrics::DoctorJob>()?;
     m.add_function(wrap_pyfunction!(metrics::hardware_json, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::diagnostics_json, m)?)?;

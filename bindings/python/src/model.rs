@@ -10,6 +10,7 @@ use woolly_core::model::{Model, ModelParams, ProgressFn};
 use woolly_core::Error;
 
 use crate::errors::IntoPy;
+use crate::openai::CompletionJob;
 use crate::options::{self, GenerateOptions, LoadOptions};
 use crate::session::Job;
 
@@ -161,5 +162,11 @@ impl NativeModel {
     ) -> PyResult<Job> {
         let input = options::input(py, prompt, messages)?;
         Ok(Job::spawn(self.pool.clone(), input, options.params.clone()))
+    }
+
+    /// Starts an OpenAI-shaped request whose JSON body is `body` (a chat completion when
+    /// `chat`, else a completion): planned and run on a session of the pool, on a new thread.
+    fn create_completion(&self, chat: bool, body: String) -> CompletionJob {
+        CompletionJob::on_session(self.pool.clone(), chat, body)
     }
 }

@@ -167,8 +167,9 @@ fn priority(c: &request::CommonParams) -> Result<Priority> {
     }
 }
 
-fn format_constraint(f: Option<&request::ResponseFormat>) -> Result<Option<Constraint>> {
-    Ok(match f {
+/// The constraint `shape` asks for (at most one of its fields).
+fn shape_constraint(shape: &request::OutputShape) -> Result<Option<Constraint>> {
+    let format = match &shape.response_format {
         None | Some(request::ResponseFormat::Text) => None,
         Some(request::ResponseFormat::JsonObject) => Some(Constraint::JsonObject),
         Some(request::ResponseFormat::JsonSchema { json_schema }) => {
@@ -177,21 +178,12 @@ fn format_constraint(f: Option<&request::ResponseFormat>) -> Result<Option<Const
             })?;
             Some(Constraint::JsonSchema(schema))
         }
-    })
-}
-
-/// The constraint of the extension fields, after the response format (at most one of them).
-fn extension_constraint(
-    format: Option<Constraint>,
-    grammar: &Option<String>,
-    regex: &Option<String>,
-    choices: &Option<Vec<String>>,
-) -> Result<Option<Constraint>> {
+    };
     let all: Vec<Constraint> = [
         format,
-        grammar.clone().map(Constraint::Gbnf),
-        regex.clone().map(Constraint::Regex),
-        choices.clone().map(Constraint::Choice),
+        shape.grammar.clone().map(Constraint::Gbnf),
+        shape.regex.clone().map(Constraint::Regex),
+        shape.choices.clone().map(Constraint::Choice),
     ]
     .into_iter()
     .flatten()
@@ -202,6 +194,78 @@ fn extension_constraint(
         ));
     }
     Ok(all.into_iter().next())
+}
+
+/// What both plans share once their prompt and params are made.
+struct PlanParts {
+    kind: Kind,
+    prompt_ids: Vec<TokenId>,
+    params: GenerateParams,
+    logprobs: bool,
+    tools: Option<ToolPlan>,
+    echo: Option<String>,
+}
+
+impl PlanParts {
+    fn plan(
+        self,
+        model: &Model,
+        c: &request::CommonParams,
+        requested_name: Option<&str>,
+        model_name: &str,
+        made: Instant,
+    ) -> Result<Plan> {
+        if let Some(con) = &self.params.constraint {
+            con.check(model.tokenizer())?;
+        }
+        let prefix = match self.kind {
+            Kind::Chat => "chatcmpl",
+            Kind::Completion => "cmpl",
+        };
+        Ok(Plan {
+            kind: self.kind,
+            prompt_ids: self.prompt_ids,
+            params: self.params,
+            priority: priority(c)?,
+            latency_sensitive: c.latency_sensitive.unwrap_or(false),
+            deadline: c.deadline_ms.map(|ms| made + Duration::from_millis(ms)),
+            stream: c.stream.unwrap_or(false),
+            include_usage: c.stream_options.as_ref().is_some_and(|o| o.include_usage),
+            logprobs: self.logprobs,
+            tools: self.tools,
+            model_name: requested_name.unwrap_or(model_name).to_string(),
+            id: format!("{prefix}-{:016x}", crate::generate::sampler::random_seed()),
+            created: now_secs(),
+            echo: self.echo,
+        })
+    }
+}
+
+/// The name a response reports when the request names none: the model file's name without
+/// its extension.
+pub fn default_model_name(model: &Model) -> String {
+    model
+        .file()
+        .path()
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Parses `body` (a request to `kind`'s endpoint) and plans it on `model` with a context of
+/// `context` tokens; responses name the model `model_name` (default: the file's name) unless
+/// the body names one.
+pub fn plan_json(
+    kind: Kind,
+    body: &[u8],
+    model: &Model,
+    model_name: Option<&str>,
+    context: usize,
+) -> Result<Plan> {
+    let name = model_name.map_or_else(|| default_model_name(model), str::to_string);
+    match kind {
+        Kind::Chat => ChatCompletionRequest::from_json(body)?.plan(model, &name, context),
+        Kind::Completion => CompletionRequest::from_json(body)?.plan(model, &name, context),
+    }
 }
 
 impl ChatCompletionRequest {
@@ -236,16 +300,8 @@ impl ChatCompletionRequest {
                 false
             })?;
         common_params(&self.common, prompt_ids.len(), context, &mut params)?;
-        let text = extension_constraint(
-            format_constraint(self.response_format.as_ref())?,
-            &self.grammar,
-            &self.regex,
-            &self.choices,
-        )?;
+        let text = shape_constraint(&self.shape)?;
         params.constraint = tools.constraint(text.as_ref())?;
-        if let Some(c) = &params.constraint {
-            c.check(model.tokenizer())?;
-        }
         let logprobs = self.logprobs.unwrap_or(false);
         if self.top_logprobs.is_some() && !logprobs {
             return Err(Error::InvalidArgument(
@@ -253,29 +309,15 @@ impl ChatCompletionRequest {
             ));
         }
         params.logprobs = logprobs.then(|| self.top_logprobs.unwrap_or(0));
-        Ok(Plan {
+        PlanParts {
             kind: Kind::Chat,
             prompt_ids,
             params,
-            priority: priority(&self.common)?,
-            latency_sensitive: self.common.latency_sensitive.unwrap_or(false),
-            deadline: self
-                .common
-                .deadline_ms
-                .map(|ms| made + Duration::from_millis(ms)),
-            stream: self.common.stream.unwrap_or(false),
-            include_usage: self
-                .common
-                .stream_options
-                .as_ref()
-                .is_some_and(|o| o.include_usage),
             logprobs,
             tools: tools.active().then_some(tools),
-            model_name: self.model.clone().unwrap_or_else(|| model_name.to_string()),
-            id: format!("chatcmpl-{:016x}", crate::generate::sampler::random_seed()),
-            created: now_secs(),
             echo: None,
-        })
+        }
+        .plan(model, &self.common, self.model.as_deref(), model_name, made)
     }
 }
 
@@ -301,40 +343,17 @@ impl CompletionRequest {
         let mut params = GenerateParams::default();
         let prompt_ids = model.tokenizer().encode(&prompt, true, true)?;
         common_params(&self.common, prompt_ids.len(), context, &mut params)?;
-        // A completion has no end of turn to stop at by default beyond the model's own.
-        params.constraint = extension_constraint(
-            format_constraint(self.response_format.as_ref())?,
-            &self.grammar,
-            &self.regex,
-            &self.choices,
-        )?;
-        if let Some(c) = &params.constraint {
-            c.check(model.tokenizer())?;
-        }
+        params.constraint = shape_constraint(&self.shape)?;
         params.logprobs = self.logprobs;
-        Ok(Plan {
+        PlanParts {
             kind: Kind::Completion,
             prompt_ids,
             params,
-            priority: priority(&self.common)?,
-            latency_sensitive: self.common.latency_sensitive.unwrap_or(false),
-            deadline: self
-                .common
-                .deadline_ms
-                .map(|ms| made + Duration::from_millis(ms)),
-            stream: self.common.stream.unwrap_or(false),
-            include_usage: self
-                .common
-                .stream_options
-                .as_ref()
-                .is_some_and(|o| o.include_usage),
             logprobs: self.logprobs.is_some(),
             tools: None,
-            model_name: self.model.clone().unwrap_or_else(|| model_name.to_string()),
-            id: format!("cmpl-{:016x}", crate::generate::sampler::random_seed()),
-            created: now_secs(),
             echo: self.echo.unwrap_or(false).then_some(prompt),
-        })
+        }
+        .plan(model, &self.common, self.model.as_deref(), model_name, made)
     }
 }
 

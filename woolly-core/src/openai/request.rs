@@ -16,13 +16,20 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     pub tool_choice: Option<ToolChoice>,
     #[serde(default)]
-    pub response_format: Option<ResponseFormat>,
-    #[serde(default)]
     pub logprobs: Option<bool>,
     #[serde(default)]
     pub top_logprobs: Option<usize>,
     #[serde(flatten)]
     pub common: CommonParams,
+    #[serde(flatten)]
+    pub shape: OutputShape,
+}
+
+/// What the reply's text must match: at most one of these.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OutputShape {
+    #[serde(default)]
+    pub response_format: Option<ResponseFormat>,
     /// Extension: a GBNF grammar the reply follows (llama.cpp's server spells it so).
     #[serde(default)]
     pub grammar: Option<String>,
@@ -47,14 +54,8 @@ pub struct CompletionRequest {
     pub echo: Option<bool>,
     #[serde(flatten)]
     pub common: CommonParams,
-    #[serde(default)]
-    pub response_format: Option<ResponseFormat>,
-    #[serde(default)]
-    pub grammar: Option<String>,
-    #[serde(default)]
-    pub regex: Option<String>,
-    #[serde(default)]
-    pub choices: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub shape: OutputShape,
 }
 
 /// What both requests share.

@@ -28,6 +28,13 @@ asyncio task) into shared forward passes, admitting them by priority:
 >>> with woolly.Engine(model, max_concurrent=8) as engine:
 ...     req = engine.submit("Hello", priority="high", deadline_s=5, max_tokens=16)
 ...     print(req.result()["text"])
+
+OpenAI-shaped requests, returning the dicts llama-cpp-python returns (on a Model or an Engine):
+
+>>> r = model.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=16)
+>>> r["choices"][0]["message"]["content"], r["usage"]["completion_tokens"]
+>>> for chunk in model.create_chat_completion(messages, stream=True):
+...     print(chunk["choices"][0]["delta"].get("content", ""), end="")
 """
 
 from __future__ import annotations
@@ -330,7 +337,161 @@ def _options(
     )
 
 
-class Model:
+# -- OpenAI-shaped requests -----------------------------------------------------------------
+
+
+def _openai_body(key: str, value: Any, fields: Mapping[str, Any]) -> str:
+    """The JSON body of a request: ``value`` under ``key`` (``messages`` or ``prompt``) and the
+    keyword arguments, those given as None left out (woolly-core's defaults, OpenAI's)."""
+    body = {k: v for k, v in fields.items() if v is not None}
+    if not isinstance(value, (str, bytes, Mapping, list, tuple)) and isinstance(value, Iterable):
+        value = list(value)  # messages from a generator, say
+    body[key] = value
+    try:
+        return json.dumps(body, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgumentError(f"the request is not JSON: {e}") from None
+
+
+def _openai_stop(job) -> None:
+    """Cancels a request and waits until it has let go of its session (or engine slot)."""
+    job.cancel()
+    try:
+        while job.poll(_POLL_S)[0] < 3:
+            pass
+    except WoollyError:
+        pass
+
+
+def _openai_chunks(job, first: List[Dict[str, Any]], owner: Any) -> Iterator[Dict[str, Any]]:
+    # `owner` (the Model or Engine) lives as long as the stream.
+    try:
+        yield from first
+        while True:
+            kind, value = job.poll(_POLL_S)
+            if kind == 2:
+                yield value
+            elif kind >= 3:
+                return
+    except BaseException:
+        # Ctrl-C, an abandoned iterator (GeneratorExit, a ``break``) or an error.
+        _openai_stop(job)
+        raise
+
+
+def _openai_result(job, stream: bool, owner: Any) -> Any:
+    """Waits (with the GIL released) until the request is planned, then returns the iterator of
+    its chunks (``stream``), or waits for its end and returns the response object. A bad request
+    raises here, before anything is generated."""
+    try:
+        while True:
+            kind, value = job.poll(_POLL_S)
+            if stream and kind != 0:
+                # Planned, or (from an engine) its first chunk came first.
+                return _openai_chunks(job, [value] if kind == 2 else [], owner)
+            if kind == 3:
+                return value
+            if kind == 4:
+                raise InternalError("the request ended without a response")
+    except KeyboardInterrupt:
+        _openai_stop(job)
+        raise
+
+
+async def _openai_achunks(job, first: List[Dict[str, Any]], owner: Any) -> AsyncIterator[Dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    try:
+        for chunk in first:
+            yield chunk
+        while True:
+            kind, value = await loop.run_in_executor(None, job.poll, 0.25)
+            if kind == 2:
+                yield value
+            elif kind >= 3:
+                return
+    except BaseException:
+        job.cancel()
+        raise
+
+
+async def _openai_aresult(job, stream: bool, owner: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            kind, value = await loop.run_in_executor(None, job.poll, 0.25)
+            if stream and kind != 0:
+                return _openai_achunks(job, [value] if kind == 2 else [], owner)
+            if kind == 3:
+                return value
+            if kind == 4:
+                raise InternalError("the request ended without a response")
+    except BaseException:
+        job.cancel()
+        raise
+
+
+class _Completions:
+    """OpenAI's chat completions and completions, shaped as llama-cpp-python returns them
+    (``Model`` runs them on its sessions, ``Engine`` batches them)."""
+
+    _native: Any
+
+    def _openai(self, chat: bool, key: str, value: Any, fields: Dict[str, Any]):
+        return self._native.create_completion(chat, _openai_body(key, value, fields)), bool(fields.get("stream"))
+
+    def create_chat_completion(self, messages: Iterable[Mapping[str, Any]], **fields: Any) -> Any:
+        """A chat completion, as OpenAI's ``POST /v1/chat/completions`` answers it: a dict with
+        ``id``, ``object`` (``"chat.completion"``), ``created``, ``model``, ``choices`` (one, with
+        ``message`` (``role``, ``content``, ``tool_calls``), ``logprobs`` and
+        ``finish_reason``: ``"stop"``, ``"length"`` or ``"tool_calls"``) and ``usage``.
+
+        ``messages`` are OpenAI's (roles ``system``, ``user``, ``assistant`` with
+        ``tool_calls``, ``tool`` with ``tool_call_id``; content a str or text parts). The keyword
+        arguments are the body's other fields, as OpenAI spells them: ``tools``,
+        ``tool_choice`` (``"none"``, ``"auto"``, ``"required"`` or a named function; the
+        arguments are constrained by the tool's schema), ``response_format``
+        (``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"schema":
+        ...}}``), ``logprobs`` and ``top_logprobs``, ``stop``, ``seed``, ``max_tokens`` (or
+        ``max_completion_tokens``; default: what the context leaves), ``temperature``,
+        ``top_p``, ``frequency_penalty``, ``presence_penalty``, ``stream`` and
+        ``stream_options`` (``{"include_usage": True}``), and Woolly's ``top_k``, ``min_p``,
+        ``repeat_penalty``, ``grammar`` (GBNF), ``regex``, ``choices``, ``priority``,
+        ``deadline_ms`` and ``latency_sensitive``. A field given as None is left out; fields
+        Woolly does not know are ignored, as by ``woolly serve``.
+
+        With ``stream=True`` it returns an iterator of ``"chat.completion.chunk"`` dicts
+        (leaving it early, or dropping it, stops the generation). A bad request raises
+        :class:`InvalidArgumentError` (or :class:`ContextOverflowError`, ...) here, before
+        anything is generated. The template, tokenizing and generation run off this thread with
+        the GIL released.
+        """
+        job, stream = self._openai(True, "messages", messages, fields)
+        return _openai_result(job, stream, self)
+
+    def create_completion(self, prompt: Union[str, Sequence[str]], **fields: Any) -> Any:
+        """A completion of ``prompt`` (no chat template), as OpenAI's ``POST /v1/completions``
+        answers it: ``object`` ``"text_completion"``, ``choices`` (one, with ``text``,
+        ``logprobs`` and ``finish_reason``) and ``usage``. Fields as for
+        :meth:`create_chat_completion`, with ``logprobs`` the number of alternatives per token
+        (0 to 20) and ``echo``; ``stream=True`` returns an iterator of chunks."""
+        job, stream = self._openai(False, "prompt", prompt, fields)
+        return _openai_result(job, stream, self)
+
+    async def acreate_chat_completion(self, messages: Iterable[Mapping[str, Any]], **fields: Any) -> Any:
+        """:meth:`create_chat_completion` for asyncio: ``await`` it for the response; with
+        ``stream=True`` it gives an async iterator of chunks (``async for chunk in await
+        model.acreate_chat_completion(..., stream=True)``). The event loop keeps running;
+        cancelling the task, or leaving the loop, cancels the generation."""
+        job, stream = self._openai(True, "messages", messages, fields)
+        return await _openai_aresult(job, stream, self)
+
+    async def acreate_completion(self, prompt: Union[str, Sequence[str]], **fields: Any) -> Any:
+        """:meth:`create_completion` for asyncio (as :meth:`acreate_chat_completion`)."""
+        job, stream = self._openai(False, "prompt", prompt, fields)
+        return await _openai_aresult(job, stream, self)
+
+
+class Model(_Completions):
     """A GGUF model loaded into memory (mapped, weights kept quantized).
 
     ``path`` None uses ``$WOOLLY_MODEL``, then the default model that ``make model`` installs.
@@ -724,7 +885,7 @@ def _priority(value: Any) -> str:
     return value
 
 
-class Engine:
+class Engine(_Completions):
     """One model serving many requests at once (continuous batching).
 
     A worker thread runs decode steps, each one forward pass over every running request; new
@@ -750,6 +911,10 @@ class Engine:
 
     :meth:`close` (or leaving a ``with`` block) ends every request still waiting or running
     with :class:`CancelledError`.
+
+    :meth:`create_chat_completion` and :meth:`create_completion` (and their ``a`` forms) take
+    OpenAI's request fields as :class:`Model`'s do and run as the engine's requests, batched
+    with the others (``priority``, ``deadline_ms`` and ``latency_sensitive`` are body fields).
     """
 
     def __init__(

@@ -47,7 +47,156 @@ PriorityName = Literal["low", "normal", "high", "critical"]
 Constraint = Union[Literal["json_object"], Mapping[str, Any]]
 PRIORITIES: tuple[str, ...]
 
-class Model:
+# -- OpenAI-shaped requests (create_chat_completion, create_completion) ---------------------------
+
+class FunctionCall(TypedDict):
+    name: str
+    #: The arguments as JSON text (valid against the tool's ``parameters`` schema).
+    arguments: str
+
+class ChatCompletionMessageToolCall(TypedDict):
+    #: ``call_...``
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+class ChatCompletionChunkToolCall(ChatCompletionMessageToolCall):
+    index: int
+
+class CompletionUsageDetails(TypedDict):
+    #: Prompt tokens a reused session already had in its KV cache.
+    cached_tokens: int
+
+class CompletionUsage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: CompletionUsageDetails
+
+class ChatCompletionTopLogprob(TypedDict):
+    token: str
+    logprob: float
+    bytes: Optional[List[int]]
+
+class ChatCompletionTokenLogprob(ChatCompletionTopLogprob):
+    top_logprobs: List[ChatCompletionTopLogprob]
+
+class ChatCompletionLogprobs(TypedDict):
+    content: Optional[List[ChatCompletionTokenLogprob]]
+    refusal: None
+
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+class _ChatCompletionResponseMessage(TypedDict):
+    role: Literal["assistant"]
+    #: None when the reply is only tool calls.
+    content: Optional[str]
+    refusal: None
+
+class ChatCompletionResponseMessage(_ChatCompletionResponseMessage, total=False):
+    tool_calls: List[ChatCompletionMessageToolCall]
+
+class ChatCompletionChoice(TypedDict):
+    index: int
+    message: ChatCompletionResponseMessage
+    logprobs: Optional[ChatCompletionLogprobs]
+    finish_reason: FinishReason
+
+class ChatCompletion(TypedDict):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: Optional[str]
+    choices: List[ChatCompletionChoice]
+    usage: CompletionUsage
+
+class ChatCompletionDelta(TypedDict, total=False):
+    role: Literal["assistant"]
+    content: Optional[str]
+    tool_calls: List[ChatCompletionChunkToolCall]
+
+class ChatCompletionChunkChoice(TypedDict):
+    index: int
+    delta: ChatCompletionDelta
+    logprobs: Optional[ChatCompletionLogprobs]
+    finish_reason: Optional[FinishReason]
+
+class _ChatCompletionChunk(TypedDict):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    system_fingerprint: Optional[str]
+    #: Empty in the last chunk of ``stream_options={"include_usage": True}``, which has the usage.
+    choices: List[ChatCompletionChunkChoice]
+
+class ChatCompletionChunk(_ChatCompletionChunk, total=False):
+    usage: CompletionUsage
+
+class CompletionLogprobs(TypedDict):
+    tokens: List[str]
+    token_logprobs: List[float]
+    top_logprobs: List[Dict[str, float]]
+    text_offset: List[int]
+
+class CompletionChoice(TypedDict):
+    index: int
+    text: str
+    logprobs: Optional[CompletionLogprobs]
+    finish_reason: Optional[Literal["stop", "length"]]
+
+class _Completion(TypedDict):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: Optional[str]
+    choices: List[CompletionChoice]
+
+class Completion(_Completion, total=False):
+    #: In the response (and the last chunk with ``include_usage``).
+    usage: CompletionUsage
+
+#: OpenAI's messages: ``{"role": "system" | "user" | "assistant" | "tool", "content": ...}``, with
+#: ``tool_calls`` (assistant) and ``tool_call_id`` (tool).
+ChatCompletionMessage = Mapping[str, Any]
+
+class _Completions:
+    @overload
+    def create_chat_completion(
+        self, messages: Sequence[ChatCompletionMessage], *, stream: Literal[False] = False, **fields: Any
+    ) -> ChatCompletion: ...
+    @overload
+    def create_chat_completion(
+        self, messages: Sequence[ChatCompletionMessage], *, stream: Literal[True], **fields: Any
+    ) -> Iterator[ChatCompletionChunk]: ...
+    @overload
+    def create_completion(
+        self, prompt: Union[str, Sequence[str]], *, stream: Literal[False] = False, **fields: Any
+    ) -> Completion: ...
+    @overload
+    def create_completion(
+        self, prompt: Union[str, Sequence[str]], *, stream: Literal[True], **fields: Any
+    ) -> Iterator[Completion]: ...
+    @overload
+    async def acreate_chat_completion(
+        self, messages: Sequence[ChatCompletionMessage], *, stream: Literal[False] = False, **fields: Any
+    ) -> ChatCompletion: ...
+    @overload
+    async def acreate_chat_completion(
+        self, messages: Sequence[ChatCompletionMessage], *, stream: Literal[True], **fields: Any
+    ) -> AsyncIterator[ChatCompletionChunk]: ...
+    @overload
+    async def acreate_completion(
+        self, prompt: Union[str, Sequence[str]], *, stream: Literal[False] = False, **fields: Any
+    ) -> Completion: ...
+    @overload
+    async def acreate_completion(
+        self, prompt: Union[str, Sequence[str]], *, stream: Literal[True], **fields: Any
+    ) -> AsyncIterator[Completion]: ...
+
+class Model(_Completions):
     def __init__(
         self,
         path: Path = None,
@@ -271,7 +420,7 @@ class EngineStats(TypedDict):
     mean_queue_ms: float
     mean_ttft_ms: float
 
-class Engine:
+class Engine(_Completions):
     model: Model
     def __init__(
         self,
