@@ -524,3 +524,35 @@ fn logprobs_report_the_distribution() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
+
+/// A grammar as users bring them from llama.cpp (JSON in its GBNF, with multi-line rules,
+/// comments, escapes in classes, bounded repetition and an empty alternative) accepts JSON
+/// objects and nothing else, checked on texts with `Constraint::accepts`.
+#[test]
+fn a_llama_cpp_json_grammar_gives_json() {
+    let gbnf = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/gbnf/json.gbnf"
+    ))
+    .unwrap();
+    let c = Constraint::Gbnf(gbnf);
+    let tok = model();
+    let tok = tok.tokenizer();
+    for ok in [
+        r#"{"a": [1, 2.5, -3e7, "x\n\u00e9"], "b": {"c": null, "d": true}}"#,
+        "{}",
+        "{\n  \"k\": []\n}",
+    ] {
+        assert!(c.accepts(tok, ok).unwrap(), "{ok}");
+    }
+    for bad in [
+        r#"{"a": }"#,
+        "[1, 2]",
+        r#"{"a": 1} trailing"#,
+        r#"{"a": 01}"#,
+        r#"{"a": "\q"}"#,
+        "{\n\n}",
+    ] {
+        assert!(!c.accepts(tok, bad).unwrap(), "{bad}");
+    }
+}

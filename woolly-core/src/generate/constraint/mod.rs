@@ -92,6 +92,17 @@ impl Constraint {
     pub fn check(&self, tok: &Tokenizer) -> Result<()> {
         compile(self, tok).map(drop)
     }
+
+    /// Whether `text` is a complete output this constraint allows (to check an output, or a
+    /// grammar, without generating). Errors as [`check`](Self::check).
+    pub fn accepts(&self, tok: &Tokenizer, text: &str) -> Result<bool> {
+        let (mut matcher, _) = compile(self, tok)?;
+        let ids = tok.encode(text, false, false)?;
+        if matcher.consume_tokens(&ids).is_err() {
+            return Ok(false);
+        }
+        Ok(matcher.is_accepting().unwrap_or(false))
+    }
 }
 
 /// Whitespace between JSON tokens as llama.cpp's JSON grammars allow it: nothing, a space, or a
