@@ -145,6 +145,14 @@ struct RunArgs {
         value_parser = clap::value_parser!(u64).range(0..=MAX_TOP_LOGPROBS as u64)
     )]
     logprobs: Option<u64>,
+    /// When the prompt and --max-tokens exceed the context: `error` (with the counts),
+    /// `truncate-middle` (keep the start, a chat's system prompt and the end), or `shift` (a
+    /// rolling window that keeps the first --keep tokens).
+    #[arg(long, default_value = "error", value_parser = ["error", "truncate-middle", "shift"])]
+    overflow: String,
+    /// Tokens a shift keeps at the start.
+    #[arg(long, default_value_t = 0)]
+    keep: usize,
     /// The most memory the model and its session may use, e.g. `512MB` or `2GB` (0: no budget,
     /// as in the C API); a model that does not fit is refused with the required and available
     /// figures.
@@ -295,6 +303,7 @@ fn run_generate(a: RunArgs) -> CliResult {
         stop: a.stop,
         constraint,
         logprobs: a.logprobs.map(|n| n as usize),
+        overflow: woolly_core::generate::Overflow::from_name(&a.overflow, a.keep)?,
         ..Default::default()
     };
     if !a.json {
@@ -365,6 +374,7 @@ fn run_generate(a: RunArgs) -> CliResult {
             "generated_ids": g.generated_ids,
             "text": g.text,
             "stop_reason": g.stop_reason,
+            "dropped": g.dropped,
             "placement": model.placement(),
             "gpu_activity": model.metrics().gpu_activity(),
             "timings": {
@@ -387,6 +397,15 @@ fn run_generate(a: RunArgs) -> CliResult {
         writeln!(out).map_err(stdout_error)?;
         for lp in &g.logprobs {
             eprintln!("{}", constrain::logprob_line(lp));
+        }
+        for d in &g.dropped {
+            eprintln!(
+                "[dropped {} tokens at position {} ({}) to fit the context of {} tokens]",
+                d.count,
+                d.at,
+                d.during,
+                session.context_size()
+            );
         }
         eprintln!(
             "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s; first token after {:.0} ms; load {:.0} ms; {} threads; stop: {:?}]",

@@ -315,6 +315,7 @@ impl GenerateOptions {
                 None => d.constraint,
             },
             logprobs: self.logprobs.map(|n| n as usize).or(d.logprobs),
+            overflow: d.overflow,
         })
     }
 }

@@ -310,13 +310,37 @@ impl Engine {
                 "token id {bad} is outside the vocabulary of {vocab}"
             )));
         }
-        if prompt_ids.len().saturating_add(request.params.max_tokens) > self.shared.n_ctx {
-            return Err(Error::ContextOverflow {
-                prompt: prompt_ids.len(),
-                requested: request.params.max_tokens,
-                context: self.shared.n_ctx,
-            });
+        let mut prompt_ids = prompt_ids;
+        let fits = prompt_ids.len().saturating_add(request.params.max_tokens) <= self.shared.n_ctx;
+        if !fits
+            && matches!(
+                request.params.overflow,
+                crate::generate::Overflow::Shift { .. }
+            )
+        {
+            return Err(Error::Unsupported(
+                "overflow shift runs in sessions; the engine's requests fit their context or are \
+                 cut (truncate-middle)"
+                    .into(),
+            ));
         }
+        let protect = match &request.prompt {
+            Prompt::Messages(m) if !fits => crate::generate::prompt::system_prefix_len(
+                &self.model,
+                m,
+                &prompt_ids,
+                &request.params,
+            ),
+            _ => 1,
+        };
+        let dropped = crate::generate::overflow::fit_prompt(
+            &mut prompt_ids,
+            request.params.max_tokens,
+            self.shared.n_ctx,
+            protect,
+            request.params.overflow,
+            self.model.tokenizer(),
+        )?;
         // The sampler's params are checked and a constraint compiled now, not on the worker.
         let out = crate::generate::output::Output::new(
             crate::generate::output::ModelTokenizer(self.model.clone()),
@@ -324,6 +348,7 @@ impl Engine {
         )?;
         Ok(Prepared {
             out: Some(out),
+            dropped,
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             prompt_ids,
             priority: request.priority,

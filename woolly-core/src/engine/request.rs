@@ -147,6 +147,8 @@ pub struct Prepared {
     /// The output, built (its constraint compiled, the first mask started) off the worker.
     pub(super) out:
         Option<crate::generate::output::Output<crate::generate::output::ModelTokenizer>>,
+    /// What a cut in the prompt's middle dropped to fit the context.
+    pub(super) dropped: Option<crate::generate::Dropped>,
 }
 
 impl Prepared {

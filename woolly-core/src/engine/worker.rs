@@ -175,6 +175,7 @@ impl Worker {
                     text: std::mem::take(&mut a.out.text),
                     stop_reason: a.out.stop_reason,
                     logprobs: std::mem::take(&mut a.out.logprobs),
+                    dropped: a.w.req.dropped.take().into_iter().collect(),
                     timings: Timings {
                         prompt_tokens,
                         cached_tokens: 0,

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::logprobs::TokenLogprob;
+use super::overflow::Dropped;
 use crate::tokenizer::TokenId;
 
 /// Why generation ended.
@@ -50,6 +51,11 @@ pub struct Generation {
     ///
     /// [`GenerateParams::logprobs`]: super::GenerateParams::logprobs
     pub logprobs: Vec<TokenLogprob>,
+    /// Tokens dropped to fit the context (by [`GenerateParams::overflow`]), in order; empty
+    /// when everything fit.
+    ///
+    /// [`GenerateParams::overflow`]: super::GenerateParams::overflow
+    pub dropped: Vec<Dropped>,
 }
 
 /// One step of a generation, as the token callback sees it.

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::constraint::Constraint;
+use super::overflow::Overflow;
 use super::sampler::SamplingParams;
 use crate::model::KvPrecision;
 use crate::policy::ThreadPolicy;
@@ -94,6 +95,10 @@ pub struct GenerateParams {
     /// Report each generated token's log probability and this many of the most likely
     /// alternatives (0..=20); `None` reports nothing.
     pub logprobs: Option<usize>,
+    /// When the prompt and `max_tokens` exceed the context: an error (the default), a cut in
+    /// the prompt's middle, or a rolling window (see [`Overflow`]); what was dropped is in
+    /// [`Generation::dropped`](super::Generation::dropped).
+    pub overflow: Overflow,
 }
 
 impl Default for GenerateParams {
@@ -109,6 +114,7 @@ impl Default for GenerateParams {
             cancel: None,
             constraint: None,
             logprobs: None,
+            overflow: Overflow::Error,
         }
     }
 }

@@ -152,3 +152,29 @@ fn mark_value(
         other => other.clone(),
     }
 }
+
+/// How many of `ids` (the tokens of `messages`) a cut in the middle keeps: BOS, and a leading
+/// system message's tokens: those `ids` shares with the system message and an empty next
+/// message rendered alone (templates such as gemma's write the system prompt inside the first
+/// user turn, so the system message alone would render nothing of it).
+pub(crate) fn system_prefix_len(
+    model: &Model,
+    messages: &[ChatMessage],
+    ids: &[TokenId],
+    params: &GenerateParams,
+) -> usize {
+    let Some(first) = messages.first().filter(|m| m.role == "system") else {
+        return 1;
+    };
+    let next_role = messages.get(1).map_or("user", |m| m.role.as_str());
+    let probe = [first.clone(), ChatMessage::new(next_role, "")];
+    match chat_tokens(model, &probe, params, &|| false) {
+        Ok(alone) => alone
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .max(1),
+        Err(_) => 1,
+    }
+}

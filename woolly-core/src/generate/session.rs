@@ -44,6 +44,9 @@ pub struct Session {
     gen_threads: usize,
     /// Bytes charged to the model's memory account for the KV cache and scratch.
     charged: u64,
+    /// Prompt tokens a cut in the middle keeps (BOS, a chat's system prompt), for the call
+    /// being made.
+    protect: usize,
 }
 
 impl Drop for Session {
@@ -165,6 +168,7 @@ impl Session {
             batch_size: params.batch_size,
             logits: Vec::new(),
             charged,
+            protect: 1,
         })
     }
 
@@ -334,6 +338,12 @@ impl Session {
             let cancelled = self.cancelled_fn(params);
             chat_tokens(&self.model, messages, params, &cancelled)
         };
+        self.protect = match &ids {
+            Ok(ids) if params.overflow == super::Overflow::TruncateMiddle => {
+                super::prompt::system_prefix_len(&self.model, messages, ids, params)
+            }
+            _ => 1,
+        };
         self.finish_call(ids, params, on_token)
     }
 
@@ -414,13 +424,19 @@ impl Session {
             ));
         }
         let n_ctx = self.cache.capacity();
-        if prompt_ids.len().saturating_add(params.max_tokens) > n_ctx {
-            return Err(Error::ContextOverflow {
-                prompt: prompt_ids.len(),
-                requested: params.max_tokens,
-                context: n_ctx,
-            });
-        }
+        let protect = std::mem::replace(&mut self.protect, 1);
+        let mut fitted = prompt_ids.to_vec();
+        let mut dropped: Vec<super::Dropped> = super::overflow::fit_prompt(
+            &mut fitted,
+            params.max_tokens,
+            n_ctx,
+            protect,
+            params.overflow,
+            self.model.tokenizer(),
+        )?
+        .into_iter()
+        .collect();
+        let prompt_ids = &fitted[..];
         let vocab = self.model.hparams().n_vocab;
         if let Some(&bad) = prompt_ids.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::InvalidArgument(format!(
@@ -461,6 +477,25 @@ impl Session {
                 ttft_ms = start.elapsed().as_secs_f64() * 1e3;
             }
             let Some(id) = next else { break };
+            if self.history.len() >= n_ctx {
+                // Full: only a shift goes on (fit_prompt let nothing else get here).
+                let super::Overflow::Shift { keep } = params.overflow else {
+                    return Err(Error::ContextOverflow {
+                        prompt: prompt_ids.len(),
+                        requested: params.max_tokens,
+                        context: n_ctx,
+                    });
+                };
+                let (mut kept, d) = super::overflow::shift(&self.history, keep);
+                dropped.push(d);
+                kept.push(id);
+                self.cache.clear();
+                self.history.clear();
+                self.eval(&kept).inspect_err(|_| {
+                    self.history.truncate(self.cache.len());
+                })?;
+                continue;
+            }
             self.eval(&[id]).inspect_err(|_| {
                 self.history.truncate(self.cache.len());
             })?;
@@ -486,6 +521,7 @@ impl Session {
             text: std::mem::take(&mut out.text),
             stop_reason: out.stop_reason,
             logprobs: std::mem::take(&mut out.logprobs),
+            dropped,
         })
     }
 }

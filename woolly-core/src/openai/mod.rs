@@ -134,6 +134,9 @@ fn common_params(
     }
     s.seed = c.seed;
     s.validate()?;
+    if let Some(o) = &c.overflow {
+        params.overflow = crate::generate::Overflow::from_name(o, c.overflow_keep.unwrap_or(0))?;
+    }
     params.sampling = s;
     params.stop = match &c.stop {
         None => Vec::new(),

@@ -101,6 +101,13 @@ pub struct CommonParams {
     pub min_p: Option<f32>,
     #[serde(default)]
     pub repeat_penalty: Option<f32>,
+    /// Extension: `error` (the default), `truncate-middle` or `shift` when the prompt and
+    /// max_tokens exceed the context.
+    #[serde(default)]
+    pub overflow: Option<String>,
+    /// Extension: the tokens a `shift` keeps at the start.
+    #[serde(default)]
+    pub overflow_keep: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
