@@ -272,13 +272,13 @@ impl ToolPlan {
                        "properties": {"name": {"const": t.function.name}, key: params_schema(t)}})
             })
             .collect();
-        let mut schema = if calls.len() == 1 {
+        // The constraint's own JSON whitespace bound, also where the schema goes inside a
+        // Lark grammar (`%json`).
+        crate::generate::constraint::bounded_whitespace(if calls.len() == 1 {
             calls.into_iter().next().expect("one")
         } else {
             json!({"anyOf": calls})
-        };
-        schema["x-guidance"] = json!({"whitespace_pattern": "(?: |\\n[ \\t]{0,20})"});
-        schema
+        })
     }
 
     /// The constraint on the output: a call, in the family's form, where one is required; a

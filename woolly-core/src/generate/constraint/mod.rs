@@ -109,7 +109,7 @@ impl Constraint {
 /// newline and an indent of at most 20, once per gap. (Unbounded whitespace lets a small model
 /// emit blank lines until `max_tokens` runs out, with output that never completes.) A schema's
 /// own `x-guidance` options are kept.
-fn bounded_whitespace(mut schema: serde_json::Value) -> serde_json::Value {
+pub fn bounded_whitespace(mut schema: serde_json::Value) -> serde_json::Value {
     if let Some(obj) = schema.as_object_mut() {
         obj.entry("x-guidance")
             .or_insert_with(|| serde_json::json!({"whitespace_pattern": "(?: |\\n[ \\t]{0,20})"}));
